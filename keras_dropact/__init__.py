@@ -1,0 +1,8 @@
+"""keras-dropact: Drop-Activation (arXiv 1811.05850) for Keras 3."""
+
+__version__ = "0.1.0"
+
+from keras_dropact.layers import DropActivation
+from keras_dropact.layers import RandomizedReLU
+
+__all__ = ["DropActivation", "RandomizedReLU", "__version__"]

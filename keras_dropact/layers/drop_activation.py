@@ -1,0 +1,90 @@
+"""The Drop-Activation layer (Liang, Kwoo, Yang 2018, arXiv 1811.05850)."""
+
+import numbers
+
+import keras
+from keras import ops
+
+from keras_dropact.layers.activations import resolve_activation
+from keras_dropact.random import ReplicaSeedGenerator
+from keras_dropact.random import bernoulli
+
+
+@keras.saving.register_keras_serializable(package="keras_dropact")
+class DropActivation(keras.layers.Layer):
+    """Randomly replaces an elementwise nonlinearity by the identity.
+
+    In training, every element of every example keeps the nonlinearity f with
+    probability `p` and passes through unchanged otherwise, with a fresh draw
+    at every call (paper eq. 3; for ReLU, eq. 4):
+
+        y = x + P * (f(x) - x),    P ~ Bernoulli(p) per element.
+
+    In inference the layer uses the expectation over P (eq. 5):
+
+        y = (1 - p) * x + p * f(x),
+
+    which for ReLU is exactly `leaky_relu(x, negative_slope=1 - p)`; the
+    inference path holds no random op, so exported models are deterministic.
+
+    Args:
+        p: probability of *keeping* the nonlinearity, a number in (0, 1].
+            The paper uses 0.95. `p=1` is the plain activation.
+        activation: an elementwise nonlinearity: the name of a Keras
+            activation (`"relu"`, `"gelu"`, `"tanh"`, ...) or a registered
+            serializable callable. Defaults to `"relu"`.
+        seed: integer seed of the random masks, for reproducible training.
+        **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: a floating-point tensor of any rank.
+        training: Python boolean; if true, draw random masks (eq. 3),
+            otherwise apply the deterministic expectation (eq. 5).
+
+    Example:
+
+    >>> layer = DropActivation(p=0.95)
+    >>> x = keras.ops.convert_to_tensor([[-2.0, 1.0]])
+    >>> keras.ops.convert_to_numpy(layer(x))  # LeakyReLU with slope 0.05
+    array([[-0.1,  1. ]], dtype=float32)
+    """
+
+    def __init__(self, p=0.95, activation="relu", seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if (
+            isinstance(p, bool)
+            or not isinstance(p, numbers.Real)
+            or not 0.0 < float(p) <= 1.0
+        ):
+            raise ValueError(
+                "Invalid value received for argument `p` (the probability of "
+                "keeping the nonlinearity). Expected a number in (0, 1], "
+                f"e.g. 0.95. Received: p={p!r}"
+            )
+        self.p = float(p)
+        self.activation_fn, self.activation = resolve_activation(activation)
+        self.seed = seed
+        if self.p < 1.0:
+            self.seed_generator = ReplicaSeedGenerator(seed)
+        self.supports_masking = True
+        self._build_at_init()
+
+    def call(self, inputs, training=False):
+        if self.p == 1.0:
+            return self.activation_fn(inputs)
+        if not training:
+            if self.activation == "relu":
+                return ops.leaky_relu(inputs, negative_slope=1.0 - self.p)
+            return (1.0 - self.p) * inputs + self.p * self.activation_fn(inputs)
+        keep = bernoulli(ops.shape(inputs), self.p, self.seed_generator)
+        return ops.where(keep, self.activation_fn(inputs), inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"p": self.p, "activation": self.activation, "seed": self.seed}
+        )
+        return config
