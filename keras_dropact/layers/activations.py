@@ -83,21 +83,21 @@ def resolve_activation(activation):
 def _check_elementwise(fn):
     """Rejects `fn` if an element's output depends on the other elements.
 
-    Applies `fn` to the probe laid out as one row and as one column: an
+    Applies `fn` to the same 12 numbers laid out as 3x4 and as 4x3: an
     elementwise function gives the same numbers both ways, anything that
     normalises or pairs elements along an axis (softmax, glu) does not.
     """
     name = getattr(fn, "__name__", repr(fn))
     try:
-        as_row = ops.convert_to_numpy(fn(ops.convert_to_tensor(_PROBE[None])))
-        as_col = ops.convert_to_numpy(fn(ops.convert_to_tensor(_PROBE[:, None])))
+        wide = ops.convert_to_numpy(fn(ops.convert_to_tensor(_PROBE.reshape(3, 4))))
+        tall = ops.convert_to_numpy(fn(ops.convert_to_tensor(_PROBE.reshape(4, 3))))
     except Exception as error:  # noqa: BLE001 - reported with context.
         raise ValueError(
             f"Invalid value received for argument `activation`: calling "
             f"{name} on a float32 tensor failed ({error})."
         ) from error
-    if as_row.shape != (1, _PROBE.size) or not np.allclose(
-        as_row.reshape(-1), as_col.reshape(-1), rtol=1e-5, atol=1e-6
+    if wide.shape != (3, 4) or not np.allclose(
+        wide.reshape(-1), tall.reshape(-1), rtol=1e-5, atol=1e-6
     ):
         raise ValueError(
             f"Invalid value received for argument `activation`: {name} is not "

@@ -1,0 +1,51 @@
+"""Shared test helpers. The Keras backend is chosen by KERAS_BACKEND before import."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+BACKEND = keras.backend.backend()
+
+tensorflow_only = pytest.mark.skipif(
+    BACKEND != "tensorflow", reason="TensorFlow-specific (tf.function, tf.distribute, SavedModel)"
+)
+
+
+def value_and_grad(fn, x):
+    """Returns `(fn(x), d sum(fn(x)) / dx)` as NumPy arrays, from ONE call of fn.
+
+    One call matters for random layers: the gradient must belong to the
+    same mask as the returned value.
+    """
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+            total = tf.reduce_sum(tf.cast(y, "float32"))
+        grad = tape.gradient(total, x)
+        return np.asarray(y), np.asarray(grad)
+    if BACKEND == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def total(x):
+            y = fn(x)
+            return jnp.sum(y.astype("float32")), y
+
+        (_, y), grad = jax.value_and_grad(total, has_aux=True)(jnp.asarray(x))
+        return np.asarray(y), np.asarray(grad)
+    if BACKEND == "torch":
+        import torch
+
+        x = torch.tensor(np.asarray(x), requires_grad=True)
+        y = fn(x)
+        y.float().sum().backward()
+        return y.detach().cpu().numpy(), x.grad.cpu().numpy()
+    raise NotImplementedError(BACKEND)
