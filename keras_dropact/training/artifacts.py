@@ -1,0 +1,47 @@
+"""Finding and loading what a run produced (for `evaluate` and `export`)."""
+
+import os
+
+import keras
+
+from keras_dropact.training import run_dir as rd
+from keras_dropact.training.config import TrainConfig
+
+
+def model_path(source):
+    """The `.keras` file behind `source`: a run directory or a `.keras` file.
+
+    A run directory gives its final `model.keras`, or, for a run that has not
+    finished, the `checkpoint.keras` of its last finished epoch.
+    """
+    if os.path.isdir(source):
+        for name in (rd.MODEL, rd.CHECKPOINT):
+            path = os.path.join(source, name)
+            if os.path.isfile(path):
+                return path
+        raise FileNotFoundError(
+            f"{source!r} holds no {rd.MODEL} or {rd.CHECKPOINT}: is it a run "
+            "directory of `dropact train`, and did its first epoch finish?"
+        )
+    if os.path.isfile(source) and source.endswith(".keras"):
+        return source
+    raise FileNotFoundError(
+        f"{source!r} is neither a run directory nor a .keras model file."
+    )
+
+
+def load_model(source):
+    """Loads the model behind `source`, with a clear error if it is corrupt."""
+    import keras_dropact  # noqa: F401  (registers the layers)
+
+    path = model_path(source)
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:  # noqa: BLE001 - any failure means unusable.
+        raise RuntimeError(f"Cannot load the model in {path!r}: {error}") from error
+
+
+def run_config(source):
+    """The TrainConfig of a run directory, or None for a bare model file."""
+    path = os.path.join(source, rd.CONFIG)
+    return TrainConfig.load(path) if os.path.isfile(path) else None

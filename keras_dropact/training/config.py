@@ -1,0 +1,80 @@
+"""The configuration of one training run, built from CLI flags or by hand."""
+
+import dataclasses
+import json
+
+from keras_dropact import recipes
+
+ACTIVATIONS = ("dropact", "relu", "rrelu", "leaky_relu")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved as `config.json`.
+
+    Fields left as None are taken from the recipe (`recipes.py`); the
+    recipe defaults to the paper's recipe for the model, or "quick".
+    """
+
+    model: str = "resnet-20"
+    dataset: str = "digits"
+    activation: str = "dropact"
+    p: float = 0.95
+    augment: str | None = None
+    recipe: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    dropout: float | None = None
+    seed: int = 0
+    mixed_precision: bool = False
+    data_dir: str | None = None
+    run_dir: str | None = None
+    strategy: str = "auto"
+    steps_per_epoch: int | None = None
+    backup_every: int = 50
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"Unknown activation {self.activation!r}. Valid activations: "
+                f"{', '.join(ACTIVATIONS)}."
+            )
+        if isinstance(self.p, bool) or not 0.0 < float(self.p) <= 1.0:
+            raise ValueError(
+                f"Invalid p={self.p!r}: the probability of keeping the "
+                "nonlinearity must be in (0, 1], e.g. 0.95."
+            )
+        for name in ("epochs", "batch_size", "steps_per_epoch", "backup_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}.")
+        if self.recipe is None:
+            self.recipe = recipes.default_for(self.model, self.dataset)
+        recipes.get(self.recipe)  # Fails early, listing the recipes.
+
+    def resolved_recipe(self):
+        """The recipe with this config's overrides applied."""
+        overrides = {
+            name: getattr(self, name)
+            for name in ("epochs", "batch_size", "lr", "weight_decay", "dropout")
+            if getattr(self, name) is not None
+        }
+        return dataclasses.replace(recipes.get(self.recipe), **overrides)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        return cls(**values)
+
+    def save(self, path):
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+
+    @classmethod
+    def load(cls, path):
+        with open(path) as f:
+            return cls.from_dict(json.load(f))

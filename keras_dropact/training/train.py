@@ -1,0 +1,184 @@
+"""`train(config)`: one training run with `model.fit`, as `dropact train` runs it."""
+
+import csv
+import json
+import os
+import platform
+import time
+
+import keras
+import numpy as np
+
+import models
+import pipelines
+from keras_dropact import __version__
+from keras_dropact.training import distribution
+from keras_dropact.training import run_dir as rd
+from keras_dropact.training.config import TrainConfig
+from keras_dropact.training.schedule import RecipeLearningRate
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Logs `epoch_seconds`, the training time of each epoch (no validation)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        self._train_seconds = time.perf_counter() - self._start
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = getattr(
+                self, "_train_seconds", time.perf_counter() - self._start
+            )
+
+
+def build_model(config, info):
+    recipe = config.resolved_recipe()
+    overrides = {"seed": config.seed, "weight_decay": recipe.weight_decay}
+    if recipe.dropout is not None:
+        overrides["dropout"] = recipe.dropout
+    return models.build(
+        config.model,
+        num_classes=info.num_classes,
+        input_shape=info.input_shape,
+        activation=config.activation,
+        p=config.p,
+        **overrides,
+    )
+
+
+def compile_model(model, recipe):
+    model.compile(
+        optimizer=keras.optimizers.SGD(
+            learning_rate=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov
+        ),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+
+
+def read_history(log_path):
+    """Per-epoch rows of `log.csv`, the last row winning for a repeated epoch."""
+    rows = {}
+    with open(log_path, newline="") as f:
+        for row in csv.DictReader(f):
+            rows[int(row["epoch"])] = {k: float(v) for k, v in row.items() if k != "epoch"}
+    return [{"epoch": epoch, **rows[epoch]} for epoch in sorted(rows)]
+
+
+def versions():
+    import tensorflow as tf
+
+    return {
+        "keras_dropact": __version__,
+        "keras": keras.__version__,
+        "keras_backend": keras.backend.backend(),
+        "tensorflow": tf.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def train(config, resume=False, verbose=1):
+    """Trains `config.model` on `config.dataset`; returns the results dict.
+
+    A new run needs a run directory that does not exist yet; `resume=True`
+    continues the run in `config.run_dir` from its last backup (taken every
+    `config.backup_every` steps and at every epoch end) with the
+    configuration saved there. The reported test error is the last epoch's;
+    no checkpoint is ever picked by its test accuracy.
+    """
+    if resume:
+        run_dir = config.run_dir
+        rd.open_run_dir(run_dir, resume=True)
+        rd.check_backup(run_dir)
+        config = TrainConfig.load(os.path.join(run_dir, rd.CONFIG))
+        config.run_dir = run_dir
+    else:
+        config.run_dir = config.run_dir or rd.default_run_dir(config)
+        run_dir = config.run_dir
+        # Fail on a bad dataset or model name before creating anything.
+        pipelines.info(config.dataset)
+        models.check_name(config.model)
+        rd.open_run_dir(run_dir, resume=False)
+        config.save(os.path.join(run_dir, rd.CONFIG))
+    info = pipelines.info(config.dataset)
+    recipe = config.resolved_recipe()
+
+    previous_policy = keras.config.dtype_policy()
+    if config.mixed_precision:
+        keras.config.set_dtype_policy(_mixed_policy())
+    try:
+        keras.utils.set_random_seed(config.seed)
+        strategy = distribution.resolve(config.strategy)
+        train_data = pipelines.load(
+            config.dataset,
+            "train",
+            recipe.batch_size,
+            augment=config.augment,
+            data_dir=config.data_dir,
+            shuffle=True,
+            seed=config.seed,
+        )
+        test_data = pipelines.load(
+            config.dataset, "test", recipe.batch_size, data_dir=config.data_dir
+        )
+        with strategy.scope():
+            model = build_model(config, info)
+            compile_model(model, recipe)
+        callbacks = [
+            RecipeLearningRate(recipe),
+            _EpochTimer(),
+            keras.callbacks.BackupAndRestore(
+                os.path.join(run_dir, rd.BACKUP),
+                save_freq=config.backup_every,
+                delete_checkpoint=False,
+                double_checkpoint=True,
+            ),
+            keras.callbacks.ModelCheckpoint(os.path.join(run_dir, rd.CHECKPOINT)),
+            keras.callbacks.CSVLogger(os.path.join(run_dir, rd.LOG), append=True),
+            keras.callbacks.TensorBoard(os.path.join(run_dir, rd.TENSORBOARD)),
+        ]
+        start = time.perf_counter()
+        model.fit(
+            train_data,
+            validation_data=test_data,
+            epochs=recipe.epochs,
+            steps_per_epoch=config.steps_per_epoch,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+        wall_seconds = time.perf_counter() - start
+        test_loss, test_accuracy = model.evaluate(test_data, verbose=0)
+        model.save(os.path.join(run_dir, rd.MODEL))
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+    history = read_history(os.path.join(run_dir, rd.LOG))
+    steps = config.steps_per_epoch or int(np.ceil(info.splits["train"] / recipe.batch_size))
+    train_seconds = sum(row["epoch_seconds"] for row in history[1:]) or history[0]["epoch_seconds"]
+    timed_epochs = max(len(history) - 1, 1)
+    results = {
+        "config": config.to_dict(),
+        "recipe": {k: v for k, v in vars(recipe).items()},
+        "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        "test_error": float(1.0 - test_accuracy),
+        "test_loss": float(test_loss),
+        "epochs_completed": len(history),
+        "history": history,
+        "wall_seconds": wall_seconds,
+        # The first epoch includes tracing and compilation: timed from the second.
+        "images_per_second": steps * recipe.batch_size * timed_epochs / train_seconds,
+        "versions": versions(),
+    }
+    with open(os.path.join(run_dir, rd.RESULTS), "w") as f:
+        json.dump(results, f, indent=2)
+    return results
+
+
+def _mixed_policy():
+    import tensorflow as tf
+
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
