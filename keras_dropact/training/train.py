@@ -101,7 +101,7 @@ def train(config, resume=False, verbose=1):
         run_dir = config.run_dir
         # Fail on a bad dataset or model name before creating anything.
         pipelines.info(config.dataset)
-        models.check_name(config.model)
+        models.get_preset(config.model)
         rd.open_run_dir(run_dir, resume=False)
         config.save(os.path.join(run_dir, rd.CONFIG))
     info = pipelines.info(config.dataset)

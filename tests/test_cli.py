@@ -1,0 +1,186 @@
+"""End to end: `dropact train`, `evaluate`, `export`, resume after SIGKILL, errors.
+
+Runs on the offline `digits` dataset with a few steps, so each test takes
+seconds on 2 CPU cores.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from keras_dropact import cli
+from keras_dropact.training import run_dir as rd
+from keras_dropact.training.config import TrainConfig
+from keras_dropact.training.export import export
+from keras_dropact.training.export import run_exported
+from keras_dropact.training.train import train
+from tests.conftest import tensorflow_only
+
+pytestmark = [tensorflow_only, pytest.mark.slow]
+
+QUICK = ["--model", "simple-cnn", "--dataset", "digits", "--epochs", "2", "--steps-per-epoch", "4", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run = str(tmp_path_factory.mktemp("runs") / "digits-run")
+    assert cli.main(["train", *QUICK, "--run-dir", run, "--seed", "3"]) == 0
+    return run
+
+
+def test_train_writes_the_run_directory(trained_run):
+    for name in (rd.CONFIG, rd.LOG, rd.MODEL, rd.RESULTS, rd.CHECKPOINT, rd.TENSORBOARD, rd.BACKUP):
+        assert os.path.exists(os.path.join(trained_run, name)), name
+    with open(os.path.join(trained_run, rd.RESULTS)) as f:
+        results = json.load(f)
+    assert results["epochs_completed"] == 2 and len(results["history"]) == 2
+    assert 0.0 <= results["test_error"] <= 1.0 and np.isfinite(results["test_loss"])
+    assert results["trainable_parameters"] > 0 and results["images_per_second"] > 0
+    assert results["config"]["activation"] == "dropact" and results["config"]["p"] == 0.95
+    assert results["recipe"]["epochs"] == 2 and results["recipe"]["batch_size"] == 32
+    assert {"keras", "tensorflow", "keras_dropact"} <= set(results["versions"])
+    # The learning rate follows the recipe and is logged per epoch.
+    assert results["history"][0]["lr"] == pytest.approx(results["recipe"]["lr"])
+
+
+def test_evaluate_matches_the_reported_test_error(trained_run, capsys):
+    with open(os.path.join(trained_run, rd.RESULTS)) as f:
+        reported = json.load(f)
+    assert cli.main(["evaluate", trained_run]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["dataset"] == "digits"
+    assert evaluated["test_error"] == pytest.approx(reported["test_error"], abs=1e-6)
+    assert evaluated["test_loss"] == pytest.approx(reported["test_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["saved_model", "onnx", "keras"])
+def test_export_matches_predict_and_never_overwrites(trained_run, tmp_path, fmt):
+    import keras
+
+    from keras_dropact.training.artifacts import load_model
+
+    root = str(tmp_path / "saved_models")
+    result = export(trained_run, fmt, name="digits", root=root)
+    folder = "digits" if fmt == "saved_model" else f"digits-{fmt}"
+    assert result["path"].startswith(os.path.join(root, folder, "1"))
+    model = load_model(trained_run)
+    x = np.random.default_rng(5).uniform(0, 1, (9, *model.inputs[0].shape[1:])).astype("float32")
+    np.testing.assert_allclose(run_exported(result["path"], fmt, x), model.predict(x, verbose=0), atol=1e-5)
+    # A second export goes to version 2; naming version 1 again is refused.
+    assert export(trained_run, fmt, name="digits", root=root)["path"].startswith(os.path.join(root, folder, "2"))
+    with pytest.raises(FileExistsError, match="already exists"):
+        export(trained_run, fmt, name="digits", version=1, root=root)
+    assert keras.backend.backend() == "tensorflow"
+
+
+def test_saved_model_has_serving_signature_without_random_ops(trained_run, tmp_path):
+    import tensorflow as tf
+
+    path = export(trained_run, "saved_model", name="m", root=str(tmp_path))["path"]
+    loaded = tf.saved_model.load(path)
+    signature = loaded.signatures["serving_default"]
+    assert list(signature.structured_input_signature[1]) == ["image"]
+    graph_ops = {op.type for op in signature.graph.get_operations()}
+    for function in signature.graph.as_graph_def().library.function:
+        graph_ops |= {node.op for node in function.node_def}
+    assert not any("Random" in op for op in graph_ops), sorted(graph_ops)
+    assert "LeakyRelu" in graph_ops
+
+
+def test_saved_model_cli_runs_the_export(trained_run, tmp_path):
+    path = export(trained_run, "saved_model", name="m", root=str(tmp_path))["path"]
+    model_input = np.random.default_rng(2).uniform(0, 1, (3, 8, 8, 1)).astype("float32")
+    np.save(tmp_path / "x.npy", model_input)
+    cli_path = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    out = subprocess.run(
+        [cli_path, "run", "--dir", path, "--tag_set", "serve", "--signature_def", "serving_default",
+         "--inputs", f"image={tmp_path / 'x.npy'}", "--outdir", str(tmp_path / "out")],
+        capture_output=True, text=True, check=True,
+    )
+    (saved,) = list((tmp_path / "out").glob("*.npy"))
+    expected = run_exported(path, "saved_model", model_input)
+    np.testing.assert_allclose(np.load(saved), expected, atol=1e-5), out.stdout
+
+
+def test_existing_run_dir_is_never_overwritten(trained_run, capsys):
+    before = sorted(os.listdir(trained_run))
+    assert cli.main(["train", *QUICK, "--run-dir", trained_run]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert sorted(os.listdir(trained_run)) == before
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--model", "resnet-1000"], "resnet-110"),
+        (["train", "--dataset", "imagenet"], "cifar10"),
+        (["train", "--recipe", "fast"], "quick"),
+        (["train", "--p", "1.5"], "(0, 1]"),
+        (["train", "--augment", "mixup"], "cutout"),
+        (["train", "--dataset", "cifar10", "--data-dir", "/nonexistent-tfds"], "/nonexistent-tfds"),
+        (["evaluate", "/nonexistent-run"], "neither a run directory"),
+        (["export", "/nonexistent-run"], "neither a run directory"),
+        (["train", "--resume", "--run-dir", "/nonexistent-run"], "no config.json"),
+    ],
+)
+def test_bad_input_fails_early_with_the_choices(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "runs"), "nothing is created for a bad command"
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    TrainConfig(model="simple-cnn", run_dir=str(run)).save(run / rd.CONFIG)
+    (run / rd.BACKUP).mkdir()
+    for name in ("latest.weights.h5", "latest.weights.h5.bkp"):
+        (run / rd.BACKUP / name).write_bytes(b"not an h5 file")
+    assert cli.main(["train", "--resume", "--run-dir", str(run)]) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_corrupt_model_file_is_reported(tmp_path, capsys):
+    bad = tmp_path / "broken.keras"
+    bad.write_bytes(b"garbage")
+    assert cli.main(["evaluate", str(bad), "--dataset", "digits"]) == 2
+    assert "Cannot load the model" in capsys.readouterr().err
+
+
+def test_resume_after_sigkill_mid_epoch_loses_no_epoch(tmp_path):
+    run = str(tmp_path / "killed")
+    argv = [sys.executable, "-m", "keras_dropact.cli", "train", "--model", "simple-cnn", "--dataset", "digits",
+            "--epochs", "3", "--batch-size", "8", "--backup-every", "5", "--run-dir", run]
+    metadata = os.path.join(run, rd.BACKUP, "training_metadata.json")
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            # Kill once epoch 0 is finished and a mid-epoch backup of epoch 1 exists.
+            try:
+                with open(metadata) as f:
+                    state = json.load(f)
+                if state["epoch"] >= 1 and state["batch"] > 0:
+                    break
+            except (OSError, ValueError):
+                pass
+            assert process.poll() is None, "training ended before it could be killed"
+            time.sleep(0.05)
+        else:
+            pytest.fail("no mid-epoch backup within 240 s")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert not os.path.exists(os.path.join(run, rd.RESULTS))
+    killed_at = state["epoch"]
+    results = train(TrainConfig(run_dir=run), resume=True, verbose=0)
+    epochs = [row["epoch"] for row in results["history"]]
+    assert epochs == [0, 1, 2], f"killed in epoch {killed_at}, history {epochs}"
+    assert results["epochs_completed"] == 3
