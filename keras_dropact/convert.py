@@ -58,7 +58,9 @@ def convert(model, p=0.95, activation="relu", seed=None):
 
     Returns:
         A new model of the same kind, with the original's weights copied
-        (the original is left untouched and shares no variable with it).
+        (the original is left untouched and shares no variable with it),
+        compiled from the original's compile config if that was compiled
+        (a fresh optimizer, as `keras.models.clone_model` does).
 
     Raises:
         ValueError: if `model` is a subclassed model, if it contains no
