@@ -4,5 +4,6 @@ __version__ = "0.1.0"
 
 from keras_dropact.layers import DropActivation
 from keras_dropact.layers import RandomizedReLU
+from keras_dropact.convert import convert
 
-__all__ = ["DropActivation", "RandomizedReLU", "__version__"]
+__all__ = ["DropActivation", "RandomizedReLU", "convert", "__version__"]

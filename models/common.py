@@ -1,0 +1,274 @@
+"""Building blocks shared by every model family.
+
+`LayerFactory` makes the layers of a network with the reference (PyTorch)
+defaults that Keras does not share: bias-free convolutions, BatchNorm with
+momentum 0.9 and epsilon 1e-5, PyTorch's symmetric padding for strided
+convolutions, PyTorch-style L2 weight decay on every trainable weight, and one
+nonlinearity (`activation_layer`) at every activation site, with a distinct
+seed per stochastic layer.
+"""
+
+import numbers
+
+import keras
+from keras import ops
+
+from keras_dropact import DropActivation
+from keras_dropact import RandomizedReLU
+
+ACTIVATIONS = ("dropact", "relu", "rrelu", "leaky_relu")
+
+# PyTorch's BatchNorm2d(momentum=0.1, eps=1e-5) in Keras' convention.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def activation_layer(activation="dropact", p=0.95, seed=None, name=None):
+    """Returns a new nonlinearity layer.
+
+    Args:
+        activation: one of
+            - `"dropact"`: `DropActivation(p)` (paper eq. 3 / eq. 5);
+            - `"relu"`: `keras.layers.ReLU()` (the baseline);
+            - `"rrelu"`: `RandomizedReLU()`, slopes U(1/8, 1/3) (the paper's
+              RReLU comparison);
+            - `"leaky_relu"`: `LeakyReLU(negative_slope=1 - p)`, the
+              deterministic inference form of Drop-Activation (eq. 5);
+            - a callable taking no argument and returning a new Keras layer
+              (it gets neither `p`, `seed` nor `name`).
+        p: probability of keeping the nonlinearity, used by `"dropact"` and
+            `"leaky_relu"`.
+        seed: integer seed of the random layers (`"dropact"`, `"rrelu"`).
+        name: layer name (ignored for callables).
+
+    Raises:
+        ValueError: for an unknown name, a callable that does not return a
+            layer, or `p` outside (0, 1] for `"leaky_relu"`.
+    """
+    if callable(activation) and not isinstance(activation, str):
+        try:
+            layer = activation()
+        except TypeError as error:
+            raise ValueError(
+                "Invalid value received for argument `activation`: a callable "
+                "must take no argument and return a new layer (for a function "
+                "f, pass `lambda: keras.layers.Activation(f)`). Calling "
+                f"{activation!r} failed: {error}"
+            ) from error
+        if not isinstance(layer, keras.layers.Layer):
+            raise ValueError(
+                "Invalid value received for argument `activation`: a callable "
+                "must return a new `keras.layers.Layer`, but it returned "
+                f"{layer!r}."
+            )
+        return layer
+    if activation == "dropact":
+        return DropActivation(p=p, seed=seed, name=name)
+    if activation == "relu":
+        return keras.layers.ReLU(name=name)
+    if activation == "rrelu":
+        return RandomizedReLU(seed=seed, name=name)
+    if activation == "leaky_relu":
+        if (
+            isinstance(p, bool)
+            or not isinstance(p, numbers.Real)
+            or not 0.0 < float(p) <= 1.0
+        ):
+            raise ValueError(
+                "Invalid value received for argument `p`: expected a number "
+                f"in (0, 1] (the negative slope is 1 - p). Received: p={p!r}"
+            )
+        return keras.layers.LeakyReLU(negative_slope=1.0 - float(p), name=name)
+    raise ValueError(
+        "Invalid value received for argument `activation`: "
+        f"{activation!r}. Expected one of {', '.join(map(repr, ACTIVATIONS))} "
+        "or a callable returning a layer."
+    )
+
+
+def pytorch_l2(weight_decay):
+    """The Keras regularizer equal to PyTorch SGD's `weight_decay`.
+
+    PyTorch adds `weight_decay * w` to each gradient, the gradient of
+    `weight_decay / 2 * ||w||^2`; `keras.regularizers.L2(l)` adds
+    `l * ||w||^2` to the loss, so `l = weight_decay / 2`. Returns None for a
+    falsy `weight_decay` (no decay).
+    """
+    if weight_decay is None or weight_decay == 0:
+        return None
+    if (
+        isinstance(weight_decay, bool)
+        or not isinstance(weight_decay, numbers.Real)
+        or weight_decay < 0
+    ):
+        raise ValueError(
+            "Invalid value received for argument `weight_decay`: expected a "
+            f"number >= 0 (e.g. 1e-4 or 5e-4). Received: {weight_decay!r}"
+        )
+    return keras.regularizers.L2(weight_decay / 2.0)
+
+
+@keras.saving.register_keras_serializable(package="keras_dropact")
+class ZeroPadShortcut(keras.layers.Layer):
+    """He et al.'s parameter-free "option A" shortcut.
+
+    Keeps every `strides`-th pixel (`x[:, ::s, ::s, :]`, the pixels that a
+    strided 1x1 convolution would see) and appends zero channels up to
+    `filters`, as fb.resnet.torch's shortcut type A does.
+
+    Args:
+        filters: number of output channels, at least the input's.
+        strides: spatial subsampling factor.
+    """
+
+    def __init__(self, filters, strides=1, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.strides = int(strides)
+
+    def call(self, inputs):
+        s = self.strides
+        x = inputs[:, ::s, ::s, :] if s > 1 else inputs
+        extra = self.filters - ops.shape(x)[-1]
+        return ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, extra]])
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        if channels is not None and channels > self.filters:
+            raise ValueError(
+                f"ZeroPadShortcut cannot shrink {channels} channels to "
+                f"filters={self.filters}."
+            )
+
+        def sub(size):
+            return None if size is None else -(-size // self.strides)
+
+        return (batch, sub(height), sub(width), self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters, "strides": self.strides})
+        return config
+
+
+class LayerFactory:
+    """Applies reference-faithful layers to symbolic tensors.
+
+    One factory builds one network: it numbers the activation and dropout
+    sites in construction order so that, given `seed`, the layer of site i
+    gets the seed `seed + i` (distinct, reproducible masks per layer).
+
+    Args:
+        activation, p: see `activation_layer`.
+        seed: base seed, or None for unseeded (non-reproducible) layers.
+        weight_decay: PyTorch-style L2 coefficient (see `pytorch_l2`), or None.
+    """
+
+    def __init__(
+        self, activation="dropact", p=0.95, seed=None, weight_decay=None
+    ):
+        self.activation = activation
+        self.p = p
+        self.seed = seed
+        self.regularizer = pytorch_l2(weight_decay)
+        self._sites = 0
+
+    def _next_seed(self):
+        site = self._sites
+        self._sites += 1
+        return None if self.seed is None else self.seed + site
+
+    def act(self, x, name):
+        """The network's nonlinearity (every ReLU site of the reference)."""
+        return activation_layer(
+            self.activation, self.p, self._next_seed(), name
+        )(x)
+
+    def conv(self, x, filters, kernel_size, strides=1, groups=1, name=None):
+        """A bias-free convolution padded as PyTorch's `padding=k // 2`.
+
+        Keras' `padding="same"` with stride 2 pads only the bottom/right
+        side, which shifts the sampling grid by one pixel against the
+        reference (and against the strided shortcuts); strided convolutions
+        therefore get explicit symmetric zero padding.
+        """
+        pad = kernel_size // 2
+        if strides > 1 and pad > 0:
+            x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+            padding = "valid"
+        else:
+            padding = "same"
+        return keras.layers.Conv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            groups=groups,
+            use_bias=False,
+            # The reference codes' init: normal, std sqrt(2 / (k * k * out)).
+            # A fresh instance per layer: an unseeded Keras initializer
+            # returns the same values at every call.
+            kernel_initializer=keras.initializers.VarianceScaling(
+                scale=2.0, mode="fan_out", distribution="untruncated_normal"
+            ),
+            kernel_regularizer=self.regularizer,
+            name=name,
+        )(x)
+
+    def bn(self, x, name):
+        return keras.layers.BatchNormalization(
+            momentum=BN_MOMENTUM,
+            epsilon=BN_EPSILON,
+            gamma_regularizer=self.regularizer,
+            beta_regularizer=self.regularizer,
+            name=name,
+        )(x)
+
+    def dense(self, x, units, name):
+        return keras.layers.Dense(
+            units,
+            kernel_regularizer=self.regularizer,
+            bias_regularizer=self.regularizer,
+            name=name,
+        )(x)
+
+    def dropout(self, x, rate, name):
+        if not rate:
+            return x
+        return keras.layers.Dropout(rate, seed=self._next_seed(), name=name)(x)
+
+    def classifier(self, x, num_classes):
+        """Global average pooling and a biased linear layer giving logits."""
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        return self.dense(x, num_classes, name="logits")
+
+
+def check_choice(argument, value, choices):
+    """Raises a ValueError unless `value` is one of `choices`."""
+    if value not in choices:
+        raise ValueError(
+            f"Invalid value received for argument `{argument}`: {value!r}. "
+            f"Expected one of {', '.join(map(repr, choices))}."
+        )
+
+
+def check_depth(family, depth, per_block, extra):
+    """Returns n for a depth of the form `per_block * n + extra`, n >= 1.
+
+    Raises a ValueError naming the valid depths otherwise (e.g. a WRN of
+    depth 20: WRN depths are 6n + 4).
+    """
+    valid = (
+        isinstance(depth, int)
+        and not isinstance(depth, bool)
+        and depth > extra
+        and (depth - extra) % per_block == 0
+    )
+    if not valid:
+        first = ", ".join(str(per_block * k + extra) for k in range(1, 4))
+        raise ValueError(
+            f"Invalid value received for argument `depth` of {family}: "
+            f"{depth!r}. {family} depths are {per_block}n + {extra} with "
+            f"n >= 1 ({first}, ...)."
+        )
+    return (depth - extra) // per_block

@@ -1,0 +1,97 @@
+"""`build(name, **overrides)` over the presets, and the family registry."""
+
+import inspect
+
+from models.densenet import densenet_bc
+from models.preresnet import preresnet
+from models.presets import PRESETS
+from models.resnet import cifar_resnet
+from models.resnet import resnet
+from models.resnext import resnext
+from models.simple import mlp
+from models.simple import simple_cnn
+from models.wrn import wide_resnet
+
+FAMILIES = {
+    "resnet": resnet,
+    "cifar_resnet": cifar_resnet,
+    "preresnet": preresnet,
+    "wide_resnet": wide_resnet,
+    "densenet_bc": densenet_bc,
+    "resnext": resnext,
+    "simple_cnn": simple_cnn,
+    "mlp": mlp,
+}
+
+
+def names():
+    """The preset names, in the order of the model table."""
+    return list(PRESETS)
+
+
+def get_preset(name):
+    """The metadata of preset `name` (family, kwargs, params, paper rows)."""
+    if name not in PRESETS:
+        raise ValueError(
+            f"Unknown model {name!r}. Expected one of: {', '.join(PRESETS)}."
+        )
+    return PRESETS[name]
+
+
+def build(
+    name,
+    num_classes=None,
+    input_shape=None,
+    activation="dropact",
+    p=0.95,
+    **overrides,
+):
+    """Builds preset `name` as a functional `keras.Model` that outputs logits.
+
+    Args:
+        name: a preset name, see `names()` (e.g. `"resnet-110"`).
+        num_classes: size of the output layer. Defaults to the preset's
+            (10 for the classifiers; 1 for `mlp`, whose output is the
+            regression target and whose `num_classes` is its output size).
+        input_shape: defaults to the preset's: `(32, 32, 3)`, or `(1,)` for
+            `mlp`; e.g. `(28, 28, 1)` for EMNIST.
+        activation: the nonlinearity put at every activation site (stem,
+            inside blocks, after each residual add, transitions, final
+            pre-pooling): `"dropact"`, `"relu"`, `"rrelu"`, `"leaky_relu"`
+            or a callable returning a new layer (see
+            `models.activation_layer`).
+        p: Drop-Activation's probability of keeping the nonlinearity.
+        **overrides: any other argument of the preset's family builder,
+            replacing the preset's value, e.g. `dropout=0.0` for a WRN,
+            `depth=...`, `name=...`, and for every family:
+            - `seed`: an integer making every random layer reproducible: the
+              activation or dropout site i (in construction order) gets
+              `seed + i`, so the Drop-Activation, RReLU and dropout layers
+              all draw different masks.
+            - `weight_decay`: PyTorch SGD's `weight_decay`, applied as an L2
+              regularizer `weight_decay / 2 * ||w||^2` on every trainable
+              weight (conv kernels, dense kernels and biases, BN gammas and
+              betas) so that its gradient is PyTorch's `weight_decay * w`.
+              The terms are in `model.losses`, which `model.fit` adds to the
+              loss; they are saved with the model. Use it with an optimizer
+              without its own `weight_decay`.
+
+    Raises:
+        ValueError: for an unknown preset or override, or invalid values.
+    """
+    preset = get_preset(name)
+    builder = FAMILIES[preset["family"]]
+    accepted = inspect.signature(builder).parameters
+    unknown = sorted(set(overrides) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"Unknown argument(s) {', '.join(unknown)} for model {name!r} "
+            f"(family {preset['family']}). Accepted: {', '.join(accepted)}."
+        )
+    kwargs = {"name": name, **preset["kwargs"], **overrides}
+    kwargs.update(activation=activation, p=p)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if input_shape is not None:
+        kwargs["input_shape"] = tuple(input_shape)
+    return builder(**kwargs)
