@@ -1,0 +1,155 @@
+"""tf.data input pipelines for the Drop-Activation experiments.
+
+    import pipelines
+    train = pipelines.load("cifar10", "train", 128, augment="standard", seed=0)
+    test = pipelines.load("cifar10", "test", 128)
+    model.fit(train, validation_data=test, epochs=164)
+
+Datasets (`names()`): cifar10, cifar100, svhn (train = train + extra),
+emnist-balanced through TFDS; digits and mnist1d offline; `folder:PATH` for
+your own images. Augmentations (`augmentations()`): none, standard, cutout,
+autoaugment (see `pipelines.augment`). `info(name)` describes a dataset;
+`dataset_fn` serves `strategy.distribute_datasets_from_function`;
+`prepare` builds a TFDS dataset from archives copied by hand.
+"""
+
+from pipelines import augment as _augment
+from pipelines import registry as _registry
+from pipelines import tfds_source as _tfds_source
+from pipelines.pipeline import Pipeline as _Pipeline
+from pipelines.tfds_source import DatasetNotPreparedError
+
+__all__ = [
+    "DatasetNotPreparedError",
+    "augmentations",
+    "dataset_fn",
+    "info",
+    "load",
+    "names",
+    "prepare",
+]
+
+
+def names():
+    """Valid dataset names; `folder:PATH` stands for any image folder."""
+    return _registry.names()
+
+
+def augmentations():
+    """Valid `augment` names (None means "none")."""
+    return _augment.names()
+
+
+def load(
+    name,
+    split,
+    batch_size,
+    *,
+    augment=None,
+    data_dir=None,
+    shuffle=None,
+    seed=None,
+    drop_remainder=False,
+    cutout_size=None,
+    download=True,
+):
+    """A batched `tf.data.Dataset` of (float32 images, int32 labels) for fit.
+
+    Args:
+        name: a dataset name from `names()`, or "folder:PATH".
+        split: "train" or "test".
+        batch_size: examples per batch.
+        augment: None (normalisation only) or a name from `augmentations()`:
+            "standard" (pad 4, random crop, flip), "cutout" (standard +
+            Cutout), "autoaugment" (CIFAR-10 policy + standard + Cutout 16).
+            It applies to whichever split is asked for.
+        data_dir: the TFDS data folder (default: TFDS' own, usually
+            ~/tensorflow_datasets or $TFDS_DATA_DIR). Offline sets ignore it.
+        shuffle: shuffle examples, reshuffled each epoch; default: only for
+            "train".
+        seed: None for fresh randomness, or an int: the same seed gives the
+            same shuffles and augmentations, epoch by epoch, on every run.
+        drop_remainder: drop the last, smaller batch.
+        cutout_size: Cutout side in pixels, replacing the default (16
+            CIFAR-10, 8 CIFAR-100, 20 SVHN; 16 for "autoaugment").
+        download: let TFDS download a dataset that is not prepared.
+
+    Raises:
+        ValueError: unknown dataset, split or augmentation (the message lists
+            the valid ones), or a bad argument.
+        DatasetNotPreparedError: a TFDS dataset is neither prepared in
+            data_dir nor downloadable; the message says how to prepare it.
+    """
+    pipeline = _Pipeline(
+        name,
+        split,
+        augment=augment,
+        data_dir=data_dir,
+        shuffle=shuffle,
+        seed=seed,
+        drop_remainder=drop_remainder,
+        cutout_size=cutout_size,
+        download=download,
+    )
+    return pipeline.build(batch_size)
+
+
+def dataset_fn(name, split, global_batch_size, **kwargs):
+    """`fn(input_context) -> dataset` for `distribute_datasets_from_function`.
+
+    Each input pipeline reads its own shard of the examples
+    (`input_pipeline_id` of `num_input_pipelines`), draws its own shuffles
+    and augmentations, and batches `input_context.get_per_replica_batch_size(
+    global_batch_size)` examples. Keyword arguments are those of `load`;
+    they are checked now, not on the workers.
+    """
+    pipeline = _Pipeline(name, split, **kwargs)
+
+    def make(input_context):
+        return pipeline.build(
+            input_context.get_per_replica_batch_size(global_batch_size),
+            num_pipelines=input_context.num_input_pipelines,
+            pipeline_id=input_context.input_pipeline_id,
+        )
+
+    return make
+
+
+def info(name):
+    """What `load(name, ...)` yields, as a dict.
+
+    Keys: name, shape (one example), num_classes, splits (examples per
+    split), normalisation (text), mean, std, cutout_size (the "cutout"
+    default), recipe_augment (the Drop-Activation paper's training
+    augmentation), source, description.
+    """
+    spec = _registry.get(name)
+    return {
+        "name": spec.name,
+        "shape": spec.shape,
+        "num_classes": spec.num_classes,
+        "splits": dict(spec.splits),
+        "normalisation": spec.normalisation.describe(),
+        "mean": spec.normalisation.mean,
+        "std": spec.normalisation.std,
+        "cutout_size": spec.cutout_size,
+        "recipe_augment": spec.recipe_augment,
+        "source": f"tfds:{spec.tfds_name}" if spec.tfds_name else "offline",
+        "description": spec.description,
+    }
+
+
+def prepare(name, data_dir=None, manual_dir=None):
+    """Prepares a TFDS dataset in data_dir, from `manual_dir` if given.
+
+    Put the original archives (see the DatasetNotPreparedError message or
+    README) under their original names in `manual_dir` to prepare without
+    network. Returns the prepared dataset's folder.
+    """
+    spec = _registry.get(name)
+    if not spec.tfds_name:
+        raise ValueError(
+            f"{name!r} is not a TFDS dataset and needs no preparation; "
+            f"TFDS datasets: {', '.join(s.name for s in _registry.SPECS.values() if s.tfds_name)}."
+        )
+    return _tfds_source.prepare(spec, data_dir=data_dir, manual_dir=manual_dir)

@@ -1,0 +1,192 @@
+"""Datasets that need no network: scikit-learn's digits, MNIST-1D, image folders.
+
+`digits` and `mnist1d` ship inside installed packages (scikit-learn's bundled
+8x8 digits; the mnist1d package's generator, never its downloader), so the
+quick runs and CPU experiments work on a machine without network or TFDS data.
+`folder:PATH` reads a user's own images.
+"""
+
+import dataclasses
+import functools
+import os
+import random
+from typing import Mapping, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+# scikit-learn's digits: 1797 images; a fixed permutation (numpy's
+# RandomState(0), whose stream numpy guarantees across versions) puts the
+# first 1437 in train and the last 360 in test (80 % / 20 %).
+DIGITS_TRAIN = 1437
+DIGITS_TEST = 360
+DIGITS_SPLIT_SEED = 0
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+# Folders without train/ and test/ sub-folders are split like digits:
+# a RandomState(0) permutation, the last 20 % (rounded down) is test.
+FOLDER_TEST_FRACTION = 0.2
+FOLDER_SPLIT_SEED = 0
+
+
+def _from_arrays(images, labels):
+    return tf.data.Dataset.from_tensor_slices(
+        (images, labels.astype(np.int32))
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_arrays():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # Values are integers 0..16; uint8 keeps the cache small and exact.
+    images = digits.images.astype(np.uint8)[..., None]
+    order = np.random.RandomState(DIGITS_SPLIT_SEED).permutation(len(images))
+    train, test = order[:DIGITS_TRAIN], order[DIGITS_TRAIN:]
+    assert len(test) == DIGITS_TEST
+    return {
+        "train": (images[train], digits.target[train]),
+        "test": (images[test], digits.target[test]),
+    }
+
+
+def load_digits(spec, split, data_dir=None, download=True):
+    """scikit-learn's 8x8 digits as (uint8 image 8x8x1 in 0..16, int32 label)."""
+    del spec, data_dir, download  # Bundled with scikit-learn.
+    return _from_arrays(*_digits_arrays()[split])
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist1d_arrays():
+    import mnist1d.data
+
+    # make_dataset reseeds Python's and NumPy's global generators (seed 42);
+    # restore them so loading data does not change the caller's randomness.
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        data = mnist1d.data.make_dataset(mnist1d.data.get_dataset_args())
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+    def signals(x):
+        return x.astype(np.float32)[..., None]
+
+    return {
+        "train": (signals(data["x"]), data["y"]),
+        "test": (signals(data["x_test"]), data["y_test"]),
+    }
+
+
+def load_mnist1d(spec, split, data_dir=None, download=True):
+    """MNIST-1D as (float32 signal (40, 1), int32 label).
+
+    The package's default generator arguments (`get_dataset_args()`, seed 42)
+    give 4000 train and 1000 test signals, already standardised.
+    """
+    del spec, data_dir, download  # Generated locally.
+    return _from_arrays(*_mnist1d_arrays()[split])
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderContents:
+    """What `scan_folder` found: classes, files per split, image shape."""
+
+    class_names: Tuple[str, ...]
+    files: Mapping[str, Tuple[Tuple[str, int], ...]]
+    shape: Tuple[int, int, int]
+
+    @property
+    def split_sizes(self):
+        return {split: len(files) for split, files in self.files.items()}
+
+
+def _list_classes(root):
+    return sorted(
+        entry.name for entry in os.scandir(root) if entry.is_dir()
+    )
+
+
+def _list_images(root, class_names):
+    """(path, label) pairs, in a fixed order (class, then file name)."""
+    pairs = []
+    for label, class_name in enumerate(class_names):
+        folder = os.path.join(root, class_name)
+        if not os.path.isdir(folder):
+            continue
+        for file_name in sorted(os.listdir(folder)):
+            if file_name.lower().endswith(IMAGE_EXTENSIONS):
+                pairs.append((os.path.join(folder, file_name), label))
+    return tuple(pairs)
+
+
+def _decode(path, channels=0):
+    return tf.io.decode_image(
+        tf.io.read_file(path), channels=channels, expand_animations=False
+    )
+
+
+def scan_folder(path):
+    """Finds classes, split files and image shape under PATH.
+
+    Two layouts are accepted:
+      PATH/train/<class>/<image> and PATH/test/<class>/<image>; or
+      PATH/<class>/<image>, split 80/20 by a fixed permutation.
+    Class names are the sub-folder names in sorted order (label = position).
+    The first image fixes the shape; other sizes are resized to it.
+
+    Raises:
+        ValueError: PATH is missing or holds no class folders with images.
+    """
+    if not os.path.isdir(path):
+        raise ValueError(f"folder:{path}: {path!r} is not a directory.")
+    split_roots = {s: os.path.join(path, s) for s in ("train", "test")}
+    if all(os.path.isdir(root) for root in split_roots.values()):
+        class_names = tuple(_list_classes(split_roots["train"]))
+        files = {
+            split: _list_images(root, class_names)
+            for split, root in split_roots.items()
+        }
+    else:
+        class_names = tuple(_list_classes(path))
+        everything = _list_images(path, class_names)
+        order = np.random.RandomState(FOLDER_SPLIT_SEED).permutation(
+            len(everything)
+        )
+        num_test = int(len(everything) * FOLDER_TEST_FRACTION)
+        cut = len(everything) - num_test
+        files = {
+            "train": tuple(everything[i] for i in order[:cut]),
+            "test": tuple(everything[i] for i in order[cut:]),
+        }
+    if not class_names or not files["train"]:
+        raise ValueError(
+            f"folder:{path}: expected class sub-folders holding images "
+            f"({', '.join(IMAGE_EXTENSIONS)}), either directly in {path!r} or "
+            "in its train/ and test/ sub-folders; found none."
+        )
+    first = _decode(files["train"][0][0])
+    channels = 1 if first.shape[-1] == 1 else 3
+    shape = (int(first.shape[0]), int(first.shape[1]), channels)
+    return FolderContents(class_names=class_names, files=files, shape=shape)
+
+
+def load_folder(spec, split, data_dir=None, download=True):
+    """A folder's images as (uint8 image of spec.shape, int32 label)."""
+    del data_dir, download
+    contents = scan_folder(spec.name.split(":", 1)[1])
+    paths = [p for p, _ in contents.files[split]]
+    labels = np.array([label for _, label in contents.files[split]])
+    height, width, channels = spec.shape
+
+    def read(path, label):
+        image = _decode(path, channels)
+        image = tf.image.resize(image, (height, width))
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        return tf.ensure_shape(image, spec.shape), label
+
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(paths, tf.string), labels.astype(np.int32))
+    )
+    return dataset.map(read, num_parallel_calls=tf.data.AUTOTUNE)

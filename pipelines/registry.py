@@ -1,0 +1,219 @@
+"""The datasets `pipelines.load` knows, described as data.
+
+Each `DatasetSpec` row says what a dataset looks like (shape, classes, split
+sizes), how its raw values become model inputs (`Normalisation`), which Cutout
+size the literature uses on it, and which source reads it. Adding a dataset
+adds a row here and, if it needs one, a loader in `tfds_source` or `offline`.
+
+`folder:PATH` is the one dynamic name: its spec is built by scanning PATH.
+"""
+
+import dataclasses
+from typing import Callable, Mapping, Optional, Tuple
+
+from pipelines import offline
+from pipelines import tfds_source
+
+FOLDER_PREFIX = "folder:"
+SPLITS = ("train", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalisation:
+    """Maps raw values x to model inputs: ((x / max_value) - mean) / std.
+
+    `max_value` None leaves the values as they are (data that is already
+    standardised); `mean`/`std` None stop after the rescaling.
+    """
+
+    max_value: Optional[float] = 255.0
+    mean: Optional[Tuple[float, ...]] = None
+    std: Optional[Tuple[float, ...]] = None
+
+    def describe(self):
+        if self.max_value is None:
+            return "as generated (already standardised)"
+        text = f"x / {self.max_value:g} in [0, 1]"
+        if self.mean is not None:
+            text = f"(x / {self.max_value:g} - mean {self.mean}) / std {self.std}"
+        return text
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset: everything `load` and `info` need, no code paths.
+
+    Attributes:
+        name: the name users pass to `pipelines.load`.
+        shape: one example's shape, channels last.
+        num_classes: labels are integers in [0, num_classes).
+        splits: examples per split ("train", "test").
+        normalisation: how raw values become model inputs.
+        cutout_size: default Cutout side in pixels (None: no literature value,
+            pass `cutout_size=` explicitly).
+        recipe_augment: the augmentation the Drop-Activation paper trains with.
+        loader: `loader(spec, split, data_dir, download)` returning an
+            unbatched `tf.data.Dataset` of (raw image, int label).
+        is_image: False for 1-D signals, which image augmentations reject.
+        tfds_name: the TFDS builder name ("" for offline datasets).
+        tfds_splits: our split name to the TFDS split expression.
+        transpose: True where TFDS stores images transposed (EMNIST).
+        archives: (file name, URL) pairs TFDS downloads; the offline
+            preparation instructions name them.
+        description: one line for `info` and the README.
+    """
+
+    name: str
+    shape: Tuple[int, ...]
+    num_classes: int
+    splits: Mapping[str, int]
+    normalisation: Normalisation
+    loader: Callable
+    cutout_size: Optional[int] = None
+    recipe_augment: Optional[str] = None
+    is_image: bool = True
+    tfds_name: str = ""
+    tfds_splits: Mapping[str, str] = dataclasses.field(
+        default_factory=lambda: {"train": "train", "test": "test"}
+    )
+    transpose: bool = False
+    archives: Tuple[Tuple[str, str], ...] = ()
+    description: str = ""
+
+
+CIFAR_NORMALISATION = Normalisation(
+    max_value=255.0,
+    mean=(0.4914, 0.4822, 0.4465),
+    std=(0.2023, 0.1994, 0.2010),
+)
+UNIT_RANGE = Normalisation(max_value=255.0)
+
+_SPECS = (
+    DatasetSpec(
+        name="cifar10",
+        shape=(32, 32, 3),
+        num_classes=10,
+        splits={"train": 50_000, "test": 10_000},
+        normalisation=CIFAR_NORMALISATION,
+        loader=tfds_source.load_split,
+        cutout_size=16,
+        recipe_augment="standard",
+        tfds_name="cifar10",
+        archives=(
+            (
+                "cifar-10-binary.tar.gz",
+                "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+            ),
+        ),
+        description="CIFAR-10 (TFDS cifar10)",
+    ),
+    DatasetSpec(
+        name="cifar100",
+        shape=(32, 32, 3),
+        num_classes=100,
+        splits={"train": 50_000, "test": 10_000},
+        normalisation=CIFAR_NORMALISATION,
+        loader=tfds_source.load_split,
+        cutout_size=8,
+        recipe_augment="standard",
+        tfds_name="cifar100",
+        archives=(
+            (
+                "cifar-100-binary.tar.gz",
+                "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
+            ),
+        ),
+        description="CIFAR-100 fine labels (TFDS cifar100)",
+    ),
+    DatasetSpec(
+        name="svhn",
+        shape=(32, 32, 3),
+        num_classes=10,
+        splits={"train": 73_257 + 531_131, "test": 26_032},
+        normalisation=UNIT_RANGE,
+        loader=tfds_source.load_split,
+        cutout_size=20,
+        recipe_augment=None,
+        tfds_name="svhn_cropped",
+        tfds_splits={"train": "train+extra", "test": "test"},
+        archives=tuple(
+            (f, "http://ufldl.stanford.edu/housenumbers/" + f)
+            for f in ("train_32x32.mat", "test_32x32.mat", "extra_32x32.mat")
+        ),
+        description="SVHN cropped digits, train = train + extra (TFDS svhn_cropped)",
+    ),
+    DatasetSpec(
+        name="emnist-balanced",
+        shape=(28, 28, 1),
+        num_classes=47,
+        splits={"train": 112_800, "test": 18_800},
+        normalisation=UNIT_RANGE,
+        loader=tfds_source.load_split,
+        recipe_augment=None,
+        tfds_name="emnist/balanced",
+        transpose=True,
+        archives=(
+            ("gzip.zip", "https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip"),
+        ),
+        description="EMNIST Balanced, upright (TFDS emnist/balanced, transposed back)",
+    ),
+    DatasetSpec(
+        name="digits",
+        shape=(8, 8, 1),
+        num_classes=10,
+        splits={"train": offline.DIGITS_TRAIN, "test": offline.DIGITS_TEST},
+        normalisation=Normalisation(max_value=16.0),
+        loader=offline.load_digits,
+        description="scikit-learn 8x8 digits, fixed split (offline)",
+    ),
+    DatasetSpec(
+        name="mnist1d",
+        shape=(40, 1),
+        num_classes=10,
+        splits={"train": 4_000, "test": 1_000},
+        normalisation=Normalisation(max_value=None),
+        loader=offline.load_mnist1d,
+        is_image=False,
+        description="MNIST-1D signals from the mnist1d generator (offline)",
+    ),
+)
+SPECS = {spec.name: spec for spec in _SPECS}
+
+
+def names():
+    """The registered dataset names, plus the `folder:PATH` pattern."""
+    return tuple(SPECS) + (FOLDER_PREFIX + "PATH",)
+
+
+def get(name):
+    """The `DatasetSpec` for `name`; `folder:PATH` scans PATH.
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+    """
+    if isinstance(name, str) and name.startswith(FOLDER_PREFIX):
+        path = name[len(FOLDER_PREFIX):]
+        found = offline.scan_folder(path)
+        return DatasetSpec(
+            name=name,
+            shape=found.shape,
+            num_classes=len(found.class_names),
+            splits=found.split_sizes,
+            normalisation=UNIT_RANGE,
+            loader=offline.load_folder,
+            description=(
+                f"images from {path}, classes {', '.join(found.class_names)}"
+            ),
+        )
+    if name not in SPECS:
+        raise ValueError(
+            f"Unknown dataset {name!r}. Valid names: {', '.join(names())}."
+        )
+    return SPECS[name]
+
+
+def check_split(split):
+    if split not in SPLITS:
+        raise ValueError(
+            f"Unknown split {split!r}. Valid splits: {', '.join(SPLITS)}."
+        )
