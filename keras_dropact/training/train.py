@@ -171,14 +171,14 @@ def _fit(config, recipe, info, strategy, run_dir, verbose):
         keras.callbacks.CSVLogger(os.path.join(run_dir, rd.LOG), append=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, rd.TENSORBOARD)),
     ]
-    test_steps = distribution.steps(strategy, info.splits["test"], recipe.batch_size)
+    test_steps = distribution.steps(strategy, info["splits"]["test"], recipe.batch_size)
     start = time.perf_counter()
     model.fit(
         train_data,
         validation_data=test_data,
         epochs=recipe.epochs,
         steps_per_epoch=distribution.steps(
-            strategy, info.splits["train"], recipe.batch_size, config.steps_per_epoch
+            strategy, info["splits"]["train"], recipe.batch_size, config.steps_per_epoch
         ),
         validation_steps=test_steps,
         callbacks=callbacks,
