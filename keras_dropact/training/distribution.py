@@ -46,7 +46,8 @@ def resolve(name):
 
     auto: MultiWorkerMirroredStrategy when TF_CONFIG names several workers,
     MirroredStrategy when several GPUs are visible, else the default
-    (single-device) strategy. Create the strategy before any other
+    (single-device) strategy. mirrored: all GPUs of this host, or all its
+    logical CPU devices when it has no GPU. Create the strategy before any other
     TensorFlow work: MultiWorkerMirroredStrategy configures the runtime.
     """
     import tensorflow as tf
@@ -65,7 +66,10 @@ def resolve(name):
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # All GPUs; on a host without GPUs, all logical CPU devices (one
+        # unless configured, as the tests and benchmarks do).
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
     return tf.distribute.get_strategy()
 
 
