@@ -1,13 +1,43 @@
-"""Choosing a `tf.distribute` strategy from a name (`--strategy`)."""
+"""Training on several devices and machines with `tf.distribute`.
 
+`dropact train --strategy auto|none|mirrored|multiworker` runs the same
+`model.fit` on one device, on all GPUs of a host (MirroredStrategy) or on a
+cluster described by TF_CONFIG (MultiWorkerMirroredStrategy). This module
+holds everything `train.py` needs for that:
+
+- `resolve(name)` picks the strategy;
+- `distribute(strategy, dataset_fn)` feeds per-replica batches, each worker
+  reading its own shard of the examples, and `steps(...)` says how many
+  steps make an epoch;
+- `is_chief(strategy)` and `worker_run_dir(...)`: only the chief writes the
+  run directory, the other workers write into a temporary copy;
+- `allow_multi_worker_fit(model, strategy)` works around two bugs of Keras
+  3.15 that make `model.fit` fail under MultiWorkerMirroredStrategy.
+
+The batch size is always the *global* batch: with N replicas each replica
+sees batch_size / N examples and the gradients are averaged over all of
+them, so a run gives the same updates on 1 device or on N (up to float
+summation order). When you change the global batch instead, scale the
+learning rate with it (linear scaling, Goyal et al. 2017: lr * B / B_recipe,
+with a few epochs of warm-up for large factors); see docs/distributed.md.
+"""
+
+import contextlib
 import json
 import os
+import shutil
+import tempfile
+import types
 
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 
 
+def _tf_config():
+    return json.loads(os.environ.get("TF_CONFIG", "{}"))
+
+
 def num_workers_in_tf_config():
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    cluster = _tf_config().get("cluster", {})
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
@@ -16,7 +46,9 @@ def resolve(name):
 
     auto: MultiWorkerMirroredStrategy when TF_CONFIG names several workers,
     MirroredStrategy when several GPUs are visible, else the default
-    (single-device) strategy.
+    (single-device) strategy. mirrored: all GPUs of this host, or all its
+    logical CPU devices when it has no GPU. Create the strategy before any other
+    TensorFlow work: MultiWorkerMirroredStrategy configures the runtime.
     """
     import tensorflow as tf
 
@@ -34,5 +66,147 @@ def resolve(name):
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # All GPUs; on a host without GPUs, all logical CPU devices (one
+        # unless configured, as the tests and benchmarks do).
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
     return tf.distribute.get_strategy()
+
+
+def is_multi_worker(strategy):
+    """True when `strategy` spans several worker processes."""
+    import tensorflow as tf
+
+    return isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy
+    ) and strategy.extended._in_multi_worker_mode()
+
+
+def is_chief(strategy):
+    """True for the one process that writes the run directory.
+
+    The chief is the "chief" task of TF_CONFIG, or worker 0 when the cluster
+    has no chief task; a single-worker run is always its own chief.
+    """
+    if not is_multi_worker(strategy):
+        return True
+    task_type = strategy.cluster_resolver.task_type
+    task_id = strategy.cluster_resolver.task_id
+    return task_type == "chief" or (
+        task_type == "worker"
+        and task_id == 0
+        and "chief" not in _tf_config().get("cluster", {})
+    )
+
+
+@contextlib.contextmanager
+def worker_run_dir(run_dir, strategy, copy=("backup",)):
+    """The directory this process writes the run into, as a context manager.
+
+    The chief writes `run_dir` itself. Every other worker must still run the
+    same callbacks (saving reads synchronised variables, which is a
+    collective operation all workers join), so it writes into a temporary
+    directory, removed on exit. The entries of `run_dir` named in `copy`
+    (the resume backup) are copied into it first, so that a resumed run
+    restores the same state on every worker; this needs `run_dir` on a
+    filesystem all workers can read.
+    """
+    if is_chief(strategy):
+        yield run_dir
+        return
+    task = f"{strategy.cluster_resolver.task_type}{strategy.cluster_resolver.task_id}"
+    temporary = tempfile.mkdtemp(prefix=f"dropact-{task}-")
+    try:
+        for name in copy:
+            source = os.path.join(run_dir, name)
+            if os.path.isdir(source):
+                shutil.copytree(source, os.path.join(temporary, name))
+        yield temporary
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def distribute(strategy, dataset_fn):
+    """Per-replica batches from `dataset_fn(input_context)`, for `model.fit`.
+
+    `dataset_fn` builds one input pipeline: it reads shard
+    `input_context.input_pipeline_id` of `input_context.num_input_pipelines`
+    (one pipeline per worker, so every example is read by exactly one
+    worker per epoch) and batches
+    `input_context.get_per_replica_batch_size(global_batch_size)` examples.
+    `pipelines.dataset_fn` builds such a function.
+
+    With several workers each pipeline is repeated forever and `fit` must be
+    given `steps(...)` steps per epoch: workers whose shards end at
+    different steps would issue mismatched collectives and abort ("Collective
+    instance ... expected type ..."), and one that stops early leaves the
+    others waiting.
+    """
+    if is_multi_worker(strategy):
+        return strategy.distribute_datasets_from_function(
+            lambda input_context: dataset_fn(input_context).repeat()
+        )
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def steps(strategy, num_examples, global_batch_size, requested=None):
+    """Steps per epoch for `fit` (or `evaluate`) on data from `distribute`.
+
+    `requested` (e.g. `--steps-per-epoch`) wins. Otherwise None (run until
+    the data ends) on one worker, and one pass over the examples,
+    ceil(num_examples / global_batch_size), with several workers. The
+    workers' shards differ by at most one example, so each worker then
+    reads its shard once per epoch, give or take one batch when the shard
+    sizes straddle a batch boundary.
+    """
+    if requested is not None or not is_multi_worker(strategy):
+        return requested
+    return -(-num_examples // global_batch_size)
+
+
+def allow_multi_worker_fit(model, strategy):
+    """Lets `model.fit`/`evaluate` run under multi-worker MultiWorkerMirroredStrategy.
+
+    Keras 3.15 (keras-team/keras#20585) fails there twice:
+
+    1. `Trainer._maybe_symbolic_build` reduces a whole input batch with
+       `strategy.reduce("MEAN", batch)` only to learn its shapes and
+       dtypes; under MultiWorkerMirroredStrategy that reduce raises
+       "Attempt to convert a value (PerReplica...)". The patch takes the
+       local replica's batch instead: only its spec is used.
+    2. `reduce_per_replica(..., "auto")` reduces each step's logs with
+       `strategy.reduce("MEAN", value, axis=0)`, which fails for the scalar
+       loss and metrics ("Invalid reduction dimension 0 for input with 0
+       dimensions"). The patched train/test steps return every log value
+       with shape [1], so the axis-0 reduce becomes the mean over all
+       replicas of all workers: the same value MirroredStrategy logs.
+
+    Only this model instance is patched (bound methods set on the object);
+    its class, config and saved files are unchanged. Does nothing unless
+    `strategy` spans several workers. Call it after `model.compile`.
+    """
+    if not is_multi_worker(strategy):
+        return model
+    import tensorflow as tf
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda value: strategy.experimental_local_results(value)[0],
+                    next(batches),
+                )
+                break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def with_rank_one_logs(step):
+        def patched_step(data):
+            return tf.nest.map_structure(lambda value: tf.reshape(value, [1]), step(data))
+
+        return patched_step
+
+    model._maybe_symbolic_build = types.MethodType(maybe_symbolic_build, model)
+    model.train_step = with_rank_one_logs(model.train_step)
+    model.test_step = with_rank_one_logs(model.test_step)
+    return model

@@ -109,6 +109,10 @@ def train(config, resume=False, verbose=1):
         # Fail on a bad dataset or model name before creating anything.
         pipelines.info(config.dataset)
         models.get_preset(config.model)
+    # The strategy before any TensorFlow work: MultiWorkerMirroredStrategy
+    # configures the runtime. Only its chief creates the run directory.
+    strategy = distribution.resolve(config.strategy)
+    if not resume and distribution.is_chief(strategy):
         rd.open_run_dir(run_dir, resume=False)
         config.save(os.path.join(run_dir, rd.CONFIG))
     info = pipelines.info(config.dataset)
@@ -118,9 +122,23 @@ def train(config, resume=False, verbose=1):
     if config.mixed_precision:
         keras.config.set_dtype_policy(_mixed_policy())
     try:
-        keras.utils.set_random_seed(config.seed)
-        strategy = distribution.resolve(config.strategy)
-        train_data = pipelines.load(
+        with distribution.worker_run_dir(run_dir, strategy) as out_dir:
+            results = _fit(config, recipe, info, strategy, out_dir, verbose)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    return results
+
+
+def _fit(config, recipe, info, strategy, run_dir, verbose):
+    """Trains and evaluates under `strategy`, writing into `run_dir`.
+
+    `--batch-size` is the global batch: `distribution.distribute` gives each
+    replica its share, each worker reading its own shard of the examples.
+    """
+    keras.utils.set_random_seed(config.seed)
+    train_data = distribution.distribute(
+        strategy,
+        pipelines.dataset_fn(
             config.dataset,
             "train",
             recipe.batch_size,
@@ -128,40 +146,47 @@ def train(config, resume=False, verbose=1):
             data_dir=config.data_dir,
             shuffle=True,
             seed=config.seed,
-        )
-        test_data = pipelines.load(
+        ),
+    )
+    test_data = distribution.distribute(
+        strategy,
+        pipelines.dataset_fn(
             config.dataset, "test", recipe.batch_size, data_dir=config.data_dir
-        )
-        with strategy.scope():
-            model = build_model(config, info)
-            compile_model(model, recipe)
-        callbacks = [
-            RecipeLearningRate(recipe),
-            _EpochTimer(),
-            keras.callbacks.BackupAndRestore(
-                os.path.join(run_dir, rd.BACKUP),
-                save_freq=config.backup_every,
-                delete_checkpoint=False,
-                double_checkpoint=True,
-            ),
-            keras.callbacks.ModelCheckpoint(os.path.join(run_dir, rd.CHECKPOINT)),
-            keras.callbacks.CSVLogger(os.path.join(run_dir, rd.LOG), append=True),
-            keras.callbacks.TensorBoard(os.path.join(run_dir, rd.TENSORBOARD)),
-        ]
-        start = time.perf_counter()
-        model.fit(
-            train_data,
-            validation_data=test_data,
-            epochs=recipe.epochs,
-            steps_per_epoch=config.steps_per_epoch,
-            callbacks=callbacks,
-            verbose=verbose,
-        )
-        wall_seconds = time.perf_counter() - start
-        test_loss, test_accuracy = model.evaluate(test_data, verbose=0)
-        model.save(os.path.join(run_dir, rd.MODEL))
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+        ),
+    )
+    with strategy.scope():
+        model = build_model(config, info)
+        compile_model(model, recipe)
+    distribution.allow_multi_worker_fit(model, strategy)
+    callbacks = [
+        RecipeLearningRate(recipe),
+        _EpochTimer(),
+        keras.callbacks.BackupAndRestore(
+            os.path.join(run_dir, rd.BACKUP),
+            save_freq=config.backup_every,
+            delete_checkpoint=False,
+            double_checkpoint=True,
+        ),
+        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, rd.CHECKPOINT)),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, rd.LOG), append=True),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, rd.TENSORBOARD)),
+    ]
+    test_steps = distribution.steps(strategy, info["splits"]["test"], recipe.batch_size)
+    start = time.perf_counter()
+    model.fit(
+        train_data,
+        validation_data=test_data,
+        epochs=recipe.epochs,
+        steps_per_epoch=distribution.steps(
+            strategy, info["splits"]["train"], recipe.batch_size, config.steps_per_epoch
+        ),
+        validation_steps=test_steps,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    wall_seconds = time.perf_counter() - start
+    test_loss, test_accuracy = model.evaluate(test_data, steps=test_steps, verbose=0)
+    model.save(os.path.join(run_dir, rd.MODEL))
 
     history = read_history(os.path.join(run_dir, rd.LOG))
     steps = config.steps_per_epoch or int(np.ceil(info["splits"]["train"] / recipe.batch_size))
