@@ -11,6 +11,7 @@ def evaluate(source, dataset=None, data_dir=None, batch_size=256, split="test"):
     needs `dataset`. Returns a dict with `test_error`, `test_loss` and the
     number of examples seen.
     """
+    artifacts.model_path(source)  # Fails early if there is no model.
     config = artifacts.run_config(source) if dataset is None else None
     if dataset is None:
         if config is None:

@@ -34,6 +34,20 @@ class _EpochTimer(keras.callbacks.Callback):
             )
 
 
+class _StepAndEpochBackup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that backs up every `save_freq` steps AND at every epoch end.
+
+    Keras backs up either per epoch or per N steps; with steps only, an epoch
+    that ends between two backups would be run again after a crash. Both
+    together mean a kill loses at most `save_freq` steps and never a finished
+    epoch.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        self._save_model()
+
+
 def build_model(config, info):
     recipe = config.resolved_recipe()
     overrides = {"seed": config.seed, "weight_decay": recipe.weight_decay}
@@ -106,9 +120,10 @@ def train(config, resume=False, verbose=1):
     else:
         config.run_dir = config.run_dir or rd.default_run_dir(config)
         run_dir = config.run_dir
-        # Fail on a bad dataset or model name before creating anything.
-        pipelines.info(config.dataset)
+        # Fail on a bad model name or an unavailable dataset before creating
+        # anything.
         models.get_preset(config.model)
+        pipelines.load(config.dataset, "test", 1, data_dir=config.data_dir)
     # The strategy before any TensorFlow work: MultiWorkerMirroredStrategy
     # configures the runtime. Only its chief creates the run directory.
     strategy = distribution.resolve(config.strategy)
@@ -161,7 +176,7 @@ def _fit(config, recipe, info, strategy, run_dir, verbose):
     callbacks = [
         RecipeLearningRate(recipe),
         _EpochTimer(),
-        keras.callbacks.BackupAndRestore(
+        _StepAndEpochBackup(
             os.path.join(run_dir, rd.BACKUP),
             save_freq=config.backup_every,
             delete_checkpoint=False,
@@ -181,6 +196,7 @@ def _fit(config, recipe, info, strategy, run_dir, verbose):
             strategy, info["splits"]["train"], recipe.batch_size, config.steps_per_epoch
         ),
         validation_steps=test_steps,
+        shuffle=False,  # The pipeline shuffles.
         callbacks=callbacks,
         verbose=verbose,
     )
