@@ -136,8 +136,7 @@ def _rare_events(n, e, seed):
     dense_seed, sparse_seed = _seeds(seed)
     threshold = int(e * _LEVELS)  # floor: t/256 <= e.
     rest = (e - threshold / _LEVELS) / (1.0 - threshold / _LEVELS)
-    # One spare slot at index n receives the sparse positions past the end.
-    num_words = (n + 4) // 4
+    num_words = (n + 3) // 4
     if threshold > 0:
         words = keras.random.randint(
             (num_words, 1), _INT32_MIN, _INT32_MAX, dtype="int32",
@@ -147,22 +146,27 @@ def _rare_events(n, e, seed):
     else:  # e < 1/256: the dense part would never fire; all events sparse.
         levels = ops.full((num_words * 4,), _LEVELS - 1, dtype="uint8")
     if rest > 0.0:
-        positions = _bernoulli_process(n, rest, sparse_seed)
-        levels = ops.scatter_update(
-            levels,
-            ops.expand_dims(positions, -1),
-            ops.zeros(ops.shape(positions), dtype="uint8"),
-        )
-    # Sparse events were written as level 0, below any threshold >= 1.
-    return ops.less(levels[:n], max(threshold, 1))
+        # Sparse events are written as level 0, below any threshold >= 1.
+        indices, values = _bernoulli_process(n, rest, levels[0], sparse_seed)
+        levels = ops.scatter_update(levels, indices, values)
+    if not _divisible_by_4(n):
+        levels = levels[:n]
+    # A uint8 threshold: a Python int would promote the levels to int32.
+    return ops.less(levels, ops.full((), max(threshold, 1), dtype="uint8"))
 
 
-def _bernoulli_process(n, r, seed):
-    """Sorted indices in [0, n) of independent Bernoulli(r) events, padded.
+def _divisible_by_4(n):
+    return isinstance(n, int) and n % 4 == 0
+
+
+def _bernoulli_process(n, r, first_level, seed):
+    """Scatter indices and values marking independent Bernoulli(r) events.
 
     The gaps between consecutive events of a Bernoulli process are
     geometric: G = floor(log(u) / log(1 - r)) + 1 for u uniform in (0, 1].
-    Indices past the end (and the unused tail of the draw) are set to n.
+    Returns `(indices, values)` for `ops.scatter_update`: (index, 0) for each
+    event in [0, n); the unused tail of the draw repeats the last event, or,
+    without any event, rewrites index 0 with its own level `first_level`.
     """
     if isinstance(n, int):
         mean = n * r
@@ -182,8 +186,15 @@ def _bernoulli_process(n, r, seed):
     # A gap longer than n reaches past the end anyway; capping it keeps the
     # int32 sums below 2**31 up to the guard below.
     gaps = ops.minimum(gaps, n_float + 1.0)
-    ends = ops.cumsum(ops.cast(gaps, "int32"))
+    positions = ops.cumsum(ops.cast(gaps, "int32")) - 1
     # The float sums are approximate but cannot overflow: they tell which
-    # int32 sums are exact (well below 2**31) and may fall inside [0, n).
-    in_range = ops.less(ops.cumsum(gaps), 1.5 * n_float + 1.0)
-    return ops.where(in_range, ops.minimum(ends - 1, n), n)
+    # int32 sums are exact (far below 2**31), then those below n are events.
+    valid = ops.logical_and(
+        ops.less(ops.cumsum(gaps), 1.5 * n_float + 1.0), ops.less(positions, n)
+    )
+    last = ops.max(ops.where(valid, positions, -1))
+    has_event = ops.greater_equal(last, 0)
+    indices = ops.where(valid, positions, ops.maximum(last, 0))
+    pad_value = ops.where(has_event, 0, ops.cast(first_level, "int32"))
+    values = ops.cast(ops.where(valid, 0, pad_value), "uint8")
+    return ops.expand_dims(indices, -1), values
