@@ -85,10 +85,10 @@ class DropActivation(keras.layers.Layer):
             # (gradient 1 where dropped, relu'(x) where kept).
             passes = ops.logical_or(ops.greater(inputs, 0), dropped)
             return inputs * ops.cast(passes, inputs.dtype)
-        # y = f(x) + P' * (x - f(x)) with P' = 1 - P (eq. 3): the gradient is
+        # Eq. 3 as a select rather than x + P * (f(x) - x): outputs are then
+        # exactly x or f(x), also where f(x) - x overflows. The gradient is
         # f'(x) where kept and 1 where dropped.
-        outputs = self.activation_fn(inputs)
-        return outputs + ops.cast(dropped, inputs.dtype) * (inputs - outputs)
+        return ops.where(dropped, inputs, self.activation_fn(inputs))
 
     def compute_output_shape(self, input_shape):
         return input_shape
