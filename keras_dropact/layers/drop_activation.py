@@ -76,8 +76,19 @@ class DropActivation(keras.layers.Layer):
             if self.activation == "relu":
                 return ops.leaky_relu(inputs, negative_slope=1.0 - self.p)
             return (1.0 - self.p) * inputs + self.p * self.activation_fn(inputs)
-        keep = bernoulli(ops.shape(inputs), self.p, self.seed_generator)
-        return ops.where(keep, self.activation_fn(inputs), inputs)
+        # Drawn as the rare outcome (dropped, probability 1 - p) so that the
+        # sampler needs no negation; see `bernoulli` for its cost and bias.
+        dropped = bernoulli(ops.shape(inputs), 1.0 - self.p, self.seed_generator)
+        if self.activation == "relu":
+            # y = x where x > 0 or f is dropped, else 0: one multiply by a
+            # constant 0/1 mask, so the backward pass is one multiply too
+            # (gradient 1 where dropped, relu'(x) where kept).
+            passes = ops.logical_or(ops.greater(inputs, 0), dropped)
+            return inputs * ops.cast(passes, inputs.dtype)
+        # Eq. 3 as a select rather than x + P * (f(x) - x): outputs are then
+        # exactly x or f(x), also where f(x) - x overflows. The gradient is
+        # f'(x) where kept and 1 where dropped.
+        return ops.where(dropped, inputs, self.activation_fn(inputs))
 
     def compute_output_shape(self, input_shape):
         return input_shape

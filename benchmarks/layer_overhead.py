@@ -1,0 +1,243 @@
+"""What Drop-Activation costs next to ReLU, LeakyReLU and Dropout.
+
+Two measurements, each as the median over rounds in which every variant runs
+once (so that load from other processes hits all variants alike), with ratios
+to ReLU measured in the same run:
+
+1. one layer, forward + backward, on a (128, 32, 32, 64) float32 tensor;
+   also the inference forward pass of DropActivation against LeakyReLU;
+2. one training step (SGD with momentum, cross-entropy) of a ResNet-20
+   (CIFAR, option A shortcuts, built below with a pluggable activation)
+   on a batch of 128 32x32x3 images, with each activation.
+
+Targets (issue): a training step with DropActivation costs at most 1.05x the
+ReLU step, and inference costs what LeakyReLU costs.
+
+    KERAS_BACKEND=tensorflow python benchmarks/layer_overhead.py
+    python benchmarks/layer_overhead.py --jit        # TF graphs under XLA
+    KERAS_BACKEND=jax python benchmarks/layer_overhead.py
+
+`naive DropAct` is the textbook implementation (`uniform < p`, then `where`)
+for comparison. On the TensorFlow backend Keras does not use XLA on CPU
+unless asked, so plain `tf.function` graphs are the default here.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
+
+from keras_dropact import DropActivation  # noqa: E402
+
+P = 0.95
+LAYER_SHAPE = (128, 32, 32, 64)
+
+
+class NaiveDropActivation(keras.layers.Layer):
+    """`where(uniform < p, relu(x), x)`: the baseline being improved on."""
+
+    def __init__(self, p=P, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.p = p
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if not training:
+            return ops.leaky_relu(inputs, negative_slope=1.0 - self.p)
+        keep = ops.less(keras.random.uniform(ops.shape(inputs), seed=self.seed_generator), self.p)
+        return ops.where(keep, ops.relu(inputs), inputs)
+
+
+def activation_factories():
+    """Name -> a function returning a fresh activation block (a layer)."""
+    return {
+        "ReLU": lambda: keras.layers.ReLU(),
+        "LeakyReLU(0.05)": lambda: keras.layers.LeakyReLU(negative_slope=1.0 - P),
+        "ReLU+Dropout(0.05)": lambda: keras.Sequential(
+            [keras.layers.ReLU(), keras.layers.Dropout(1.0 - P)]
+        ),
+        "DropActivation": lambda: DropActivation(p=P),
+        "naive DropAct": lambda: NaiveDropActivation(p=P),
+    }
+
+
+def resnet20(make_activation, num_classes=10):
+    """ResNet-20 for CIFAR (He et al. 2016): 3 stages x 3 basic blocks,
+    16/32/64 filters, option A (parameter-free) shortcuts, post-activation."""
+
+    def conv_bn(x, filters, strides=1):
+        x = keras.layers.Conv2D(filters, 3, strides, padding="same", use_bias=False)(x)
+        return keras.layers.BatchNormalization()(x)
+
+    inputs = keras.Input((32, 32, 3))
+    x = make_activation()(conv_bn(inputs, 16))
+    for stage, filters in enumerate((16, 32, 64)):
+        for block in range(3):
+            strides = 2 if stage > 0 and block == 0 else 1
+            shortcut = x
+            y = make_activation()(conv_bn(x, filters, strides))
+            y = conv_bn(y, filters)
+            if strides == 2:  # Option A: subsample, zero-pad the channels.
+                pad = filters // 4
+                shortcut = keras.layers.Lambda(
+                    lambda s, pad=pad: ops.pad(
+                        s[:, ::2, ::2, :], [[0, 0], [0, 0], [0, 0], [pad, pad]]
+                    )
+                )(shortcut)
+            x = make_activation()(keras.layers.Add()([y, shortcut]))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(num_classes)(x)
+    return keras.Model(inputs, outputs)
+
+
+def layer_step_fn(layer, x, grad, jit, training=True):
+    """A no-argument function running layer forward (+ backward if training)
+    and returning host data, so the timing includes the whole computation."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")  # One tf.function per variant.
+
+        @tf.function(jit_compile=jit)
+        def step():
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=training)
+            if not training:
+                return tf.reduce_sum(y)
+            return tf.reduce_sum(tape.gradient(y, x, output_gradients=grad))
+
+        return lambda: float(step())
+    if backend == "jax":
+        import jax
+
+        layer.build(x.shape)
+        state = [v.value for v in layer.non_trainable_variables]
+
+        @jax.jit
+        def step(state, x):
+            def forward(x):
+                y, new_state = layer.stateless_call([], state, x, training=training)
+                return y, new_state
+
+            if not training:
+                return forward(x)[0].sum(), state
+            y, vjp, new_state = jax.vjp(forward, x, has_aux=True)
+            return vjp(grad)[0].sum(), new_state
+
+        def run():
+            nonlocal state
+            out, state = step(state, x)
+            return float(out)
+
+        return run
+    if backend == "torch":
+        import torch
+
+        def run():
+            xx = x.detach().requires_grad_(training)
+            y = layer(xx, training=training)
+            if not training:
+                return float(y.sum())
+            y.backward(grad)
+            return float(xx.grad.sum())
+
+        return run
+    raise ValueError(f"Unsupported backend {backend!r}")
+
+
+def time_rounds(fns, rounds, warmup=2):
+    """Median seconds per function, running every function once per round."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def report(title, medians, reference):
+    print(f"\n{title}")
+    print(f"  {'variant':<32s} {'median ms':>10s} {'/ ' + reference:>12s}")
+    for name, seconds in medians.items():
+        ratio = seconds / medians[reference]
+        print(f"  {name:<32s} {seconds * 1e3:10.2f} {ratio:12.3f}")
+
+
+def bench_layers(rounds, jit):
+    rng = np.random.default_rng(0)
+    x = ops.convert_to_tensor(rng.standard_normal(LAYER_SHAPE, dtype="float32"))
+    grad = ops.convert_to_tensor(rng.standard_normal(LAYER_SHAPE, dtype="float32"))
+    fns = {}
+    for name, make in activation_factories().items():
+        if name == "ReLU+Dropout(0.05)":
+            fns["Dropout(0.05)"] = layer_step_fn(keras.layers.Dropout(1.0 - P), x, grad, jit)
+        fns[name] = layer_step_fn(make(), x, grad, jit)
+    report(f"layer forward+backward, {LAYER_SHAPE} float32", time_rounds(fns, rounds), "ReLU")
+    inference = {
+        "ReLU": layer_step_fn(keras.layers.ReLU(), x, grad, jit, training=False),
+        "LeakyReLU(0.05)": layer_step_fn(
+            keras.layers.LeakyReLU(negative_slope=1.0 - P), x, grad, jit, training=False
+        ),
+        "DropActivation": layer_step_fn(DropActivation(p=P), x, grad, jit, training=False),
+    }
+    report("layer inference forward", time_rounds(inference, rounds), "LeakyReLU(0.05)")
+
+
+def bench_network(rounds, jit, batch_size):
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((batch_size, 32, 32, 3), dtype="float32")
+    labels = rng.integers(0, 10, size=(batch_size,))
+    fns = {}
+    for name, make in activation_factories().items():
+        keras.utils.set_random_seed(0)
+        model = resnet20(make)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit,
+        )
+        if name == "ReLU":
+            params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        fns[name] = lambda model=model: model.train_on_batch(images, labels)
+    report(
+        f"ResNet-20 training step, batch {batch_size} ({params:,} trainable parameters)",
+        time_rounds(fns, rounds),
+        "ReLU",
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jit", action="store_true", help="compile with XLA (TF: jit_compile=True)")
+    parser.add_argument("--layer-rounds", type=int, default=20)
+    parser.add_argument("--network-rounds", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--skip-network", action="store_true")
+    args = parser.parse_args(argv)
+    jit = args.jit or keras.backend.backend() == "jax"
+    print(
+        f"backend={keras.backend.backend()} keras={keras.__version__} jit={jit} "
+        f"p={P} cpus={os.cpu_count()}"
+    )
+    bench_layers(args.layer_rounds, jit)
+    if not args.skip_network:
+        bench_network(args.network_rounds, jit, args.batch_size)
+
+
+if __name__ == "__main__":
+    main()
