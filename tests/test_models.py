@@ -41,10 +41,11 @@ ACTIVATION_SITES = {
     "simple-cnn": 3 + 1,
     "mlp": 3,
 }
+# One preset per kind of layer (option-A shortcut, projections, dropout,
+# concatenation, grouped convolution, dense nets); the deep bottleneck
+# ResNets add none and are slow to build on JAX.
 PORTABLE = [
     "resnet-20",
-    "resnet-164",
-    "preresnet-164",
     "wrn-16-4",
     "densenet-bc-100-12",
     "resnext-29-8x64d",
