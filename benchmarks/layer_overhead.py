@@ -23,6 +23,7 @@ unless asked, so plain `tf.function` graphs are the default here.
 """
 
 import argparse
+import inspect
 import os
 import statistics
 import sys
@@ -123,11 +124,13 @@ def layer_step_fn(layer, x, grad, jit, training=True):
 
         layer.build(x.shape)
         state = [v.value for v in layer.non_trainable_variables]
+        # stateless_call hands keyword arguments to `call` unfiltered.
+        kwargs = {"training": training} if "training" in inspect.signature(layer.call).parameters else {}
 
         @jax.jit
         def step(state, x):
             def forward(x):
-                y, new_state = layer.stateless_call([], state, x, training=training)
+                y, new_state = layer.stateless_call([], state, x, **kwargs)
                 return y, new_state
 
             if not training:
