@@ -132,7 +132,7 @@ def _sharpness(images, factor):
 
 
 def _posterize(images, bits):
-    # Other images' parameters arrive here too; keep their shifts defined.
+    # Shifts outside 0..8 are undefined for int32; the policy uses 4..8.
     shift = tf.clip_by_value(tf.cast(8 - bits, tf.int32), 0, 8)
     pixels = tf.cast(images, tf.int32)
     return tf.cast(
