@@ -153,10 +153,11 @@ def apply_cutout(images, centres, size):
         positions = tf.range(length)
         return (positions >= first[:, None]) & (positions < first[:, None] + size)
 
-    in_rows = inside(height, start[:, 0])
-    in_columns = inside(width, start[:, 1])
-    hole = in_rows[:, :, None, None] & in_columns[:, None, :, None]
-    return tf.where(hole, tf.zeros_like(images), images)
+    in_rows = tf.cast(inside(height, start[:, 0]), images.dtype)
+    in_columns = tf.cast(inside(width, start[:, 1]), images.dtype)
+    # A (B, H, W, 1) multiplier: several times faster than tf.where here.
+    keep = 1 - in_rows[:, :, None, None] * in_columns[:, None, :, None]
+    return images * keep
 
 
 def random_cutout(images, size, seed):

@@ -18,10 +18,10 @@ Geometric operations sample the nearest pixel and fill uncovered pixels with
 grey 128 (DeepVoltaire's `fillcolor`). Images are uint8 in, float32 in
 [0, 255] out (integral values).
 
-The batch is transformed operation by operation: every operation that some
-sub-policy uses at that position runs on the whole batch and `tf.where` keeps
-its result for the images that drew it; the geometric operations of a
-position become one per-image affine transform.
+The batch is transformed position by position (first, then second operation
+of each image's sub-policy): images are partitioned by the operation they
+drew, each operation runs on its own part only (the geometric ones as one
+per-image affine transform), and the parts are stitched back in order.
 """
 
 import math
@@ -118,17 +118,21 @@ def _sharpness(images, factor):
     channels = images.shape[-1]
     kernel = tf.constant([[1, 1, 1], [1, 5, 1], [1, 1, 1]], tf.float32) / 13.0
     kernel = tf.tile(kernel[:, :, None, None], [1, 1, channels, 1])
-    smooth = tf.nn.depthwise_conv2d(images, kernel, [1, 1, 1, 1], "VALID")
+    # "SAME" keeps the shape for every batch size (a "VALID" convolution of
+    # an empty batch comes back unshrunk); the border is replaced below.
+    smooth = tf.round(tf.nn.depthwise_conv2d(images, kernel, [1, 1, 1, 1], "SAME"))
     # PIL leaves the one-pixel border unfiltered.
-    smooth = tf.round(smooth)
-    border = tf.pad(tf.ones_like(smooth), [[0, 0], [1, 1], [1, 1], [0, 0]])
-    smooth = tf.pad(smooth, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    degenerate = smooth + (1.0 - border) * images
+    height, width = images.shape[1], images.shape[2]
+    interior = tf.pad(
+        tf.ones([1, height - 2, width - 2, 1], tf.bool),
+        [[0, 0], [1, 1], [1, 1], [0, 0]],
+    )
+    degenerate = tf.where(interior, smooth, images)
     return _blend(degenerate, images, factor)
 
 
 def _posterize(images, bits):
-    # Other images' parameters arrive here too; keep their shifts defined.
+    # Shifts outside 0..8 are undefined for int32; the policy uses 4..8.
     shift = tf.clip_by_value(tf.cast(8 - bits, tf.int32), 0, 8)
     pixels = tf.cast(images, tf.int32)
     return tf.cast(
@@ -228,31 +232,52 @@ def _affine(ops, arguments, height, width):
 def _apply(images, ops, arguments, candidates):
     """Applies to each image the operation `ops` names with its argument.
 
+    The batch is split by operation (`tf.dynamic_partition`), each operation
+    runs on its own images only (all geometric ones as one affine transform),
+    and `tf.dynamic_stitch` puts the images back in order: every image costs
+    one operation, not one per candidate.
+
     Args:
         images: (B, H, W, C) float32 in [0, 255].
         ops: (B,) int32 indices into OPERATIONS; -1 leaves an image alone.
         arguments: (B,) float32 arguments in the operations' own units.
-        candidates: the operation names that may occur (static), so that only
-            those run over the batch.
+        candidates: the operation names that may occur (static).
     """
-    batch = tf.shape(images)[0]
     height, width = images.shape[1], images.shape[2]
+    # Group 0 is "unchanged"; then one group for all geometric operations
+    # (if any may occur) and one per pixel operation.
+    groups = [None]
     if set(candidates) & set(GEOMETRIC):
-        images = tf.raw_ops.ImageProjectiveTransformV3(
-            images=images,
-            transforms=_affine(ops, arguments, height, width),
-            output_shape=[height, width],
-            fill_value=FILL_VALUE,
-            interpolation="NEAREST",
-            fill_mode="CONSTANT",
-        )
-    per_image = tf.stack([batch, 1, 1, 1])
-    arguments = tf.reshape(arguments, per_image)
-    for name in sorted(set(candidates) - set(GEOMETRIC)):
-        result = _PIXEL_OPS[name](images, arguments)
-        chosen = tf.reshape(tf.equal(ops, OPERATIONS.index(name)), per_image)
-        images = tf.where(chosen, result, images)
-    return images
+        groups.append(GEOMETRIC)
+    groups += sorted(set(candidates) - set(GEOMETRIC))
+    group_of = [0] * (len(OPERATIONS) + 1)  # Indexed by op + 1.
+    for group_id, group in enumerate(groups[1:], start=1):
+        for name in (group if group == GEOMETRIC else (group,)):
+            group_of[OPERATIONS.index(name) + 1] = group_id
+    group_ids = tf.gather(tf.constant(group_of, tf.int32), ops + 1)
+    count = len(groups)
+    positions = tf.dynamic_partition(
+        tf.range(tf.shape(images)[0]), group_ids, count
+    )
+    image_parts = tf.dynamic_partition(images, group_ids, count)
+    op_parts = tf.dynamic_partition(ops, group_ids, count)
+    argument_parts = tf.dynamic_partition(arguments, group_ids, count)
+    results = [image_parts[0]]
+    for group_id, group in enumerate(groups[1:], start=1):
+        part, part_arguments = image_parts[group_id], argument_parts[group_id]
+        if group == GEOMETRIC:
+            result = tf.raw_ops.ImageProjectiveTransformV3(
+                images=part,
+                transforms=_affine(op_parts[group_id], part_arguments, height, width),
+                output_shape=[height, width],
+                fill_value=FILL_VALUE,
+                interpolation="NEAREST",
+                fill_mode="CONSTANT",
+            )
+        else:
+            result = _PIXEL_OPS[group](part, tf.reshape(part_arguments, [-1, 1, 1, 1]))
+        results.append(result)
+    return tf.dynamic_stitch(positions, results)
 
 
 def apply_operation(images, name, argument):

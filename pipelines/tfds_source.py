@@ -24,7 +24,7 @@ def not_prepared_message(spec, builder, cause=None):
     reason = (
         "download=False was passed"
         if cause is None
-        else f"the download failed ({type(cause).__name__}: {cause})"
+        else f"downloading and preparing it failed ({type(cause).__name__}: {cause})"
     )
     archives = "\n".join(
         f"       {filename}  from  {url}" for filename, url in spec.archives
