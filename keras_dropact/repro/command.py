@@ -25,7 +25,7 @@ def add_parser(subparsers):
     parser.add_argument("--p-values", type=float, nargs="+", help="fig2: the p values (default 0.60..1.00 step 0.05)")
     parser.add_argument("--epochs", type=int, help="override the setup's epochs")
     parser.add_argument("--steps-per-epoch", type=int, help="limit each epoch to N steps (smoke tests)")
-    parser.add_argument("--steps", type=int, help="fig3: full-batch training steps (default 2000)")
+    parser.add_argument("--steps", type=int, help="fig3: full-batch training steps (default 1000)")
     parser.add_argument("--rows", nargs="+", default=(), help="table: keep rows whose 'table dataset model' "
                         "contains every pattern, e.g. --rows cifar100 resnet-164")
     parser.add_argument("--layer", help="fig6: the monitored layer (default block3_conv for simple-cnn, "
