@@ -35,7 +35,7 @@ def _add_train(subparsers):
     parser.add_argument("--dataset", default=defaults["dataset"].default, help="cifar10, cifar100, svhn, emnist-balanced, digits, mnist1d or folder:PATH")
     parser.add_argument("--activation", default="dropact", choices=ACTIVATIONS)
     parser.add_argument("--p", type=float, default=0.95, help="probability of keeping the nonlinearity (default 0.95)")
-    parser.add_argument("--augment", default=None, help="standard, cutout, autoaugment (default: the dataset's)")
+    parser.add_argument("--augment", default=None, help="none, standard, cutout, autoaugment (default: the paper's for the dataset)")
     parser.add_argument("--recipe", default=None, help="a recipe of `dropact recipes` (default: the model's, or quick)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int, help="global batch size")

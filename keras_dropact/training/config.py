@@ -50,6 +50,14 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}.")
+        if self.augment is not None and self.augment != "none":
+            import pipelines
+
+            if self.augment not in pipelines.augmentations():
+                raise ValueError(
+                    f"Unknown augmentation {self.augment!r}. Valid augmentations: "
+                    f"none, {', '.join(pipelines.augmentations())}."
+                )
         if self.recipe is None:
             self.recipe = recipes.default_for(self.model, self.dataset)
         recipes.get(self.recipe)  # Fails early, listing the recipes.

@@ -29,5 +29,5 @@ def evaluate(source, dataset=None, data_dir=None, batch_size=256, split="test"):
         "split": split,
         "test_error": 1.0 - metrics["accuracy"],
         "test_loss": metrics["loss"],
-        "examples": pipelines.info(dataset).splits[split],
+        "examples": pipelines.info(dataset)["splits"][split],
     }

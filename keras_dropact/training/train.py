@@ -41,12 +41,19 @@ def build_model(config, info):
         overrides["dropout"] = recipe.dropout
     return models.build(
         config.model,
-        num_classes=info.num_classes,
-        input_shape=info.input_shape,
+        num_classes=info["num_classes"],
+        input_shape=info["shape"],
         activation=config.activation,
         p=config.p,
         **overrides,
     )
+
+
+def augmentation(config, info):
+    """The training augmentation: the flag, else the dataset's recipe default."""
+    if config.augment is None:
+        return info["recipe_augment"]
+    return None if config.augment == "none" else config.augment
 
 
 def compile_model(model, recipe):
@@ -117,7 +124,7 @@ def train(config, resume=False, verbose=1):
             config.dataset,
             "train",
             recipe.batch_size,
-            augment=config.augment,
+            augment=augmentation(config, info),
             data_dir=config.data_dir,
             shuffle=True,
             seed=config.seed,
@@ -157,7 +164,7 @@ def train(config, resume=False, verbose=1):
         keras.config.set_dtype_policy(previous_policy)
 
     history = read_history(os.path.join(run_dir, rd.LOG))
-    steps = config.steps_per_epoch or int(np.ceil(info.splits["train"] / recipe.batch_size))
+    steps = config.steps_per_epoch or int(np.ceil(info["splits"]["train"] / recipe.batch_size))
     train_seconds = sum(row["epoch_seconds"] for row in history[1:]) or history[0]["epoch_seconds"]
     timed_epochs = max(len(history) - 1, 1)
     results = {
