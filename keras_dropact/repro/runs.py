@@ -40,13 +40,13 @@ def build_mlp_1d(config, info, recipe):
     """
     import models
 
-    inputs = keras.Input(info.input_shape)
+    inputs = keras.Input(info["shape"])
     flat = keras.layers.Flatten(name="flatten")(inputs)
     size = int(flat.shape[-1])
     body = models.mlp(
         hidden=MLP_1D_HIDDEN,
         input_shape=(size,),
-        num_classes=info.num_classes,
+        num_classes=info["num_classes"],
         activation=config.activation,
         p=config.p,
         seed=config.seed,
@@ -128,7 +128,7 @@ def fit(config, callbacks=(), verbose=0):
     recipe = config.resolved_recipe()
     keras.utils.set_random_seed(config.seed)
     train_data = pipelines.load(
-        config.dataset, "train", recipe.batch_size, augment=config.augment,
+        config.dataset, "train", recipe.batch_size, augment=training.augmentation(config, info),
         data_dir=config.data_dir, shuffle=True, seed=config.seed,
     )
     test_data = pipelines.load(config.dataset, "test", recipe.batch_size, data_dir=config.data_dir)
