@@ -46,7 +46,7 @@ def run_fig4(model, dataset, seeds, out, scale="cpu", p=0.95, epochs=None, steps
             config = runs.make_config(out, experiment, name, seed, dataset=dataset,
                                       activation=activation, p=p, **fields)
             progress.start()
-            results, skipped = runs.train_classifier(config, verbose=verbose)
+            results, skipped = runs.train_classifier(config, scale, verbose=verbose)
             histories[activation].append(results["history"])
             progress.finish(f"{fields['model']} on {dataset}, {activation}, seed {seed}",
                             f"test error {100 * results['test_error']:.2f}%", skipped)
@@ -86,7 +86,7 @@ def run_fig6(model, dataset, seeds, out, scale="cpu", p=0.95, layer=None, epochs
                                   activation="dropact", p=p, **fields)
         monitor = _Stage2Monitor(layer or DEFAULT_LAYERS.get(fields["model"]), batch)
         progress.start()
-        results, skipped = runs.train_classifier(config, callbacks=[monitor], verbose=verbose)
+        results, skipped = runs.train_classifier(config, scale, callbacks=[monitor], verbose=verbose)
         ratios.append([row["shift_ratio"] for row in results["history"]])
         progress.finish(f"{fields['model']} on {dataset}, seed {seed}",
                         f"final shift ratio {ratios[-1][-1]:.3f}", skipped)

@@ -51,7 +51,7 @@ def run(dataset, seeds, out, scale="cpu", p_values=P_VALUES, epochs=None, steps_
                 p=p, steps_per_epoch=steps_per_epoch, **fields,
             )
             progress.start()
-            results, skipped = runs.train_classifier(config, verbose=verbose)
+            results, skipped = runs.train_classifier(config, scale, verbose=verbose)
             errors[p].append(results["test_error"])
             progress.finish(
                 f"{fields['model']} on {dataset}, p={p:.2f}, seed {seed}",

@@ -2,10 +2,17 @@
 
 Every run lives in its own directory `OUT/EXPERIMENT/CONFIG/seed-N` and is
 finished when its `results.json` exists; finished runs are read back, never
-redone, so an interrupted command picks up where it stopped. Classifiers are
-trained by `keras_dropact.training.train` (a half-finished run is resumed
-from its backup); `fit` is the one other path, a plain `model.fit` for the
-two cases `train` cannot serve: a model that is not a `models` preset
+redone, so an interrupted command picks up where it stopped.
+
+Paper-scale runs (hours each) are trained by `keras_dropact.training.train`,
+whose backups let a half-finished run resume mid-way. CPU-scale runs take
+seconds, so resuming inside one is worth nothing while `train`'s per-run
+costs (a backup every 50 steps, a checkpoint per epoch, TensorBoard logs,
+the saved model) would be a large part of them: they go through `fit`, the
+same model, compilation, recipe schedule and data as `train`
+(`build_model`, `compile_model`, `RecipeLearningRate`, `pipelines.load`)
+in one `model.fit` call, restarting from epoch 0 if interrupted. `fit` also
+serves what `train` cannot: a model that is not a `models` preset
 (`mlp-1d`, below) and extra callbacks (Figure 6's `ShiftRatioMonitor`).
 """
 
@@ -88,18 +95,18 @@ def write_results(path, results):
     os.replace(tmp, os.path.join(path, RESULTS))
 
 
-def train_classifier(config, callbacks=(), verbose=0):
+def train_classifier(config, scale, callbacks=(), verbose=0):
     """Trains `config` into `config.run_dir` unless it has finished there.
 
-    Returns `(results, skipped)`. Presets with no extra callbacks go through
-    `keras_dropact.training.train` (resumed if started); the rest through
-    `fit`.
+    Returns `(results, skipped)`. At `scale="paper"`, presets with no extra
+    callbacks go through `keras_dropact.training.train` (resumed if
+    started); everything else through `fit` (see the module docstring).
     """
     results = load_results(config.run_dir)
     if results is not None:
         return results, True
     keras.backend.clear_session()
-    if config.model in LOCAL_MODELS or callbacks:
+    if scale != "paper" or config.model in LOCAL_MODELS or callbacks:
         results = fit(config, callbacks=callbacks, verbose=verbose)
     else:
         from keras_dropact.training.train import train

@@ -103,7 +103,7 @@ def run(seeds, out, scale="cpu", patterns=(), p=0.95, epochs=None, steps_per_epo
                     p=p, augment=column.augment, steps_per_epoch=steps_per_epoch, **fields,
                 )
                 progress.start()
-                results, skipped = runs.train_classifier(config, verbose=verbose)
+                results, skipped = runs.train_classifier(config, scale, verbose=verbose)
                 errors[row].setdefault(column, {})[seed] = results["test_error"]
                 progress.finish(f"{row.model} on {row.dataset}, {column.label}, seed {seed}",
                                 f"test error {100 * results['test_error']:.2f}%", skipped)
