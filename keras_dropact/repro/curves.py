@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from keras_dropact import theory
+from keras_dropact.callbacks import ShiftRatioMonitor
 from keras_dropact.repro import plots
 from keras_dropact.repro import runs
 
@@ -74,7 +75,6 @@ def run_fig6(model, dataset, seeds, out, scale="cpu", p=0.95, layer=None, epochs
              steps_per_epoch=None, verbose=0):
     """The shift ratio of `layer` per epoch for Drop-Activation runs."""
     import pipelines
-    from keras_dropact.callbacks import ShiftRatioMonitor
 
     fields = _fields(model, dataset, scale, epochs, steps_per_epoch)
     experiment = os.path.join("fig6", f"{fields['model']}-{dataset}")
