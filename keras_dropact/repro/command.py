@@ -19,7 +19,7 @@ def add_parser(subparsers):
     parser.add_argument("--model", help="fig4/fig6 model (default: the dataset's CPU setup, or resnet-164)")
     parser.add_argument("--seeds", type=int, default=5, help="runs per configuration (default 5)")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1 (default 0)")
-    parser.add_argument("--out", default="repro", help="output directory (default repro/)")
+    parser.add_argument("--out", default="runs/repro", help="output directory (default runs/repro, git-ignored)")
     parser.add_argument("--scale", default="cpu", choices=("cpu", "paper"))
     parser.add_argument("--p", type=float, default=0.95, help="Drop-Activation's p (not fig2)")
     parser.add_argument("--p-values", type=float, nargs="+", help="fig2: the p values (default 0.60..1.00 step 0.05)")
