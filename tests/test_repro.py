@@ -53,6 +53,9 @@ def test_fig2_writes_csv_and_plot_and_skips_finished_runs(tmp_path, capsys):
     rows = read_csv(tmp_path / "fig2" / "digits" / "fig2-digits.csv")
     assert [row["p"] for row in rows] == ["0.90", "1.00"]
     assert all(row["n"] == "1" and 0.0 <= float(row["mean_test_error"]) <= 1.0 for row in rows)
+    drop, relu = (float(row["mean_test_error"]) for row in rows)
+    assert float(rows[0]["paired_diff_vs_p1"]) == pytest.approx(drop - relu, abs=1e-4)
+    assert float(rows[1]["paired_diff_vs_p1"]) == 0.0
     assert (tmp_path / "fig2" / "digits" / "fig2-digits.png").stat().st_size > 1000
     results = tmp_path / "fig2" / "digits" / "p0.90" / "seed-0" / "results.json"
     stamp = results.stat().st_mtime_ns

@@ -60,8 +60,13 @@ def run(dataset, seeds, out, scale="cpu", p_values=P_VALUES, epochs=None, steps_
     rows = []
     for p in p_values:
         summary = mean_ci(errors[p])
+        # Runs of one seed share the initialisation and the data order, so
+        # the difference to p = 1 (plain ReLU) is paired by seed.
+        paired = mean_ci([e - r for e, r in zip(errors[p], errors[1.0])]) if 1.0 in errors else None
         rows.append(dict(p=p, n=summary.n, mean_error=summary.mean, ci95=summary.half_width,
-                         std=summary.std, errors=errors[p]))
+                         std=summary.std, errors=errors[p],
+                         diff_vs_relu=paired.mean if paired else float("nan"),
+                         diff_ci95=paired.half_width if paired else float("nan")))
     directory = os.path.join(out, experiment)
     write_csv(rows, os.path.join(directory, f"fig2-{dataset}.csv"))
     plots.fig2(rows, os.path.join(directory, f"fig2-{dataset}.png"),
@@ -72,9 +77,11 @@ def run(dataset, seeds, out, scale="cpu", p_values=P_VALUES, epochs=None, steps_
 def write_csv(rows, path):
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["p", "n", "mean_test_error", "ci95_half_width", "std", "test_errors"])
+        writer.writerow(["p", "n", "mean_test_error", "ci95_half_width", "std",
+                         "paired_diff_vs_p1", "paired_diff_ci95_half_width", "test_errors"])
         for row in rows:
             writer.writerow([
                 f"{row['p']:.2f}", row["n"], f"{row['mean_error']:.5f}", f"{row['ci95']:.5f}",
-                f"{row['std']:.5f}", " ".join(f"{e:.5f}" for e in row["errors"]),
+                f"{row['std']:.5f}", f"{row['diff_vs_relu']:.5f}", f"{row['diff_ci95']:.5f}",
+                " ".join(f"{e:.5f}" for e in row["errors"]),
             ])
