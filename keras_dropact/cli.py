@@ -4,6 +4,7 @@
     dropact evaluate  test error and loss of a run or a .keras model
     dropact export    SavedModel / ONNX / .keras for serving
     dropact recipes   list the training recipes
+    dropact repro     reproduce the paper's figures and tables
 
 Every subcommand is a thin wrapper over `keras_dropact.training`, which tests
 and notebooks call directly.
@@ -144,6 +145,12 @@ def _recipes(args):
     return 0
 
 
+def _add_repro(subparsers):
+    from keras_dropact.repro import command
+
+    command.add_parser(subparsers)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="dropact",
@@ -154,7 +161,7 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_train, _add_evaluate, _add_export, _add_recipes):
+    for add in (_add_train, _add_evaluate, _add_export, _add_recipes, _add_repro):
         add(subparsers)
     return parser
 

@@ -1,0 +1,136 @@
+"""Tables 1-6: baseline / RReLU / Drop-Activation test errors with 95% intervals.
+
+`--scale paper` runs the paper's rows with their full recipes (GPU, days);
+`--scale cpu` runs the same three columns on the offline datasets with the
+small CPU setups, so the whole table runs on a laptop. Every cell is N
+seeds; the Markdown table gives mean +- 95% t-interval half width (%), the
+paper's single number where it has one, and the Drop-Activation minus
+baseline difference paired by seed.
+"""
+
+import collections
+import os
+
+import numpy as np
+
+from keras_dropact.repro import runs
+from keras_dropact.repro.stats import format_ci
+from keras_dropact.repro.stats import mean_ci
+
+Column = collections.namedtuple("Column", ["label", "activation", "augment"])
+Row = collections.namedtuple("Row", ["table", "dataset", "model", "columns", "paper"])
+
+_STANDARD = (Column("baseline", "relu", None), Column("RReLU", "rrelu", None),
+             Column("Drop-Activation", "dropact", None))
+
+
+def _augmented(augment):
+    return (Column("baseline", "relu", None), Column(augment, "relu", augment),
+            Column(f"{augment} + Drop-Activation", "dropact", augment))
+
+
+# (table, dataset, model, paper baseline, RReLU, Drop-Activation), from
+# shared/reference/recipes.md; None where the paper has "-".
+_PAPER = [
+    (1, "cifar100", "resnet-164", 25.16, 24.15, 23.88),
+    (1, "cifar100", "preresnet-164", 24.33, 23.22, 22.72),
+    (1, "cifar100", "wrn-28-10", 18.85, 19.63, 18.14),
+    (1, "cifar100", "densenet-bc-100-12", 22.27, None, 21.71),
+    (1, "cifar100", "densenet-bc-190-40", 17.18, None, 16.92),
+    (1, "cifar100", "resnext-29-8x64d", 17.77, None, 17.68),
+    (2, "cifar10", "resnet-110", 6.43, 7.66, 6.17),
+    (2, "cifar10", "preresnet-164", 5.46, 5.33, 4.87),
+    (2, "cifar10", "wrn-28-10", 3.89, 4.31, 3.74),
+    (2, "cifar10", "densenet-bc-100-12", 4.51, None, 4.40),
+    (2, "cifar10", "densenet-bc-190-40", 3.75, None, 3.45),
+    (2, "cifar10", "resnext-29-8x64d", 3.65, None, 4.16),
+    (3, "svhn", "wrn-16-8", 1.54, None, 1.46),
+    (3, "svhn", "densenet-bc-100-12", 1.76, None, 1.71),
+    (3, "svhn", "resnext-29-8x64d", 1.79, None, 1.69),
+    (4, "emnist-balanced", "resnet-164", 8.85, None, 8.82),
+    (4, "emnist-balanced", "preresnet-164", 8.88, None, 8.72),
+    (4, "emnist-balanced", "wrn-28-10", 8.97, None, 8.72),
+    (4, "emnist-balanced", "densenet-bc-100-12", 8.81, None, 8.90),
+    (4, "emnist-balanced", "resnext-29-8x64d", 9.07, None, 8.91),
+]
+PAPER_ROWS = [Row(t, d, m, _STANDARD, tuple(numbers)) for t, d, m, *numbers in _PAPER] + [
+    Row(5, "cifar100", "resnet-18", _augmented("cutout"), (22.46, 21.96, 20.99)),
+    Row(5, "cifar100", "wrn-28-10", _augmented("cutout"), (18.8, 18.41, 17.86)),
+    Row(6, "cifar100", "resnet-164", _augmented("autoaugment"), (25.16, 21.12, 20.39)),
+    Row(6, "cifar100", "wrn-28-10", _augmented("autoaugment"), (18.85, 17.09, 16.20)),
+]
+CPU_ROWS = [Row("cpu", dataset, setup["model"], _STANDARD, (None, None, None))
+            for dataset, setup in runs.CPU_SETUPS.items()]
+
+
+def select_rows(scale, patterns=()):
+    """The rows of `scale` whose "table dataset model" contains every pattern."""
+    if scale not in ("cpu", "paper"):
+        raise ValueError(f"Invalid scale {scale!r}: valid scales are cpu, paper.")
+    rows = CPU_ROWS if scale == "cpu" else PAPER_ROWS
+    chosen = [r for r in rows if all(p in f"{r.table} {r.dataset} {r.model}" for p in patterns)]
+    if not chosen:
+        raise ValueError(
+            f"No {scale} table row matches {list(patterns)}; rows: "
+            + "; ".join(f"{r.table} {r.dataset} {r.model}" for r in rows)
+        )
+    return chosen
+
+
+def _fields(row, scale, epochs):
+    if scale == "cpu":
+        fields = dict(runs.CPU_SETUPS[row.dataset])
+    else:
+        fields = dict(model=row.model)
+    if epochs is not None:
+        fields["epochs"] = epochs
+    return fields
+
+
+def run(seeds, out, scale="cpu", patterns=(), p=0.95, epochs=None, steps_per_epoch=None, verbose=0):
+    """Trains every (row, column, seed); writes and returns the Markdown table."""
+    rows = select_rows(scale, patterns)
+    progress = runs.Progress("table", len(seeds) * sum(len(r.columns) for r in rows))
+    errors = collections.defaultdict(dict)
+    for seed in seeds:
+        for row in rows:
+            fields = _fields(row, scale, epochs)
+            experiment = os.path.join(f"table-{scale}", f"{row.model}-{row.dataset}")
+            for column in row.columns:
+                name = column.activation + (f"-{column.augment}" if column.augment else "")
+                config = runs.make_config(
+                    out, experiment, name, seed, dataset=row.dataset, activation=column.activation,
+                    p=p, augment=column.augment, steps_per_epoch=steps_per_epoch, **fields,
+                )
+                progress.start()
+                results, skipped = runs.train_classifier(config, scale, verbose=verbose)
+                errors[row].setdefault(column, {})[seed] = results["test_error"]
+                progress.finish(f"{row.model} on {row.dataset}, {column.label}, seed {seed}",
+                                f"test error {100 * results['test_error']:.2f}%", skipped)
+    text = markdown(rows, errors, seeds)
+    directory = os.path.join(out, f"table-{scale}")
+    with open(os.path.join(directory, "table.md"), "w") as f:
+        f.write(text)
+    print(text, flush=True)
+    return text
+
+
+def markdown(rows, errors, seeds):
+    """The table: per column our mean +- 95% CI (%) and the paper's number."""
+    header = ["table", "dataset", "model", "seeds"]
+    for label in ("baseline", "column 2", "Drop-Activation"):
+        header += [f"{label} (ours)", "paper"]
+    header.append("DropAct - baseline, paired (ours)")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [str(row.table), row.dataset, row.model, str(len(seeds))]
+        for column, paper in zip(row.columns, row.paper):
+            values = [errors[row][column][s] for s in seeds]
+            cells += [f"{column.label}: {format_ci(mean_ci(values))}", "-" if paper is None else f"{paper:.2f}"]
+        base = np.array([errors[row][row.columns[0]][s] for s in seeds])
+        drop = np.array([errors[row][row.columns[-1]][s] for s in seeds])
+        cells.append(format_ci(mean_ci(drop - base)))
+        lines.append("| " + " | ".join(cells) + " |")
+    note = ("\nTest error in %, mean +- half width of the 95% Student-t interval over the seeds; "
+            "the paper reports single numbers.\n")
+    return "\n".join(lines) + "\n" + note

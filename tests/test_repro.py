@@ -1,0 +1,151 @@
+"""`dropact repro`: tiny versions of every experiment (one seed, a few steps)."""
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from conftest import tensorflow_only
+from keras_dropact import cli
+from keras_dropact.repro import fig3
+from keras_dropact.repro import table
+from keras_dropact.repro.stats import format_ci
+from keras_dropact.repro.stats import mean_ci
+
+TINY = ["--seeds", "1", "--epochs", "1", "--steps-per-epoch", "2"]
+
+
+def repro(out, *args):
+    assert cli.main(["repro", *args, "--out", str(out)]) == 0
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_mean_ci_uses_the_t_distribution():
+    summary = mean_ci([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert summary.mean == 3.0 and summary.n == 5
+    assert summary.std == pytest.approx(math.sqrt(2.5))
+    # t_{0.975, 4} = 2.7764, not the normal 1.96.
+    assert summary.half_width == pytest.approx(2.7764 * math.sqrt(2.5) / math.sqrt(5), rel=1e-4)
+    assert format_ci(mean_ci([0.1, 0.2])) == "15.00 +- 63.53"
+
+
+def test_mean_ci_of_one_run_has_no_interval_and_bad_input_fails():
+    single = mean_ci([0.25])
+    assert single.mean == 0.25 and math.isnan(single.half_width)
+    assert format_ci(single) == "25.00"
+    with pytest.raises(ValueError, match="non-empty"):
+        mean_ci([])
+    with pytest.raises(ValueError, match="non-finite"):
+        mean_ci([0.1, float("nan")])
+
+
+@tensorflow_only
+def test_fig2_writes_csv_and_plot_and_skips_finished_runs(tmp_path, capsys):
+    args = ["fig2", "--dataset", "digits", "--p-values", "0.9", "1.0", *TINY]
+    repro(tmp_path, *args)
+    rows = read_csv(tmp_path / "fig2" / "digits" / "fig2-digits.csv")
+    assert [row["p"] for row in rows] == ["0.90", "1.00"]
+    assert all(row["n"] == "1" and 0.0 <= float(row["mean_test_error"]) <= 1.0 for row in rows)
+    drop, relu = (float(row["mean_test_error"]) for row in rows)
+    assert float(rows[0]["paired_diff_vs_p1"]) == pytest.approx(drop - relu, abs=1e-4)
+    assert float(rows[1]["paired_diff_vs_p1"]) == 0.0
+    assert (tmp_path / "fig2" / "digits" / "fig2-digits.png").stat().st_size > 1000
+    results = tmp_path / "fig2" / "digits" / "p0.90" / "seed-0" / "results.json"
+    stamp = results.stat().st_mtime_ns
+    capsys.readouterr()
+    repro(tmp_path, *args)
+    assert capsys.readouterr().out.count("done before, skipped") == 2
+    assert results.stat().st_mtime_ns == stamp
+    assert read_csv(tmp_path / "fig2" / "digits" / "fig2-digits.csv") == rows
+
+
+@tensorflow_only
+def test_fig2_on_mnist1d_uses_the_flattening_mlp(tmp_path):
+    repro(tmp_path, "fig2", "--dataset", "mnist1d", "--p-values", "0.95", *TINY)
+    with open(tmp_path / "fig2" / "mnist1d" / "p0.95" / "seed-0" / "results.json") as f:
+        results = json.load(f)
+    # Flatten(40) -> 512 -> 256 -> 10, weights and biases.
+    assert results["trainable_parameters"] == 40 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
+    assert results["config"]["model"] == "mlp-1d"
+
+
+def test_fig2_at_cpu_scale_rejects_other_datasets(tmp_path, capsys):
+    assert cli.main(["repro", "fig2", "--dataset", "cifar10", "--out", str(tmp_path)]) == 2
+    assert "digits, mnist1d" in capsys.readouterr().err
+
+
+def test_fig3_data_and_functions():
+    x, y = fig3.make_data("xsinx", seed=3)
+    assert x.shape == (20,) and np.all(np.diff(x) >= 0) and 0 <= x.min() and x.max() <= 10
+    residual = y - fig3.x_sin_x(x)
+    assert abs(residual.mean()) < 1.0 and 0.4 < residual.std() < 1.8  # N(0, 1) noise, 20 draws
+    np.testing.assert_array_equal(fig3.make_data("xsinx", seed=3)[0], x)
+    np.testing.assert_array_equal(fig3.piecewise_constant([0.0, 1.9, 2.0, 9.9, 10.0]), [2, 2, -3, -5, -5])
+
+
+@tensorflow_only
+def test_fig3_tiny(tmp_path):
+    repro(tmp_path, "fig3", "--seeds", "1", "--steps", "3")
+    rows = read_csv(tmp_path / "fig3" / "fig3.csv")
+    assert [(r["function"], r["activation"]) for r in rows] == [
+        ("xsinx", "relu"), ("xsinx", "dropact"), ("xsinx", "dropact - relu (paired)"),
+        ("piecewise", "relu"), ("piecewise", "dropact"), ("piecewise", "dropact - relu (paired)"),
+    ]
+    relu, drop, paired = (float(rows[i]["mean_test_mse"]) for i in range(3))
+    assert paired == pytest.approx(drop - relu, abs=1e-3)
+    assert (tmp_path / "fig3" / "fig3.png").exists()
+
+
+@tensorflow_only
+def test_fig4_and_fig6_tiny(tmp_path):
+    repro(tmp_path, "fig4", "--dataset", "digits", "--seeds", "1", "--epochs", "2", "--steps-per-epoch", "2")
+    rows = read_csv(tmp_path / "fig4" / "simple-cnn-digits" / "fig4.csv")
+    assert [(r["activation"], r["epoch"]) for r in rows] == [
+        ("relu", "1"), ("relu", "2"), ("dropact", "1"), ("dropact", "2")]
+    repro(tmp_path, "fig6", "--dataset", "digits", "--seeds", "1", "--epochs", "2", "--steps-per-epoch", "2")
+    rows = read_csv(tmp_path / "fig6" / "simple-cnn-digits" / "fig6.csv")
+    assert len(rows) == 2
+    assert all(0.0 < float(r["mean_shift_ratio"]) < 10.0 for r in rows)
+    assert (tmp_path / "fig6" / "simple-cnn-digits" / "fig6.png").exists()
+
+
+@tensorflow_only
+def test_table_tiny(tmp_path):
+    repro(tmp_path, "table", "--rows", "digits", *TINY)
+    text = (tmp_path / "table-cpu" / "table.md").read_text()
+    line = next(line for line in text.splitlines() if "| digits |" in line)
+    assert line.startswith("| cpu | digits | simple-cnn | 1 | baseline: ")
+    assert "RReLU: " in line and "Drop-Activation: " in line
+    for name in ("relu", "rrelu", "dropact"):
+        assert (tmp_path / "table-cpu" / "simple-cnn-digits" / name / "seed-0" / "results.json").exists()
+
+
+def test_table_rows_follow_the_paper():
+    rows = table.select_rows("paper")
+    assert len(rows) == 24
+    (row,) = table.select_rows("paper", ["2 cifar10 resnet-110"])
+    assert row.paper == (6.43, 7.66, 6.17)
+    assert [c.activation for c in row.columns] == ["relu", "rrelu", "dropact"]
+    (row,) = table.select_rows("paper", ["5 cifar100 resnet-18"])
+    assert [(c.activation, c.augment) for c in row.columns] == [
+        ("relu", None), ("relu", "cutout"), ("dropact", "cutout")]
+    with pytest.raises(ValueError, match="No paper table row matches"):
+        table.select_rows("paper", ["imagenet"])
+
+
+def test_theory_checks(tmp_path):
+    repro(tmp_path, "theory")
+    rows = read_csv(tmp_path / "theory" / "shift_ratio.csv")
+    at_95 = next(r for r in rows if r["p"] == "0.95")
+    assert float(at_95["closed_form"]) == pytest.approx(0.9377, abs=1e-4)
+    assert all(abs(float(r["z"])) < 4.5 for r in rows if r["p"] != "1.00")
+    assert (tmp_path / "theory" / "shift_ratio.png").exists()
+    text = (tmp_path / "theory" / "theory.md").read_text()
+    assert text.count("| orthogonal W2 (16x16) |") == 3
