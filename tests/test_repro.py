@@ -121,10 +121,19 @@ def test_table_tiny(tmp_path):
     repro(tmp_path, "table", "--rows", "digits", *TINY)
     text = (tmp_path / "table-cpu" / "table.md").read_text()
     line = next(line for line in text.splitlines() if "| digits |" in line)
-    assert line.startswith("| cpu | digits | simple-cnn | 1 | baseline: ")
-    assert "RReLU: " in line and "Drop-Activation: " in line
+    assert line.startswith("| cpu | digits | simple-cnn | 1 | ")
+    assert "| baseline (ours) | paper | RReLU (ours) | paper | Drop-Activation (ours) | paper |" in text
     for name in ("relu", "rrelu", "dropact"):
         assert (tmp_path / "table-cpu" / "simple-cnn-digits" / name / "seed-0" / "results.json").exists()
+
+
+def test_table_markdown_names_the_columns_of_augmentation_rows():
+    rows = table.select_rows("paper", ["2 cifar10 resnet-110"]) + table.select_rows("paper", ["5 cifar100 wrn"])
+    errors = {row: {column: {0: 0.1, 1: 0.2} for column in row.columns} for row in rows}
+    lines = table.markdown(rows, errors, [0, 1]).splitlines()
+    assert lines[2] == ("| 2 | cifar10 | resnet-110 | 2 | 15.00 +- 63.53 | 6.43 | 15.00 +- 63.53 | 7.66 | "
+                        "15.00 +- 63.53 | 6.17 | 0.00 +- 0.00 |")
+    assert "| cutout: 15.00 +- 63.53 | 18.41 | cutout + Drop-Activation: 15.00 +- 63.53 | 17.86 |" in lines[3]
 
 
 def test_table_rows_follow_the_paper():

@@ -47,9 +47,8 @@ def curves(series, path, ylabel, title, hlines=()):
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for label, (epochs, values, style) in series.items():
         ax.plot(epochs, values, style, label=label)
-    for value, label in hlines:
-        ax.axhline(value, color="gray", ls=":", lw=1)
-        ax.annotate(label, (0, value), fontsize=7, color="gray")
+    for (value, label), style in zip(hlines, (":", "-.", "--")):
+        ax.axhline(value, color="gray", ls=style, lw=1, label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)

@@ -116,17 +116,23 @@ def run(seeds, out, scale="cpu", patterns=(), p=0.95, epochs=None, steps_per_epo
 
 
 def markdown(rows, errors, seeds):
-    """The table: per column our mean +- 95% CI (%) and the paper's number."""
+    """The table: per column our mean +- 95% CI (%) and the paper's number.
+
+    The column headers are the first row's column labels; a cell of a row
+    whose columns differ (Tables 5-6: augmentations) names its own column.
+    """
+    labels = [column.label for column in rows[0].columns]
     header = ["table", "dataset", "model", "seeds"]
-    for label in ("baseline", "column 2", "Drop-Activation"):
+    for label in labels:
         header += [f"{label} (ours)", "paper"]
-    header.append("DropAct - baseline, paired (ours)")
+    header.append(f"{labels[-1]} - {labels[0]}, paired (ours)")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [str(row.table), row.dataset, row.model, str(len(seeds))]
-        for column, paper in zip(row.columns, row.paper):
-            values = [errors[row][column][s] for s in seeds]
-            cells += [f"{column.label}: {format_ci(mean_ci(values))}", "-" if paper is None else f"{paper:.2f}"]
+        for column, label, paper in zip(row.columns, labels, row.paper):
+            ours = format_ci(mean_ci([errors[row][column][s] for s in seeds]))
+            cells += [ours if column.label == label else f"{column.label}: {ours}",
+                      "-" if paper is None else f"{paper:.2f}"]
         base = np.array([errors[row][row.columns[0]][s] for s in seeds])
         drop = np.array([errors[row][row.columns[-1]][s] for s in seeds])
         cells.append(format_ci(mean_ci(drop - base)))
