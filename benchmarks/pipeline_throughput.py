@@ -45,19 +45,25 @@ def synthetic_cifar(count, seed=0):
 
 
 def reference_pipeline(images, labels, batch_size):
-    """The plain baseline: arrays in memory, batch, one vectorised map."""
-    mean, std = tf.constant(MEAN), tf.constant(STD)
+    """The plain baseline: arrays in memory, batch, one vectorised map.
+
+    As lean as such a pipeline gets: unseeded random ops, one draw per batch,
+    crop and flip as two gathers, normalisation fused into one multiply-add.
+    """
+    std = np.array(STD, np.float32)
+    scale = tf.constant(1.0 / (255.0 * std))
+    offset = tf.constant(-np.array(MEAN, np.float32) / std)
 
     def pad_crop_flip_normalise(x, y):
-        batch = tf.shape(x)[0]
+        draws = tf.random.uniform([tf.shape(x)[0], 3])
+        top = tf.cast(draws[:, :1] * 9, tf.int32)
+        left = tf.cast(draws[:, 1:2] * 9, tf.int32)
+        flip = draws[:, 2:] < 0.5
         padded = tf.pad(x, [[0, 0], [4, 4], [4, 4], [0, 0]])
-        top = tf.random.uniform([batch, 1], 0, 9, tf.int32)
-        left = tf.random.uniform([batch, 1], 0, 9, tf.int32)
-        flip = tf.random.uniform([batch, 1]) < 0.5
         columns = left + tf.where(flip, tf.range(31, -1, -1), tf.range(32))
         x = tf.gather(padded, top + tf.range(32), axis=1, batch_dims=1)
         x = tf.gather(x, columns, axis=2, batch_dims=1)
-        return (tf.cast(x, tf.float32) / 255.0 - mean) / std, y
+        return tf.cast(x, tf.float32) * scale + offset, y
 
     return (
         tf.data.Dataset.from_tensor_slices((images, labels))
@@ -68,12 +74,19 @@ def reference_pipeline(images, labels, batch_size):
 
 
 def epoch_rate(dataset, epochs):
-    """Images per second over `epochs` full passes."""
-    start, count = time.perf_counter(), 0
+    """(images per wall-clock second, images per CPU second) over `epochs`.
+
+    CPU seconds (all threads of this process) stay meaningful when other
+    jobs share the cores; wall-clock rates then swing by a factor of two.
+    """
+    wall, cpu, count = time.perf_counter(), time.process_time(), 0
     for _ in range(epochs):
         for images, _ in dataset:
             count += int(images.shape[0])
-    return count / (time.perf_counter() - start)
+    return (
+        count / (time.perf_counter() - wall),
+        count / (time.process_time() - cpu),
+    )
 
 
 def build_model():
@@ -121,9 +134,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="alternating measurements per pipeline; the median is shown")
-    parser.add_argument("--epochs", type=int, default=1, help="epochs per measurement")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="alternating measurements per pipeline; medians are shown")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per measurement")
     parser.add_argument("--model-steps", type=int, default=8)
     args = parser.parse_args(argv)
 
@@ -140,11 +153,20 @@ def main(argv=None):
             )
         for dataset in datasets.values():  # fills caches, traces the maps
             epoch_rate(dataset, 1)
-        rates = {name: [] for name in datasets}
+        measured = {name: [] for name in datasets}
         for _ in range(args.rounds):
             for name, dataset in datasets.items():
-                rates[name].append(epoch_rate(dataset, args.epochs))
-    rates = {name: statistics.median(values) for name, values in rates.items()}
+                measured[name].append(epoch_rate(dataset, args.epochs))
+    rates = {n: statistics.median(r[0] for r in m) for n, m in measured.items()}
+    cpu_rates = {n: statistics.median(r[1] for r in m) for n, m in measured.items()}
+    # Ratios pair each measurement with the reference's of the same round,
+    # which cancels most of the drift other jobs on the machine cause.
+    ratios = {
+        n: statistics.median(
+            r[0] / ref[0] for r, ref in zip(m, measured["reference"])
+        )
+        for n, m in measured.items()
+    }
 
     model_images_per_s, model_label = model_rate(args.batch_size, args.model_steps)
 
@@ -153,15 +175,17 @@ def main(argv=None):
         f"{args.batch_size}, median of {args.rounds}; TF {tf.__version__}, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
     )
-    print(f"{'pipeline':<22}{'images/s':>10}{'x reference':>13}{'x model':>9}")
+    print(f"{'pipeline':<14}{'images/s':>10}{'x reference':>13}{'x model':>9}"
+          f"{'images/CPU-s':>14}{'x reference':>13}")
     for name, rate in rates.items():
         print(
-            f"{name:<22}{rate:>10,.0f}{rate / rates['reference']:>13.2f}"
-            f"{rate / model_images_per_s:>9.1f}"
+            f"{name:<14}{rate:>10,.0f}{ratios[name]:>13.2f}"
+            f"{rate / model_images_per_s:>9.1f}{cpu_rates[name]:>14,.0f}"
+            f"{cpu_rates[name] / cpu_rates['reference']:>13.2f}"
         )
-    print(f"{'model: ' + model_label:<22}{model_images_per_s:>10,.0f}  (train_on_batch)")
+    print(f"model {model_label}: {model_images_per_s:,.0f} images/s (train_on_batch)")
     checks = {
-        "standard >= 0.8x reference": rates["standard"] >= 0.8 * rates["reference"],
+        "standard >= 0.8x reference": ratios["standard"] >= 0.8,
         "autoaugment >= 2,000 images/s": rates["autoaugment"] >= 2000,
         "every pipeline >= 5x the model": min(rates.values()) >= 5 * model_images_per_s,
     }

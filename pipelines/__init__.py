@@ -17,6 +17,7 @@ from pipelines import augment as _augment
 from pipelines import registry as _registry
 from pipelines import tfds_source as _tfds_source
 from pipelines.pipeline import Pipeline as _Pipeline
+from pipelines.pipeline import check_positive_int as _check_positive_int
 from pipelines.tfds_source import DatasetNotPreparedError
 
 __all__ = [
@@ -103,6 +104,7 @@ def dataset_fn(name, split, global_batch_size, **kwargs):
     global_batch_size)` examples. Keyword arguments are those of `load`;
     they are checked now, not on the workers.
     """
+    _check_positive_int("global_batch_size", global_batch_size)
     pipeline = _Pipeline(name, split, **kwargs)
 
     def make(input_context):

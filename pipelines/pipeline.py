@@ -29,7 +29,8 @@ def _derived_seed(seed, pipeline_id, stream):
     return int(state[0] >> 1)
 
 
-def _check_positive_int(name, value):
+def check_positive_int(name, value):
+    """ValueError unless `value` is a positive int (bools are not ints here)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an int, got {value!r}.")
     if value <= 0:
@@ -81,7 +82,7 @@ class Pipeline:
         `num_pipelines`/`pipeline_id` shard the examples (one shard per
         input pipeline of a distribution strategy) and separate the seeds.
         """
-        _check_positive_int("batch_size", batch_size)
+        check_positive_int("batch_size", batch_size)
         spec = self.spec
         dataset = spec.loader(
             spec, self.split, data_dir=self.data_dir, download=self.download

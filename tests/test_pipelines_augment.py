@@ -151,6 +151,8 @@ def test_unknown_split_and_bad_arguments():
         pipelines.load("digits", "validation", 8)
     with pytest.raises(ValueError, match="batch_size must be positive, got 0"):
         pipelines.load("digits", "train", 0)
+    with pytest.raises(ValueError, match="global_batch_size must be an int, got 64.0"):
+        pipelines.dataset_fn("digits", "train", 64.0)
     with pytest.raises(ValueError, match="seed must be None or an int >= 0"):
         pipelines.load("digits", "train", 8, seed=-1)
     with pytest.raises(ValueError, match="needs images; 'mnist1d'"):

@@ -123,7 +123,11 @@ def train(config, resume=False, verbose=1):
         # Fail on a bad model name or an unavailable dataset before creating
         # anything.
         models.get_preset(config.model)
-        pipelines.load(config.dataset, "test", 1, data_dir=config.data_dir)
+        # With --data-dir the data must be prepared there: never download.
+        pipelines.load(
+            config.dataset, "test", 1, data_dir=config.data_dir,
+            download=config.data_dir is None,
+        )
     # The strategy before any TensorFlow work: MultiWorkerMirroredStrategy
     # configures the runtime. Only its chief creates the run directory.
     strategy = distribution.resolve(config.strategy)
