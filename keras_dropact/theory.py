@@ -41,6 +41,7 @@ import keras
 from keras import ops
 
 from keras_dropact.layers import DropActivation
+from keras_dropact.layers.drop_activation import check_keep_probability
 
 MonteCarloEstimate = collections.namedtuple(
     "MonteCarloEstimate", ["value", "stderr"]
@@ -83,7 +84,7 @@ def shift_ratio(p):
     Returns:
         The shift ratio, a Python float.
     """
-    p = _check_probability(p)
+    p = check_keep_probability(p)
     test_variance = (0.5 - 0.5 / math.pi) * p * p - p + 1.0
     train_variance = 1.0 - 0.5 * p - p * p / (2.0 * math.pi)
     return test_variance / train_variance
@@ -110,7 +111,7 @@ def simulated_shift_ratio(p, d=64, num_samples=100_000, seed=0):
         near-Gaussian X has sqrt(2 / num_samples), and the two are
         positively correlated (same x).
     """
-    p = _check_probability(p)
+    p = check_keep_probability(p)
     _check_int("d", d, minimum=1)
     _check_int("num_samples", num_samples, minimum=2 * _NUM_BATCHES)
     _check_int("seed", seed, minimum=0)
@@ -150,7 +151,7 @@ def inference_loss(W1, W2, x, y, p):
     Returns:
         The loss summed over the n samples, a Python float.
     """
-    p = _check_probability(p)
+    p = check_keep_probability(p)
     W1, W2, x, y = _check_network(W1, W2, x, y)
     hidden = ops.matmul(x, ops.transpose(W1))
     outputs = ops.matmul(_leaky(hidden, p), ops.transpose(W2))
@@ -178,7 +179,7 @@ def implicit_penalty(W1, W2, x, p):
     Returns:
         The penalty summed over the n samples, a Python float.
     """
-    p = _check_probability(p)
+    p = check_keep_probability(p)
     W1, W2, x, _ = _check_network(W1, W2, x)
     hidden = ops.matmul(x, ops.transpose(W1))
     gap = ops.matmul(hidden - _leaky(hidden, p), ops.transpose(W2))
@@ -214,7 +215,7 @@ def exact_implicit_penalty(W1, W2, x, p):
     Returns:
         The penalty summed over the n samples, a Python float.
     """
-    p = _check_probability(p)
+    p = check_keep_probability(p)
     W1, W2, x, _ = _check_network(W1, W2, x)
     hidden = ops.matmul(x, ops.transpose(W1))
     column_norms = ops.sum(ops.square(W2), axis=0)  # ||W2[:, j]||^2
@@ -244,7 +245,7 @@ def expected_training_loss(W1, W2, x, y, p, num_masks=1000, seed=0):
         samples; `stderr` is the spread of the per-draw losses divided by
         sqrt(num_masks).
     """
-    p = _check_probability(p)
+    p = check_keep_probability(p)
     _check_int("num_masks", num_masks, minimum=2)
     _check_int("seed", seed, minimum=0)
     W1, W2, x, y = _check_network(W1, W2, x, y)
@@ -270,20 +271,6 @@ def _sample_std(values):
 
 def _to_float(value):
     return float(ops.convert_to_numpy(value))
-
-
-def _check_probability(p):
-    if (
-        isinstance(p, bool)
-        or not isinstance(p, numbers.Real)
-        or not 0.0 < float(p) <= 1.0
-    ):
-        raise ValueError(
-            "Invalid value received for argument `p` (the probability of "
-            "keeping the nonlinearity). Expected a number in (0, 1], e.g. "
-            f"0.95. Received: p={p!r}"
-        )
-    return float(p)
 
 
 def _check_int(name, value, minimum):

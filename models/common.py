@@ -15,6 +15,7 @@ from keras import ops
 
 from keras_dropact import DropActivation
 from keras_dropact import RandomizedReLU
+from keras_dropact.layers.drop_activation import check_keep_probability
 
 ACTIVATIONS = ("dropact", "relu", "rrelu", "leaky_relu")
 
@@ -69,16 +70,8 @@ def activation_layer(activation="dropact", p=0.95, seed=None, name=None):
     if activation == "rrelu":
         return RandomizedReLU(seed=seed, name=name)
     if activation == "leaky_relu":
-        if (
-            isinstance(p, bool)
-            or not isinstance(p, numbers.Real)
-            or not 0.0 < float(p) <= 1.0
-        ):
-            raise ValueError(
-                "Invalid value received for argument `p`: expected a number "
-                f"in (0, 1] (the negative slope is 1 - p). Received: p={p!r}"
-            )
-        return keras.layers.LeakyReLU(negative_slope=1.0 - float(p), name=name)
+        slope = 1.0 - check_keep_probability(p)
+        return keras.layers.LeakyReLU(negative_slope=slope, name=name)
     raise ValueError(
         "Invalid value received for argument `activation`: "
         f"{activation!r}. Expected one of {', '.join(map(repr, ACTIVATIONS))} "

@@ -10,6 +10,28 @@ from keras_dropact.random import ReplicaSeedGenerator
 from keras_dropact.random import bernoulli
 
 
+def check_keep_probability(p):
+    """Returns `p` as a float if it is a probability of keeping f, in (0, 1].
+
+    The one check of Drop-Activation's `p`, shared by the layer, the model
+    factory, the training configuration and the theory helpers.
+
+    Raises:
+        ValueError: naming the bad value and the valid range.
+    """
+    if (
+        isinstance(p, bool)
+        or not isinstance(p, numbers.Real)
+        or not 0.0 < float(p) <= 1.0
+    ):
+        raise ValueError(
+            "Invalid value received for argument `p` (the probability of "
+            "keeping the nonlinearity). Expected a number in (0, 1], "
+            f"e.g. 0.95. Received: p={p!r}"
+        )
+    return float(p)
+
+
 @keras.saving.register_keras_serializable(package="keras_dropact")
 class DropActivation(keras.layers.Layer):
     """Randomly replaces an elementwise nonlinearity by the identity.
@@ -51,17 +73,7 @@ class DropActivation(keras.layers.Layer):
 
     def __init__(self, p=0.95, activation="relu", seed=None, **kwargs):
         super().__init__(**kwargs)
-        if (
-            isinstance(p, bool)
-            or not isinstance(p, numbers.Real)
-            or not 0.0 < float(p) <= 1.0
-        ):
-            raise ValueError(
-                "Invalid value received for argument `p` (the probability of "
-                "keeping the nonlinearity). Expected a number in (0, 1], "
-                f"e.g. 0.95. Received: p={p!r}"
-            )
-        self.p = float(p)
+        self.p = check_keep_probability(p)
         self.activation_fn, self.activation = resolve_activation(activation)
         self.seed = seed
         if self.p < 1.0:

@@ -4,6 +4,7 @@ import dataclasses
 import json
 
 from keras_dropact import recipes
+from keras_dropact.layers.drop_activation import check_keep_probability
 
 ACTIVATIONS = ("dropact", "relu", "rrelu", "leaky_relu")
 
@@ -41,11 +42,7 @@ class TrainConfig:
                 f"Unknown activation {self.activation!r}. Valid activations: "
                 f"{', '.join(ACTIVATIONS)}."
             )
-        if isinstance(self.p, bool) or not 0.0 < float(self.p) <= 1.0:
-            raise ValueError(
-                f"Invalid p={self.p!r}: the probability of keeping the "
-                "nonlinearity must be in (0, 1], e.g. 0.95."
-            )
+        check_keep_probability(self.p)
         for name in ("epochs", "batch_size", "steps_per_epoch", "backup_every"):
             value = getattr(self, name)
             if value is not None and value < 1:
