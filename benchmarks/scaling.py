@@ -18,10 +18,11 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+
+from keras_dropact.training import distribution
 
 CHILD = r"""
 import json, os, sys, time
@@ -60,26 +61,16 @@ if distribution.is_chief(strategy):
 """
 
 
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def launch(devices, strategy, workers, args):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow",
                PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     env.pop("TF_CONFIG", None)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(workers)]}
+    tf_configs = distribution.local_tf_configs(workers)
     processes = []
     for index in range(workers):
         if strategy == "multiworker":
-            env = dict(env, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+            env = dict(env, TF_CONFIG=tf_configs[index])
         argv = [sys.executable, "-c", CHILD, str(devices), strategy, str(args.steps), str(args.batch_size)]
         processes.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                           stderr=subprocess.DEVNULL, text=True, start_new_session=True))

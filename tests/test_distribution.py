@@ -7,7 +7,6 @@ devices and TF_CONFIG must be set before TensorFlow starts.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import tensorflow_only
+from keras_dropact.training import distribution
 
 WORKER = os.path.join(os.path.dirname(__file__), "dist_worker.py")
 TIMEOUT = 120  # seconds for any one launch; a hung worker fails the test.
@@ -51,22 +51,11 @@ def _launch(argv_list, envs):
         assert process.returncode == 0, output[-3000:]
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _two_workers(run_dir, epochs, out_prefix):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    tf_configs = distribution.local_tf_configs(2)
     argv = [[sys.executable, WORKER, "multiworker", str(run_dir), str(epochs), f"{out_prefix}{i}"]
             for i in range(2)]
-    envs = [_env({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(2)]
+    envs = [_env(json.loads(tf_config)) for tf_config in tf_configs]
     _launch(argv, envs)
     reports = []
     for i in range(2):

@@ -210,3 +210,24 @@ def allow_multi_worker_fit(model, strategy):
     model.train_step = with_rank_one_logs(model.train_step)
     model.test_step = with_rank_one_logs(model.test_step)
     return model
+
+
+def local_tf_configs(num_workers):
+    """`TF_CONFIG` values (JSON strings) for a cluster of workers on this host.
+
+    Start one process per value, each with its own `TF_CONFIG`, to try
+    multi-worker training on one machine (tests and `benchmarks/scaling.py`
+    do). The ports are free loopback ports at the time of the call.
+    """
+    import socket
+
+    sockets = [socket.socket() for _ in range(num_workers)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]}
+    for s in sockets:
+        s.close()
+    return [
+        json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        for index in range(num_workers)
+    ]
