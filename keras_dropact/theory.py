@@ -151,9 +151,7 @@ def inference_loss(W1, W2, x, y, p):
     Returns:
         The loss summed over the n samples, a Python float.
     """
-    p = check_keep_probability(p)
-    W1, W2, x, y = _check_network(W1, W2, x, y)
-    hidden = ops.matmul(x, ops.transpose(W1))
+    p, W2, hidden, y = _network(W1, W2, x, p, y)
     outputs = ops.matmul(_leaky(hidden, p), ops.transpose(W2))
     return _to_float(ops.sum(ops.square(outputs - y)))
 
@@ -179,9 +177,7 @@ def implicit_penalty(W1, W2, x, p):
     Returns:
         The penalty summed over the n samples, a Python float.
     """
-    p = check_keep_probability(p)
-    W1, W2, x, _ = _check_network(W1, W2, x)
-    hidden = ops.matmul(x, ops.transpose(W1))
+    p, W2, hidden, _ = _network(W1, W2, x, p)
     gap = ops.matmul(hidden - _leaky(hidden, p), ops.transpose(W2))
     return _to_float((1.0 - p) / p * ops.sum(ops.square(gap)))
 
@@ -215,9 +211,7 @@ def exact_implicit_penalty(W1, W2, x, p):
     Returns:
         The penalty summed over the n samples, a Python float.
     """
-    p = check_keep_probability(p)
-    W1, W2, x, _ = _check_network(W1, W2, x)
-    hidden = ops.matmul(x, ops.transpose(W1))
+    p, W2, hidden, _ = _network(W1, W2, x, p)
     column_norms = ops.sum(ops.square(W2), axis=0)  # ||W2[:, j]||^2
     gap = ops.square(hidden - _leaky(hidden, p))
     return _to_float((1.0 - p) / p * ops.sum(gap * column_norms))
@@ -245,11 +239,9 @@ def expected_training_loss(W1, W2, x, y, p, num_masks=1000, seed=0):
         samples; `stderr` is the spread of the per-draw losses divided by
         sqrt(num_masks).
     """
-    p = check_keep_probability(p)
     _check_int("num_masks", num_masks, minimum=2)
     _check_int("seed", seed, minimum=0)
-    W1, W2, x, y = _check_network(W1, W2, x, y)
-    hidden = ops.matmul(x, ops.transpose(W1))
+    p, W2, hidden, y = _network(W1, W2, x, p, y)
     hidden = ops.repeat(hidden[None], num_masks, axis=0)
     dropped = DropActivation(p, seed=seed)(hidden, training=True)
     outputs = ops.matmul(dropped, ops.transpose(W2))
@@ -283,6 +275,17 @@ def _check_int(name, value, minimum):
             f"Invalid value received for argument `{name}`. Expected an int "
             f">= {minimum}. Received: {name}={value!r}"
         )
+
+
+def _network(W1, W2, x, p, y=None):
+    """Checks the arguments of the one-hidden-layer net of Section 5.1.
+
+    Returns `(p, W2, hidden, y)` with hidden = x W1^T (the pre-activations
+    W1 x of every sample) and the matrices as float32 tensors.
+    """
+    p = check_keep_probability(p)
+    W1, W2, x, y = _check_network(W1, W2, x, y)
+    return p, W2, ops.matmul(x, ops.transpose(W1)), y
 
 
 def _check_network(W1, W2, x, y=None):
