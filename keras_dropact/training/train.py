@@ -1,6 +1,7 @@
 """`train(config)`: one training run with `model.fit`, as `dropact train` runs it."""
 
 import csv
+import dataclasses
 import json
 import os
 import platform
@@ -214,7 +215,7 @@ def _fit(config, recipe, info, strategy, run_dir, verbose):
     timed_epochs = max(len(history) - 1, 1)
     results = {
         "config": config.to_dict(),
-        "recipe": {k: v for k, v in vars(recipe).items()},
+        "recipe": dataclasses.asdict(recipe),
         "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
         "test_error": float(1.0 - test_accuracy),
         "test_loss": float(test_loss),
