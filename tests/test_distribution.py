@@ -137,3 +137,22 @@ def test_two_workers_train_like_one_device_and_resume(tmp_path):
     for a, b, c in zip(_weights(weights[0]), _weights(weights[1]), _weights(np.load(tmp_path / "single.npz"))):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
+
+
+@tensorflow_only
+@pytest.mark.slow
+def test_dropact_train_with_two_workers_end_to_end(tmp_path):
+    # The real command, on the offline digits data, on two loopback workers.
+    run_dir = tmp_path / "run"
+    argv = [sys.executable, "-m", "keras_dropact.cli", "train", "--model", "simple-cnn", "--dataset", "digits",
+            "--epochs", "2", "--batch-size", "32", "--steps-per-epoch", "3", "--strategy", "multiworker",
+            "--run-dir", str(run_dir)]
+    tf_configs = distribution.local_tf_configs(2)
+    _launch([argv, argv], [_env(json.loads(tf_config)) for tf_config in tf_configs])
+    with open(run_dir / "results.json") as f:
+        results = json.load(f)
+    assert results["epochs_completed"] == 2 and [row["epoch"] for row in results["history"]] == [0, 1]
+    assert results["config"]["strategy"] == "multiworker"
+    assert 0.0 <= results["test_error"] <= 1.0
+    # Only the chief's run directory exists under tmp_path.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

@@ -121,20 +121,20 @@ def train(config, resume=False, verbose=1):
     else:
         config.run_dir = config.run_dir or rd.default_run_dir(config)
         run_dir = config.run_dir
-        # Fail on a bad model name or an unavailable dataset before creating
-        # anything.
-        models.get_preset(config.model)
-        # With --data-dir the data must be prepared there: never download.
+        models.get_preset(config.model)  # Fails early, listing the presets.
+    # The strategy before any TensorFlow work: MultiWorkerMirroredStrategy
+    # configures the runtime. Only its chief creates the run directory.
+    strategy = distribution.resolve(config.strategy)
+    if not resume:
+        # Fail on an unavailable dataset before creating anything; with
+        # --data-dir the data must be prepared there: never download.
         pipelines.load(
             config.dataset, "test", 1, data_dir=config.data_dir,
             download=config.data_dir is None,
         )
-    # The strategy before any TensorFlow work: MultiWorkerMirroredStrategy
-    # configures the runtime. Only its chief creates the run directory.
-    strategy = distribution.resolve(config.strategy)
-    if not resume and distribution.is_chief(strategy):
-        rd.open_run_dir(run_dir, resume=False)
-        config.save(os.path.join(run_dir, rd.CONFIG))
+        if distribution.is_chief(strategy):
+            rd.open_run_dir(run_dir, resume=False)
+            config.save(os.path.join(run_dir, rd.CONFIG))
     info = pipelines.info(config.dataset)
     recipe = config.resolved_recipe()
 
