@@ -150,6 +150,7 @@ def fit(config, callbacks=(), verbose=0):
         validation_data=test_data,
         epochs=recipe.epochs,
         steps_per_epoch=config.steps_per_epoch,
+        shuffle=False,  # The pipeline shuffles.
         callbacks=[RecipeLearningRate(recipe), *callbacks],
         verbose=verbose,
     )
