@@ -6,20 +6,30 @@ to ReLU measured in the same run:
 
 1. one layer, forward + backward, on a (128, 32, 32, 64) float32 tensor;
    also the inference forward pass of DropActivation against LeakyReLU;
-2. one training step (SGD with momentum, cross-entropy) of a ResNet-20
-   (CIFAR, option A shortcuts, built below with a pluggable activation)
-   on a batch of 128 32x32x3 images, with each activation.
+2. one training step (SGD with momentum, cross-entropy) of a network from
+   the model factory (`--model`, default ResNet-20: the thinnest CIFAR
+   ResNet, where activations weigh most against the convolutions) on a batch
+   of 128 32x32x3 images, with each activation at every activation site.
 
 Targets (issue): a training step with DropActivation costs at most 1.05x the
 ReLU step, and inference costs what LeakyReLU costs.
 
     KERAS_BACKEND=tensorflow python benchmarks/layer_overhead.py
+    python benchmarks/layer_overhead.py --model wrn-16-4
     python benchmarks/layer_overhead.py --jit        # TF graphs under XLA
     KERAS_BACKEND=jax python benchmarks/layer_overhead.py
 
-`naive DropAct` is the textbook implementation (`uniform < p`, then `where`)
-for comparison. On the TensorFlow backend Keras does not use XLA on CPU
-unless asked, so plain `tf.function` graphs are the default here.
+Variants besides the layers themselves:
+
+- `naive DropAct`: the textbook implementation (`uniform < p`, then
+  `where`), for comparison;
+- `fixed-mask floor`: DropActivation's training path with the sampler
+  replaced by a constant mask drawn once: it still applies a mask (one
+  multiply forward, one backward) but draws no random number, so it is what
+  any Drop-Activation built from `keras.ops` costs at the very least.
+
+On the TensorFlow backend Keras does not use XLA on CPU unless asked, so
+plain `tf.function` graphs are the default here.
 """
 
 import argparse
@@ -37,6 +47,7 @@ import numpy as np  # noqa: E402
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
+import models  # noqa: E402
 from keras_dropact import DropActivation  # noqa: E402
 
 P = 0.95
@@ -58,7 +69,34 @@ class NaiveDropActivation(keras.layers.Layer):
         return ops.where(keep, ops.relu(inputs), inputs)
 
 
-def activation_factories():
+class FixedMaskDropActivation(keras.layers.Layer):
+    """DropActivation's ReLU training path with a constant mask: the floor.
+
+    The mask (which elements drop the ReLU, probability 1 - p) is drawn once
+    with NumPy when the layer is built, for a fixed batch size; each call
+    then applies it exactly as `DropActivation` applies a fresh one (one
+    multiply by a 0/1 tensor), so the difference between this variant and
+    `DropActivation` is the cost of sampling.
+    """
+
+    def __init__(self, batch_size, p=P, **kwargs):
+        super().__init__(**kwargs)
+        self.batch_size = batch_size
+        self.p = p
+
+    def build(self, input_shape):
+        shape = (self.batch_size,) + tuple(input_shape[1:])
+        dropped = np.random.default_rng(0).random(shape) >= self.p
+        self.dropped = ops.convert_to_tensor(dropped)
+
+    def call(self, inputs, training=False):
+        if not training:
+            return ops.leaky_relu(inputs, negative_slope=1.0 - self.p)
+        passes = ops.logical_or(ops.greater(inputs, 0), self.dropped)
+        return inputs * ops.cast(passes, inputs.dtype)
+
+
+def activation_factories(batch_size):
     """Name -> a function returning a fresh activation block (a layer)."""
     return {
         "ReLU": lambda: keras.layers.ReLU(),
@@ -66,38 +104,10 @@ def activation_factories():
         "ReLU+Dropout(0.05)": lambda: keras.Sequential(
             [keras.layers.ReLU(), keras.layers.Dropout(1.0 - P)]
         ),
+        "fixed-mask floor": lambda: FixedMaskDropActivation(batch_size, p=P),
         "DropActivation": lambda: DropActivation(p=P),
         "naive DropAct": lambda: NaiveDropActivation(p=P),
     }
-
-
-def resnet20(make_activation, num_classes=10):
-    """ResNet-20 for CIFAR (He et al. 2016): 3 stages x 3 basic blocks,
-    16/32/64 filters, option A (parameter-free) shortcuts, post-activation."""
-
-    def conv_bn(x, filters, strides=1):
-        x = keras.layers.Conv2D(filters, 3, strides, padding="same", use_bias=False)(x)
-        return keras.layers.BatchNormalization()(x)
-
-    inputs = keras.Input((32, 32, 3))
-    x = make_activation()(conv_bn(inputs, 16))
-    for stage, filters in enumerate((16, 32, 64)):
-        for block in range(3):
-            strides = 2 if stage > 0 and block == 0 else 1
-            shortcut = x
-            y = make_activation()(conv_bn(x, filters, strides))
-            y = conv_bn(y, filters)
-            if strides == 2:  # Option A: subsample, zero-pad the channels.
-                pad = filters // 4
-                shortcut = keras.layers.Lambda(
-                    lambda s, pad=pad: ops.pad(
-                        s[:, ::2, ::2, :], [[0, 0], [0, 0], [0, 0], [pad, pad]]
-                    )
-                )(shortcut)
-            x = make_activation()(keras.layers.Add()([y, shortcut]))
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(num_classes)(x)
-    return keras.Model(inputs, outputs)
 
 
 def layer_step_fn(layer, x, grad, jit, training=True):
@@ -186,7 +196,7 @@ def bench_layers(rounds, jit):
     x = ops.convert_to_tensor(rng.standard_normal(LAYER_SHAPE, dtype="float32"))
     grad = ops.convert_to_tensor(rng.standard_normal(LAYER_SHAPE, dtype="float32"))
     fns = {}
-    for name, make in activation_factories().items():
+    for name, make in activation_factories(LAYER_SHAPE[0]).items():
         if name == "ReLU+Dropout(0.05)":
             fns["Dropout(0.05)"] = layer_step_fn(keras.layers.Dropout(1.0 - P), x, grad, jit)
         fns[name] = layer_step_fn(make(), x, grad, jit)
@@ -201,14 +211,14 @@ def bench_layers(rounds, jit):
     report("layer inference forward", time_rounds(inference, rounds), "LeakyReLU(0.05)")
 
 
-def bench_network(rounds, jit, batch_size):
+def bench_network(rounds, jit, batch_size, model_name="resnet-20"):
     rng = np.random.default_rng(0)
     images = rng.standard_normal((batch_size, 32, 32, 3), dtype="float32")
     labels = rng.integers(0, 10, size=(batch_size,))
     fns = {}
-    for name, make in activation_factories().items():
+    for name, make in activation_factories(batch_size).items():
         keras.utils.set_random_seed(0)
-        model = resnet20(make)
+        model = models.build(model_name, num_classes=10, activation=make)
         model.compile(
             optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -217,10 +227,18 @@ def bench_network(rounds, jit, batch_size):
         if name == "ReLU":
             params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
         fns[name] = lambda model=model: model.train_on_batch(images, labels)
+    medians = time_rounds(fns, rounds)
     report(
-        f"ResNet-20 training step, batch {batch_size} ({params:,} trainable parameters)",
-        time_rounds(fns, rounds),
+        f"{model_name} training step, batch {batch_size} ({params:,} trainable parameters)",
+        medians,
         "ReLU",
+    )
+    ratio = {name: seconds / medians["ReLU"] for name, seconds in medians.items()}
+    print(
+        f"\n  target: DropActivation step <= 1.05x ReLU: measured "
+        f"{ratio['DropActivation']:.3f}x, of which applying the mask "
+        f"{ratio['fixed-mask floor'] - 1:+.3f} and sampling it "
+        f"{ratio['DropActivation'] - ratio['fixed-mask floor']:+.3f}"
     )
 
 
@@ -230,6 +248,11 @@ def main(argv=None):
     parser.add_argument("--layer-rounds", type=int, default=20)
     parser.add_argument("--network-rounds", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--model", default="resnet-20",
+        choices=[n for n in models.names() if models.get_preset(n)["family"] != "mlp"],
+        help="network of the training-step measurement (a model factory preset)",
+    )
     parser.add_argument("--skip-network", action="store_true")
     args = parser.parse_args(argv)
     jit = args.jit or keras.backend.backend() == "jax"
@@ -239,7 +262,7 @@ def main(argv=None):
     )
     bench_layers(args.layer_rounds, jit)
     if not args.skip_network:
-        bench_network(args.network_rounds, jit, args.batch_size)
+        bench_network(args.network_rounds, jit, args.batch_size, args.model)
 
 
 if __name__ == "__main__":
