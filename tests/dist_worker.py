@@ -63,6 +63,7 @@ def run(strategy_name, run_dir, epochs, out, p=1.0):
             train_data,
             epochs=epochs,
             steps_per_epoch=steps,
+            shuffle=False,  # A fixed order: the tests compare runs.
             verbose=0,
             callbacks=[
                 keras.callbacks.BackupAndRestore(
