@@ -69,31 +69,26 @@ class NaiveDropActivation(keras.layers.Layer):
         return ops.where(keep, ops.relu(inputs), inputs)
 
 
-class FixedMaskDropActivation(keras.layers.Layer):
-    """DropActivation's ReLU training path with a constant mask: the floor.
+class FixedMaskDropActivation(DropActivation):
+    """DropActivation with its sampler replaced by a constant mask: the floor.
 
     The mask (which elements drop the ReLU, probability 1 - p) is drawn once
-    with NumPy when the layer is built, for a fixed batch size; each call
-    then applies it exactly as `DropActivation` applies a fresh one (one
-    multiply by a 0/1 tensor), so the difference between this variant and
-    `DropActivation` is the cost of sampling.
+    with NumPy at the first call, for a fixed batch size; every call then
+    goes through `DropActivation`'s own training path with that mask, so the
+    difference between this variant and `DropActivation` is the cost of
+    sampling.
     """
 
     def __init__(self, batch_size, p=P, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(p=p, **kwargs)
         self.batch_size = batch_size
-        self.p = p
+        self._dropped = None  # A NumPy array once drawn.
 
-    def build(self, input_shape):
-        shape = (self.batch_size,) + tuple(input_shape[1:])
-        dropped = np.random.default_rng(0).random(shape) >= self.p
-        self.dropped = ops.convert_to_tensor(dropped)
-
-    def call(self, inputs, training=False):
-        if not training:
-            return ops.leaky_relu(inputs, negative_slope=1.0 - self.p)
-        passes = ops.logical_or(ops.greater(inputs, 0), self.dropped)
-        return inputs * ops.cast(passes, inputs.dtype)
+    def _sample_dropped(self, shape):
+        if self._dropped is None:
+            shape = (self.batch_size,) + tuple(shape[1:])
+            self._dropped = np.random.default_rng(0).random(shape) >= self.p
+        return ops.convert_to_tensor(self._dropped)
 
 
 def activation_factories(batch_size):

@@ -88,9 +88,7 @@ class DropActivation(keras.layers.Layer):
             if self.activation == "relu":
                 return ops.leaky_relu(inputs, negative_slope=1.0 - self.p)
             return (1.0 - self.p) * inputs + self.p * self.activation_fn(inputs)
-        # Drawn as the rare outcome (dropped, probability 1 - p) so that the
-        # sampler needs no negation; see `bernoulli` for its cost and bias.
-        dropped = bernoulli(ops.shape(inputs), 1.0 - self.p, self.seed_generator)
+        dropped = self._sample_dropped(ops.shape(inputs))
         if self.activation == "relu":
             # y = x where x > 0 or f is dropped, else 0: one multiply by a
             # constant 0/1 mask, so the backward pass is one multiply too
@@ -101,6 +99,14 @@ class DropActivation(keras.layers.Layer):
         # exactly x or f(x), also where f(x) - x overflows. The gradient is
         # f'(x) where kept and 1 where dropped.
         return ops.where(dropped, inputs, self.activation_fn(inputs))
+
+    def _sample_dropped(self, shape):
+        """A fresh boolean mask of `shape`: True where f is dropped.
+
+        Drawn as the rare outcome (dropped, probability 1 - p) so that the
+        sampler needs no negation; see `bernoulli` for its cost and bias.
+        """
+        return bernoulli(shape, 1.0 - self.p, self.seed_generator)
 
     def compute_output_shape(self, input_shape):
         return input_shape
