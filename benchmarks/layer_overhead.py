@@ -47,10 +47,11 @@ import numpy as np  # noqa: E402
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
-import models  # noqa: E402
+from keras_dropact import models  # noqa: E402
 from keras_dropact import DropActivation  # noqa: E402
+from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY  # noqa: E402
 
-P = 0.95
+P = DEFAULT_KEEP_PROBABILITY
 LAYER_SHAPE = (128, 32, 32, 64)
 
 

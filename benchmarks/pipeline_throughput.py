@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-import pipelines  # noqa: E402
+from keras_dropact import pipelines  # noqa: E402
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2023, 0.1994, 0.2010)
@@ -92,7 +92,7 @@ def epoch_rate(dataset, epochs):
 def build_model():
     """ResNet-110 from the `models` package, or a stand-in; (model, label)."""
     try:
-        import models
+        from keras_dropact import models
 
         return models.build("resnet-110", activation="relu"), "resnet-110"
     except (ImportError, AttributeError) as error:

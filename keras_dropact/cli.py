@@ -15,26 +15,27 @@ import json
 import sys
 
 from keras_dropact import __version__
+from keras_dropact.extras import MissingExtraError
 
 
 def _add_train(subparsers):
-    from keras_dropact.training.config import ACTIVATIONS
+    from keras_dropact.layers import ACTIVATIONS
     from keras_dropact.training.config import TrainConfig
 
-    defaults = TrainConfig.__dataclass_fields__
+    defaults = {name: field.default for name, field in TrainConfig.__dataclass_fields__.items()}
     parser = subparsers.add_parser(
         "train",
         help="train a network",
         description=(
             "Train a network with model.fit. With no flags: a quick offline run "
-            f"({defaults['model'].default} on {defaults['dataset'].default}, a couple "
+            f"({defaults['model']} on {defaults['dataset']}, a couple "
             "of minutes on 2 CPU cores). Recipe values can be overridden by flags."
         ),
     )
-    parser.add_argument("--model", default=defaults["model"].default, help="a preset of `models` (see `python -c 'import models; print(models.names())'`)")
-    parser.add_argument("--dataset", default=defaults["dataset"].default, help="cifar10, cifar100, svhn, emnist-balanced, digits, mnist1d or folder:PATH")
-    parser.add_argument("--activation", default="dropact", choices=ACTIVATIONS)
-    parser.add_argument("--p", type=float, default=0.95, help="probability of keeping the nonlinearity (default 0.95)")
+    parser.add_argument("--model", default=defaults["model"], help="a preset of keras_dropact.models (see `python -c 'from keras_dropact import models; print(models.names())'`)")
+    parser.add_argument("--dataset", default=defaults["dataset"], help="cifar10, cifar100, svhn, emnist-balanced, digits, mnist1d or folder:PATH")
+    parser.add_argument("--activation", default=defaults["activation"], choices=ACTIVATIONS)
+    parser.add_argument("--p", type=float, default=defaults["p"], help=f"probability of keeping the nonlinearity (default {defaults['p']})")
     parser.add_argument("--augment", default=None, help="none, standard, cutout, autoaugment (default: the paper's for the dataset)")
     parser.add_argument("--recipe", default=None, help="a recipe of `dropact recipes` (default: the model's, or quick)")
     parser.add_argument("--epochs", type=int)
@@ -42,14 +43,14 @@ def _add_train(subparsers):
     parser.add_argument("--lr", type=float, help="initial learning rate")
     parser.add_argument("--weight-decay", type=float, help="PyTorch-style L2 coefficient")
     parser.add_argument("--dropout", type=float, help="WRN dropout between the two convolutions")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=defaults["seed"])
     parser.add_argument("--steps-per-epoch", type=int, help="limit each epoch to N steps (smoke tests)")
     parser.add_argument("--mixed-precision", action="store_true", help="float16 on GPU, bfloat16 on CPU")
     parser.add_argument("--data-dir", help="TFDS data directory (prepared datasets, offline use)")
     parser.add_argument("--run-dir", help="where to write the run (default runs/MODEL-DATASET-ACTIVATION-TIME)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last backup")
-    parser.add_argument("--strategy", default="auto", help="auto, none, mirrored, multiworker")
-    parser.add_argument("--backup-every", type=int, default=50, help="steps between resume backups")
+    parser.add_argument("--strategy", default=defaults["strategy"], help="auto, none, mirrored, multiworker")
+    parser.add_argument("--backup-every", type=int, default=defaults["backup_every"], help=f"steps between resume backups (default {defaults['backup_every']})")
     parser.set_defaults(handler=_train)
 
 
@@ -135,7 +136,7 @@ def _add_recipes(subparsers):
 
 
 def _recipes(args):
-    from keras_dropact import recipes
+    from keras_dropact.training import recipes
 
     print(f"{'recipe':<24}{'epochs':>7}{'batch':>7}{'lr':>7}  {'milestones (x gamma)':<22}{'wd':>8}  nesterov  description")
     for name in recipes.names():
@@ -174,7 +175,7 @@ def main(argv=None):
         return 0
     try:
         return args.handler(args)
-    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, MissingExtraError) as error:
         print(f"dropact {args.command}: error: {error}", file=sys.stderr)
         return 2
 

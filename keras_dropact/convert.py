@@ -20,7 +20,9 @@ import keras
 # outputs)` instances are of this one.
 from keras.src.models.functional import Functional
 
+from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
 from keras_dropact.layers import DropActivation
+from keras_dropact.layers import SiteSeeds
 
 # Layers computing activation(linear map(inputs)), whose activation can be
 # split off. Recurrent layers also take an `activation`, but apply it inside
@@ -41,7 +43,7 @@ FUSED_ACTIVATION_LAYERS = (
 )
 
 
-def convert(model, p=0.95, activation="relu", seed=None):
+def convert(model, p=DEFAULT_KEEP_PROBABILITY, activation="relu", seed=None):
     """Returns a copy of `model` whose `activation`s are Drop-Activations.
 
     Args:
@@ -67,9 +69,9 @@ def convert(model, p=0.95, activation="relu", seed=None):
             such activation, or for an invalid `p` or `activation`.
     """
     names = (activation,) if isinstance(activation, str) else tuple(activation)
-    state = {"names": names, "p": p, "seed": seed, "count": 0}
+    state = {"names": names, "p": p, "seeds": SiteSeeds(seed)}
     converted = _convert(model, state)
-    if state["count"] == 0:
+    if state["seeds"].count == 0:
         raise ValueError(
             f"`convert` found no activation {' or '.join(map(repr, names))} "
             f"in model {model.name!r} (looked at ReLU and Activation layers "
@@ -163,10 +165,12 @@ def _activation_name(layer):
 
 
 def _drop_activation(state, activation, name, dtype):
-    seed = None if state["seed"] is None else state["seed"] + state["count"]
-    state["count"] += 1
     return DropActivation(
-        p=state["p"], activation=activation, seed=seed, name=name, dtype=dtype
+        p=state["p"],
+        activation=activation,
+        seed=state["seeds"].next(),
+        name=name,
+        dtype=dtype,
     )
 
 

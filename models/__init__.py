@@ -1,36 +1,32 @@
 """The Drop-Activation paper's benchmark networks, exact to their references.
 
+    from keras_dropact import models
     model = models.build("resnet-110", num_classes=10, activation="dropact")
     models.names()  # the presets
 
 Families (parameterised builders) live one per module; presets (named
-configurations with their exact parameter counts) in `models.presets`.
+configurations with their exact parameter counts) in `keras_dropact.models.presets`. The layers they use, and the activation
+registry (`act_layer`), live in `keras_dropact.layers`.
 """
 
-from models.common import ACTIVATIONS
-from models.common import ZeroPadShortcut
-from models.common import activation_layer
-from models.common import pytorch_l2
-from models.densenet import densenet_bc
-from models.preresnet import preresnet
-from models.presets import PRESETS
-from models.registry import FAMILIES
-from models.registry import build
-from models.registry import get_preset
-from models.registry import names
-from models.resnet import cifar_resnet
-from models.resnet import resnet
-from models.resnext import resnext
-from models.simple import mlp
-from models.simple import simple_cnn
-from models.wrn import wide_resnet
+from keras_dropact.models.common import pytorch_l2
+from keras_dropact.models.densenet import densenet_bc
+from keras_dropact.models.preresnet import preresnet
+from keras_dropact.models.presets import PRESETS
+from keras_dropact.models.registry import FAMILIES
+from keras_dropact.models.registry import build
+from keras_dropact.models.registry import get_preset
+from keras_dropact.models.registry import names
+from keras_dropact.models.resnet import cifar_resnet
+from keras_dropact.models.resnet import resnet
+from keras_dropact.models.resnext import resnext
+from keras_dropact.models.simple import mlp
+from keras_dropact.models.simple import simple_cnn
+from keras_dropact.models.wrn import wide_resnet
 
 __all__ = [
-    "ACTIVATIONS",
     "FAMILIES",
     "PRESETS",
-    "ZeroPadShortcut",
-    "activation_layer",
     "build",
     "cifar_resnet",
     "densenet_bc",

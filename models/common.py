@@ -4,79 +4,20 @@
 defaults that Keras does not share: bias-free convolutions, BatchNorm with
 momentum 0.9 and epsilon 1e-5, PyTorch's symmetric padding for strided
 convolutions, PyTorch-style L2 weight decay on every trainable weight, and one
-nonlinearity (`activation_layer`) at every activation site, with a distinct
-seed per stochastic layer.
+nonlinearity (an `act_layer`, see `keras_dropact.layers.get_act_layer`) at
+every activation site, with a distinct seed per stochastic layer.
 """
 
 import numbers
 
 import keras
-from keras import ops
 
-from keras_dropact import DropActivation
-from keras_dropact import RandomizedReLU
-from keras_dropact.layers.drop_activation import check_keep_probability
-
-ACTIVATIONS = ("dropact", "relu", "rrelu", "leaky_relu")
+from keras_dropact.layers import SiteSeeds
+from keras_dropact.layers import get_act_layer
 
 # PyTorch's BatchNorm2d(momentum=0.1, eps=1e-5) in Keras' convention.
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
-
-
-def activation_layer(activation="dropact", p=0.95, seed=None, name=None):
-    """Returns a new nonlinearity layer.
-
-    Args:
-        activation: one of
-            - `"dropact"`: `DropActivation(p)` (paper eq. 3 / eq. 5);
-            - `"relu"`: `keras.layers.ReLU()` (the baseline);
-            - `"rrelu"`: `RandomizedReLU()`, slopes U(1/8, 1/3) (the paper's
-              RReLU comparison);
-            - `"leaky_relu"`: `LeakyReLU(negative_slope=1 - p)`, the
-              deterministic inference form of Drop-Activation (eq. 5);
-            - a callable taking no argument and returning a new Keras layer
-              (it gets neither `p`, `seed` nor `name`).
-        p: probability of keeping the nonlinearity, used by `"dropact"` and
-            `"leaky_relu"`.
-        seed: integer seed of the random layers (`"dropact"`, `"rrelu"`).
-        name: layer name (ignored for callables).
-
-    Raises:
-        ValueError: for an unknown name, a callable that does not return a
-            layer, or `p` outside (0, 1] for `"leaky_relu"`.
-    """
-    if callable(activation) and not isinstance(activation, str):
-        try:
-            layer = activation()
-        except TypeError as error:
-            raise ValueError(
-                "Invalid value received for argument `activation`: a callable "
-                "must take no argument and return a new layer (for a function "
-                "f, pass `lambda: keras.layers.Activation(f)`). Calling "
-                f"{activation!r} failed: {error}"
-            ) from error
-        if not isinstance(layer, keras.layers.Layer):
-            raise ValueError(
-                "Invalid value received for argument `activation`: a callable "
-                "must return a new `keras.layers.Layer`, but it returned "
-                f"{layer!r}."
-            )
-        return layer
-    if activation == "dropact":
-        return DropActivation(p=p, seed=seed, name=name)
-    if activation == "relu":
-        return keras.layers.ReLU(name=name)
-    if activation == "rrelu":
-        return RandomizedReLU(seed=seed, name=name)
-    if activation == "leaky_relu":
-        slope = 1.0 - check_keep_probability(p)
-        return keras.layers.LeakyReLU(negative_slope=slope, name=name)
-    raise ValueError(
-        "Invalid value received for argument `activation`: "
-        f"{activation!r}. Expected one of {', '.join(map(repr, ACTIVATIONS))} "
-        "or a callable returning a layer."
-    )
 
 
 def pytorch_l2(weight_decay):
@@ -101,49 +42,6 @@ def pytorch_l2(weight_decay):
     return keras.regularizers.L2(weight_decay / 2.0)
 
 
-@keras.saving.register_keras_serializable(package="keras_dropact")
-class ZeroPadShortcut(keras.layers.Layer):
-    """He et al.'s parameter-free "option A" shortcut.
-
-    Keeps every `strides`-th pixel (`x[:, ::s, ::s, :]`, the pixels that a
-    strided 1x1 convolution would see) and appends zero channels up to
-    `filters`, as fb.resnet.torch's shortcut type A does.
-
-    Args:
-        filters: number of output channels, at least the input's.
-        strides: spatial subsampling factor.
-    """
-
-    def __init__(self, filters, strides=1, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = int(filters)
-        self.strides = int(strides)
-
-    def call(self, inputs):
-        s = self.strides
-        x = inputs[:, ::s, ::s, :] if s > 1 else inputs
-        extra = self.filters - ops.shape(x)[-1]
-        return ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, extra]])
-
-    def compute_output_shape(self, input_shape):
-        batch, height, width, channels = input_shape
-        if channels is not None and channels > self.filters:
-            raise ValueError(
-                f"ZeroPadShortcut cannot shrink {channels} channels to "
-                f"filters={self.filters}."
-            )
-
-        def sub(size):
-            return None if size is None else -(-size // self.strides)
-
-        return (batch, sub(height), sub(width), self.filters)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"filters": self.filters, "strides": self.strides})
-        return config
-
-
 class LayerFactory:
     """Applies reference-faithful layers to symbolic tensors.
 
@@ -152,30 +50,21 @@ class LayerFactory:
     gets the seed `seed + i` (distinct, reproducible masks per layer).
 
     Args:
-        activation, p: see `activation_layer`.
+        act_layer: the nonlinearity of every activation site: a factory
+            `act_layer(seed=..., name=...)` or a name, both as for
+            `keras_dropact.layers.get_act_layer` (a name gets the default p).
         seed: base seed, or None for unseeded (non-reproducible) layers.
         weight_decay: PyTorch-style L2 coefficient (see `pytorch_l2`), or None.
     """
 
-    def __init__(
-        self, activation="dropact", p=0.95, seed=None, weight_decay=None
-    ):
-        self.activation = activation
-        self.p = p
-        self.seed = seed
+    def __init__(self, act_layer="dropact", seed=None, weight_decay=None):
+        self.act_layer = get_act_layer(act_layer)
+        self.seeds = SiteSeeds(seed)
         self.regularizer = pytorch_l2(weight_decay)
-        self._sites = 0
-
-    def _next_seed(self):
-        site = self._sites
-        self._sites += 1
-        return None if self.seed is None else self.seed + site
 
     def act(self, x, name):
         """The network's nonlinearity (every ReLU site of the reference)."""
-        return activation_layer(
-            self.activation, self.p, self._next_seed(), name
-        )(x)
+        return self.act_layer(seed=self.seeds.next(), name=name)(x)
 
     def conv(self, x, filters, kernel_size, strides=1, groups=1, name=None):
         """A bias-free convolution padded as PyTorch's `padding=k // 2`.
@@ -228,7 +117,7 @@ class LayerFactory:
     def dropout(self, x, rate, name):
         if not rate:
             return x
-        return keras.layers.Dropout(rate, seed=self._next_seed(), name=name)(x)
+        return keras.layers.Dropout(rate, seed=self.seeds.next(), name=name)(x)
 
     def classifier(self, x, num_classes):
         """Global average pooling and a biased linear layer giving logits."""

@@ -11,8 +11,8 @@ import math
 
 import keras
 
-from models.common import LayerFactory
-from models.common import check_depth
+from keras_dropact.models.common import LayerFactory
+from keras_dropact.models.common import check_depth
 
 
 def densenet_bc(
@@ -22,8 +22,7 @@ def densenet_bc(
     *,
     input_shape=(32, 32, 3),
     num_classes=10,
-    activation="dropact",
-    p=0.95,
+    act_layer="dropact",
     seed=None,
     weight_decay=None,
     name=None,
@@ -34,7 +33,7 @@ def densenet_bc(
         depth: 6n + 4, n bottleneck layers per dense block (100, 190, ...).
         growth_rate: k, channels each layer adds (12, 40, ...).
         compression: transitions keep floor(compression * c) channels.
-        input_shape, num_classes, activation, p, seed, weight_decay: see
+        input_shape, num_classes, act_layer, seed, weight_decay: see
             `models.build`.
         name: the model's name (default `densenet-bc-<depth>-<k>`).
     """
@@ -44,7 +43,7 @@ def densenet_bc(
             "Invalid value received for argument `compression`: expected a "
             f"number in (0, 1]. Received: compression={compression!r}"
         )
-    f = LayerFactory(activation, p, seed, weight_decay)
+    f = LayerFactory(act_layer, seed, weight_decay)
     inputs = keras.Input(input_shape)
     x = f.conv(inputs, 2 * growth_rate, 3, name="stem_conv")
     for s in range(1, 4):

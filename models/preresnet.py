@@ -9,8 +9,8 @@ pre-activated input (the "both_preact" units of He et al.'s code).
 
 import keras
 
-from models.common import LayerFactory
-from models.common import check_depth
+from keras_dropact.models.common import LayerFactory
+from keras_dropact.models.common import check_depth
 
 EXPANSION = 4
 
@@ -22,8 +22,7 @@ def preresnet(
     *,
     input_shape=(32, 32, 3),
     num_classes=10,
-    activation="dropact",
-    p=0.95,
+    act_layer="dropact",
     seed=None,
     weight_decay=None,
     name=None,
@@ -34,12 +33,12 @@ def preresnet(
         depth: 9n + 2 (3 stages of n units of 3 convs), e.g. 164.
         stage_widths: output channels per stage (inner widths are a quarter).
         stem_width: channels of the 3x3 stem conv.
-        input_shape, num_classes, activation, p, seed, weight_decay: see
+        input_shape, num_classes, act_layer, seed, weight_decay: see
             `models.build`.
         name: the model's name (default `preresnet-<depth>`).
     """
     n = check_depth("PreResNet (bottleneck)", depth, 9, 2)
-    f = LayerFactory(activation, p, seed, weight_decay)
+    f = LayerFactory(act_layer, seed, weight_decay)
     inputs = keras.Input(input_shape)
     x = f.conv(inputs, stem_width, 3, name="stem_conv")
     for s, width in enumerate(stage_widths, 1):

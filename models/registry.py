@@ -2,15 +2,17 @@
 
 import inspect
 
-from models.densenet import densenet_bc
-from models.preresnet import preresnet
-from models.presets import PRESETS
-from models.resnet import cifar_resnet
-from models.resnet import resnet
-from models.resnext import resnext
-from models.simple import mlp
-from models.simple import simple_cnn
-from models.wrn import wide_resnet
+from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
+from keras_dropact.layers import get_act_layer
+from keras_dropact.models.densenet import densenet_bc
+from keras_dropact.models.preresnet import preresnet
+from keras_dropact.models.presets import PRESETS
+from keras_dropact.models.resnet import cifar_resnet
+from keras_dropact.models.resnet import resnet
+from keras_dropact.models.resnext import resnext
+from keras_dropact.models.simple import mlp
+from keras_dropact.models.simple import simple_cnn
+from keras_dropact.models.wrn import wide_resnet
 
 FAMILIES = {
     "resnet": resnet,
@@ -43,7 +45,7 @@ def build(
     num_classes=None,
     input_shape=None,
     activation="dropact",
-    p=0.95,
+    p=DEFAULT_KEEP_PROBABILITY,
     **overrides,
 ):
     """Builds preset `name` as a functional `keras.Model` that outputs logits.
@@ -58,9 +60,12 @@ def build(
         activation: the nonlinearity put at every activation site (stem,
             inside blocks, after each residual add, transitions, final
             pre-pooling): `"dropact"`, `"relu"`, `"rrelu"`, `"leaky_relu"`
-            or a callable returning a new layer (see
-            `models.activation_layer`).
-        p: Drop-Activation's probability of keeping the nonlinearity.
+            or a callable returning a new layer, which gets each site's
+            `seed` and `name` if it takes them, e.g.
+            `functools.partial(DropActivation, p=0.9, activation="gelu")`
+            (see `keras_dropact.layers.get_act_layer`).
+        p: Drop-Activation's probability of keeping the nonlinearity
+            (`"dropact"`, `"leaky_relu"`).
         **overrides: any other argument of the preset's family builder,
             replacing the preset's value, e.g. `dropout=0.0` for a WRN,
             `depth=...`, `name=...`, and for every family:
@@ -81,7 +86,8 @@ def build(
     """
     preset = get_preset(name)
     builder = FAMILIES[preset["family"]]
-    accepted = inspect.signature(builder).parameters
+    # The activation is chosen by `activation` and `p`, not by `act_layer`.
+    accepted = [a for a in inspect.signature(builder).parameters if a != "act_layer"]
     unknown = sorted(set(overrides) - set(accepted))
     if unknown:
         raise ValueError(
@@ -89,7 +95,7 @@ def build(
             f"(family {preset['family']}). Accepted: {', '.join(accepted)}."
         )
     kwargs = {"name": name, **preset["kwargs"], **overrides}
-    kwargs.update(activation=activation, p=p)
+    kwargs["act_layer"] = get_act_layer(activation, p)
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     if input_shape is not None:

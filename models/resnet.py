@@ -13,10 +13,10 @@ Drop-Activation replaces it as it replaces the others.
 
 import keras
 
-from models.common import LayerFactory
-from models.common import ZeroPadShortcut
-from models.common import check_choice
-from models.common import check_depth
+from keras_dropact.layers import ZeroPadShortcut
+from keras_dropact.models.common import LayerFactory
+from keras_dropact.models.common import check_choice
+from keras_dropact.models.common import check_depth
 
 BOTTLENECK_EXPANSION = 4
 BLOCKS = ("basic", "bottleneck")
@@ -32,8 +32,7 @@ def resnet(
     *,
     input_shape=(32, 32, 3),
     num_classes=10,
-    activation="dropact",
-    p=0.95,
+    act_layer="dropact",
     seed=None,
     weight_decay=None,
     name="resnet",
@@ -49,7 +48,7 @@ def resnet(
         shortcut: how blocks that change the shape bypass: `"A"` (subsample
             and zero-pad channels, no parameters) or `"projection"` (strided
             1x1 conv + BN).
-        input_shape, num_classes, activation, p, seed, weight_decay: see
+        input_shape, num_classes, act_layer, seed, weight_decay: see
             `models.build`.
         name: the model's name.
 
@@ -65,7 +64,7 @@ def resnet(
             f"Received: stage_blocks={stage_blocks}, "
             f"stage_widths={stage_widths}"
         )
-    f = LayerFactory(activation, p, seed, weight_decay)
+    f = LayerFactory(act_layer, seed, weight_decay)
     inputs = keras.Input(input_shape)
     x = f.conv(inputs, stem_width, 3, name="stem_conv")
     x = f.bn(x, name="stem_bn")
@@ -87,8 +86,7 @@ def cifar_resnet(
     *,
     input_shape=(32, 32, 3),
     num_classes=10,
-    activation="dropact",
-    p=0.95,
+    act_layer="dropact",
     seed=None,
     weight_decay=None,
     name=None,
@@ -100,7 +98,7 @@ def cifar_resnet(
             bottlenecks (164: stage outputs 64/128/256).
         block, shortcut: see `resnet`. He et al. use option A with basic
             blocks and projections with bottlenecks.
-        input_shape, num_classes, activation, p, seed, weight_decay: see
+        input_shape, num_classes, act_layer, seed, weight_decay: see
             `models.build`.
         name: the model's name (default `resnet-<depth>`).
     """
@@ -117,8 +115,7 @@ def cifar_resnet(
         shortcut,
         input_shape=input_shape,
         num_classes=num_classes,
-        activation=activation,
-        p=p,
+        act_layer=act_layer,
         seed=seed,
         weight_decay=weight_decay,
         name=name or f"resnet-{depth}",

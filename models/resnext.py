@@ -9,8 +9,8 @@ channels; the first block of every stage projects with a strided 1x1 conv + BN.
 
 import keras
 
-from models.common import LayerFactory
-from models.common import check_depth
+from keras_dropact.models.common import LayerFactory
+from keras_dropact.models.common import check_depth
 
 
 def resnext(
@@ -21,8 +21,7 @@ def resnext(
     *,
     input_shape=(32, 32, 3),
     num_classes=10,
-    activation="dropact",
-    p=0.95,
+    act_layer="dropact",
     seed=None,
     weight_decay=None,
     name=None,
@@ -34,12 +33,12 @@ def resnext(
         cardinality: C, the number of groups of the 3x3 convolutions.
         base_width: D of the first stage (the width of one group).
         widen_factor: stage outputs are 64 * widen_factor * (1, 2, 4).
-        input_shape, num_classes, activation, p, seed, weight_decay: see
+        input_shape, num_classes, act_layer, seed, weight_decay: see
             `models.build`.
         name: the model's name (default `resnext-<depth>-<C>x<D>d`).
     """
     n = check_depth("ResNeXt", depth, 9, 2)
-    f = LayerFactory(activation, p, seed, weight_decay)
+    f = LayerFactory(act_layer, seed, weight_decay)
     inputs = keras.Input(input_shape)
     x = f.conv(inputs, 64, 3, name="stem_conv")
     x = f.bn(x, name="stem_bn")

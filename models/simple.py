@@ -6,7 +6,7 @@ Section 5); the widths here are our choice and are stated in each docstring.
 
 import keras
 
-from models.common import LayerFactory
+from keras_dropact.models.common import LayerFactory
 
 
 def simple_cnn(
@@ -15,8 +15,7 @@ def simple_cnn(
     *,
     input_shape=(32, 32, 3),
     num_classes=10,
-    activation="dropact",
-    p=0.95,
+    act_layer="dropact",
     seed=None,
     weight_decay=None,
     name="simple-cnn",
@@ -26,14 +25,14 @@ def simple_cnn(
     Args:
         widths: channels of the three convolutions (our choice: 32/64/128).
         hidden: units of the first fully connected layer (our choice: 256).
-        input_shape, num_classes, activation, p, seed, weight_decay: see
+        input_shape, num_classes, act_layer, seed, weight_decay: see
             `models.build`.
         name: the model's name.
 
     The pooled 4x4x128 map (for 32x32 input) is flattened into the first
     fully connected layer; the second one gives the logits.
     """
-    f = LayerFactory(activation, p, seed, weight_decay)
+    f = LayerFactory(act_layer, seed, weight_decay)
     inputs = keras.Input(input_shape)
     x = inputs
     for i, width in enumerate(widths, 1):
@@ -53,8 +52,7 @@ def mlp(
     *,
     input_shape=(1,),
     num_classes=1,
-    activation="dropact",
-    p=0.95,
+    act_layer="dropact",
     seed=None,
     weight_decay=None,
     name="mlp",
@@ -65,10 +63,10 @@ def mlp(
         hidden: widths of the hidden layers (the paper's 1000, 800, 200).
         input_shape: `(1,)` for the paper's scalar x.
         num_classes: the number of outputs; 1 (a scalar y) for Figure 3.
-        activation, p, seed, weight_decay: see `models.build`.
+        act_layer, seed, weight_decay: see `models.build`.
         name: the model's name.
     """
-    f = LayerFactory(activation, p, seed, weight_decay)
+    f = LayerFactory(act_layer, seed, weight_decay)
     inputs = keras.Input(input_shape)
     x = inputs
     for i, units in enumerate(hidden, 1):

@@ -12,8 +12,8 @@ import numbers
 
 import keras
 
-from models.common import LayerFactory
-from models.common import check_depth
+from keras_dropact.models.common import LayerFactory
+from keras_dropact.models.common import check_depth
 
 
 def wide_resnet(
@@ -23,8 +23,7 @@ def wide_resnet(
     *,
     input_shape=(32, 32, 3),
     num_classes=10,
-    activation="dropact",
-    p=0.95,
+    act_layer="dropact",
     seed=None,
     weight_decay=None,
     name=None,
@@ -37,7 +36,7 @@ def wide_resnet(
         width: the widening factor k.
         dropout: dropout rate between a block's two convolutions (0.3 on
             CIFAR, 0.4 on SVHN in the WRN paper); 0 for none.
-        input_shape, num_classes, activation, p, seed, weight_decay: see
+        input_shape, num_classes, act_layer, seed, weight_decay: see
             `models.build`.
         name: the model's name (default `wrn-<depth>-<width>`).
     """
@@ -56,7 +55,7 @@ def wide_resnet(
             "Invalid value received for argument `dropout`: expected a rate "
             f"in [0, 1). Received: dropout={dropout!r}"
         )
-    f = LayerFactory(activation, p, seed, weight_decay)
+    f = LayerFactory(act_layer, seed, weight_decay)
     inputs = keras.Input(input_shape)
     x = f.conv(inputs, 16, 3, name="stem_conv")
     for s, stage_width in enumerate((16 * width, 32 * width, 64 * width), 1):

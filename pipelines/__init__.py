@@ -1,6 +1,6 @@
 """tf.data input pipelines for the Drop-Activation experiments.
 
-    import pipelines
+    from keras_dropact import pipelines
     train = pipelines.load("cifar10", "train", 128, augment="standard", seed=0)
     test = pipelines.load("cifar10", "test", 128)
     model.fit(train, validation_data=test, epochs=164)
@@ -13,12 +13,16 @@ autoaugment (see `pipelines.augment`). `info(name)` describes a dataset;
 `prepare` builds a TFDS dataset from archives copied by hand.
 """
 
-from pipelines import augment as _augment
-from pipelines import registry as _registry
-from pipelines import tfds_source as _tfds_source
-from pipelines.pipeline import Pipeline as _Pipeline
-from pipelines.pipeline import check_positive_int as _check_positive_int
-from pipelines.tfds_source import DatasetNotPreparedError
+from keras_dropact.extras import require as _require
+
+_require("train", "tensorflow", "tensorflow_datasets", feature="keras_dropact.pipelines")
+
+from keras_dropact.pipelines import augment as _augment  # noqa: E402
+from keras_dropact.pipelines import registry as _registry  # noqa: E402
+from keras_dropact.pipelines import tfds_source as _tfds_source  # noqa: E402
+from keras_dropact.pipelines.pipeline import Pipeline as _Pipeline  # noqa: E402
+from keras_dropact.pipelines.pipeline import check_positive_int as _check_positive_int  # noqa: E402
+from keras_dropact.pipelines.tfds_source import DatasetNotPreparedError  # noqa: E402
 
 __all__ = [
     "DatasetNotPreparedError",

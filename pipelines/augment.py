@@ -23,7 +23,7 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from pipelines import autoaugment as autoaugment_lib
+from keras_dropact.pipelines import autoaugment as autoaugment_lib
 
 PADDING = 4
 AUTOAUGMENT_CUTOUT = 16

@@ -15,6 +15,8 @@ from typing import Mapping, Tuple
 import numpy as np
 import tensorflow as tf
 
+from keras_dropact.extras import require
+
 # scikit-learn's digits: 1797 images; a fixed permutation (numpy's
 # RandomState(0), whose stream numpy guarantees across versions) puts the
 # first 1437 in train and the last 360 in test (80 % / 20 %).
@@ -37,6 +39,7 @@ def _from_arrays(images, labels):
 
 @functools.lru_cache(maxsize=1)
 def _digits_arrays():
+    require("train", "sklearn", feature="the digits dataset")
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -59,6 +62,7 @@ def load_digits(spec, split, data_dir=None, download=True):
 
 @functools.lru_cache(maxsize=1)
 def _mnist1d_arrays():
+    require("train", "mnist1d", feature="the mnist1d dataset")
     import mnist1d.data
 
     # make_dataset reseeds Python's and NumPy's global generators (seed 42);

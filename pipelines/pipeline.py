@@ -15,8 +15,8 @@ pipelines of a distribution strategy fold their id into the seeds.
 import numpy as np
 import tensorflow as tf
 
-from pipelines import augment as augment_lib
-from pipelines import registry
+from keras_dropact.pipelines import augment as augment_lib
+from keras_dropact.pipelines import registry
 
 _SHUFFLE_STREAM, _AUGMENT_STREAM = 0, 1
 

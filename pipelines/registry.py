@@ -11,8 +11,8 @@ adds a row here and, if it needs one, a loader in `tfds_source` or `offline`.
 import dataclasses
 from typing import Callable, Mapping, Optional, Tuple
 
-from pipelines import offline
-from pipelines import tfds_source
+from keras_dropact.pipelines import offline
+from keras_dropact.pipelines import tfds_source
 
 FOLDER_PREFIX = "folder:"
 SPLITS = ("train", "test")

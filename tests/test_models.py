@@ -16,10 +16,12 @@ import pytest
 
 import keras
 
-import models
+from keras_dropact import models
 from keras_dropact import DropActivation
 from keras_dropact import RandomizedReLU
-from models.common import LayerFactory
+from keras_dropact.layers import ZeroPadShortcut
+from keras_dropact.layers import activation_layer
+from keras_dropact.models.common import LayerFactory
 
 # Activation sites of each preset, counted from architectures.md:
 # post-activation ResNets: stem + per block (convs - 1) inside + 1 after the
@@ -214,7 +216,7 @@ def test_resnet110_basic_blocks_option_a():
     assert m.get_layer(f"{b}_conv2").strides == (1, 1)
     assert parents(m, f"{b}_act1") == [f"{b}_bn1"]
     assert parents(m, f"{b}_add") == [f"{b}_shortcut", f"{b}_bn2"]
-    assert isinstance(m.get_layer(f"{b}_shortcut"), models.ZeroPadShortcut)
+    assert isinstance(m.get_layer(f"{b}_shortcut"), ZeroPadShortcut)
     assert parents(m, f"{b}_shortcut") == ["stage1_block18_out_act"]
     assert parents(m, f"{b}_out_act") == [f"{b}_add"]
     assert parents(m, "stage2_block2_add") == [
@@ -382,32 +384,45 @@ def test_portable_strided_conv_pads_like_pytorch():
 
 def test_portable_zero_pad_shortcut_subsamples_and_pads():
     x = np.arange(2 * 4 * 4 * 3, dtype="float32").reshape(2, 4, 4, 3)
-    y = keras.ops.convert_to_numpy(models.ZeroPadShortcut(5, 2)(x))
+    y = keras.ops.convert_to_numpy(ZeroPadShortcut(5, 2)(x))
     assert y.shape == (2, 2, 2, 5)
     np.testing.assert_array_equal(y[..., :3], x[:, ::2, ::2, :])
     np.testing.assert_array_equal(y[..., 3:], 0.0)
 
 
 def test_activation_choices():
-    assert isinstance(models.activation_layer("dropact", 0.9), DropActivation)
-    assert isinstance(models.activation_layer("relu"), keras.layers.ReLU)
-    assert isinstance(models.activation_layer("rrelu", seed=1), RandomizedReLU)
-    leaky = models.activation_layer("leaky_relu", 0.95)
+    assert isinstance(activation_layer("dropact", 0.9), DropActivation)
+    assert isinstance(activation_layer("relu"), keras.layers.ReLU)
+    assert isinstance(activation_layer("rrelu", seed=1), RandomizedReLU)
+    leaky = activation_layer("leaky_relu", 0.95)
     assert isinstance(leaky, keras.layers.LeakyReLU)
     assert math.isclose(leaky.negative_slope, 0.05)
     assert isinstance(
-        models.activation_layer(keras.layers.ELU), keras.layers.ELU
+        activation_layer(keras.layers.ELU), keras.layers.ELU
     )
     with pytest.raises(
         ValueError, match="'dropact', 'relu', 'rrelu', 'leaky_relu'"
     ):
-        models.activation_layer("swish")
+        activation_layer("swish")
     with pytest.raises(ValueError, match="must return a new"):
-        models.activation_layer(lambda: "relu")
-    with pytest.raises(ValueError, match="must take no argument"):
-        models.activation_layer(keras.activations.gelu)
+        activation_layer(lambda: "relu")
+    with pytest.raises(ValueError, match="called with no argument"):
+        activation_layer(keras.activations.gelu)
     with pytest.raises(ValueError, match="p"):
-        models.activation_layer("leaky_relu", 1.5)
+        activation_layer("leaky_relu", 1.5)
+
+
+def test_portable_seeded_factory_builds_a_gelu_drop_activation_network():
+    # timm-style act_layer: a factory that takes `seed` gets seed + site.
+    factory = functools.partial(DropActivation, p=0.9, activation="gelu")
+    model = models.build("simple-cnn", activation=factory, seed=7)
+    layers = [l for l in model.layers if isinstance(l, DropActivation)]
+    assert len(layers) == ACTIVATION_SITES["simple-cnn"]
+    assert [l.seed for l in layers] == list(range(7, 7 + len(layers)))
+    assert {(l.activation, l.p) for l in layers} == {("gelu", 0.9)}
+    assert [l.name for l in layers][:2] == ["block1_act", "block2_act"]
+    with pytest.raises(ValueError, match="act_layer"):
+        models.build("simple-cnn", act_layer=factory)
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-import pipelines
-from pipelines import augment
+from keras_dropact import pipelines
+from keras_dropact.pipelines import augment
 
 SEED = tf.constant([7, 11], tf.int64)
 

@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-import pipelines
-from pipelines import offline
+from keras_dropact import pipelines
+from keras_dropact.pipelines import offline
 
 TFDS_NAMES = ("cifar10", "cifar100", "svhn", "emnist-balanced")
 MOCK_EXAMPLES = 40

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_dropact import recipes
-from keras_dropact.recipes import Recipe
+from keras_dropact.training import recipes
+from keras_dropact.training.recipes import Recipe
 from keras_dropact.training.schedule import RecipeLearningRate
 
 

@@ -9,6 +9,9 @@ from keras_dropact.layers.activations import resolve_activation
 from keras_dropact.random import ReplicaSeedGenerator
 from keras_dropact.random import bernoulli
 
+# The paper's probability of keeping the nonlinearity (Section 4); every
+# default of `p` in the package (layer, model factory, CLI) is this one.
+DEFAULT_KEEP_PROBABILITY = 0.95
 
 def check_keep_probability(p):
     """Returns `p` as a float if it is a probability of keeping f, in (0, 1].
@@ -71,7 +74,7 @@ class DropActivation(keras.layers.Layer):
     array([[-0.1,  1. ]], dtype=float32)
     """
 
-    def __init__(self, p=0.95, activation="relu", seed=None, **kwargs):
+    def __init__(self, p=DEFAULT_KEEP_PROBABILITY, activation="relu", seed=None, **kwargs):
         super().__init__(**kwargs)
         self.p = check_keep_probability(p)
         self.activation_fn, self.activation = resolve_activation(activation)

@@ -8,5 +8,10 @@
     table   baseline / RReLU / Drop-Activation with N seeds per cell
 
 Every training run has its own directory under --out and is skipped once
-its results.json exists, so a command can be killed and rerun.
+its results.json exists, so a command can be killed and rerun. Needs the
+`repro` extra (matplotlib, scipy).
 """
+
+from keras_dropact.extras import require
+
+require("repro", "matplotlib", "scipy", feature="dropact repro")

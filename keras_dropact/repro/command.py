@@ -1,5 +1,7 @@
 """The `dropact repro` subcommand: flags into the experiment functions."""
 
+from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
+
 EXPERIMENTS = ("fig2", "fig3", "fig4", "fig6", "theory", "table")
 
 
@@ -21,7 +23,7 @@ def add_parser(subparsers):
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1 (default 0)")
     parser.add_argument("--out", default="runs/repro", help="output directory (default runs/repro, git-ignored)")
     parser.add_argument("--scale", default="cpu", choices=("cpu", "paper"))
-    parser.add_argument("--p", type=float, default=0.95, help="Drop-Activation's p (not fig2)")
+    parser.add_argument("--p", type=float, default=DEFAULT_KEEP_PROBABILITY, help=f"Drop-Activation's p (not fig2; default {DEFAULT_KEEP_PROBABILITY})")
     parser.add_argument("--p-values", type=float, nargs="+", help="fig2: the p values (default 0.60..1.00 step 0.05)")
     parser.add_argument("--epochs", type=int, help="override the setup's epochs")
     parser.add_argument("--steps-per-epoch", type=int, help="limit each epoch to N steps (smoke tests)")

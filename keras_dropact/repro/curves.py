@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
 from keras_dropact import theory
 from keras_dropact.callbacks import ShiftRatioMonitor
 from keras_dropact.repro import plots
@@ -35,7 +36,7 @@ def _fields(model, dataset, scale, epochs, steps_per_epoch):
     return fields
 
 
-def run_fig4(model, dataset, seeds, out, scale="cpu", p=0.95, epochs=None, steps_per_epoch=None, verbose=0):
+def run_fig4(model, dataset, seeds, out, scale="cpu", p=DEFAULT_KEEP_PROBABILITY, epochs=None, steps_per_epoch=None, verbose=0):
     """Mean training/test error per epoch, ReLU vs Drop-Activation."""
     fields = _fields(model, dataset, scale, epochs, steps_per_epoch)
     experiment = os.path.join("fig4", f"{fields['model']}-{dataset}")
@@ -71,10 +72,10 @@ def run_fig4(model, dataset, seeds, out, scale="cpu", p=0.95, epochs=None, steps
     return rows
 
 
-def run_fig6(model, dataset, seeds, out, scale="cpu", p=0.95, layer=None, epochs=None,
+def run_fig6(model, dataset, seeds, out, scale="cpu", p=DEFAULT_KEEP_PROBABILITY, layer=None, epochs=None,
              steps_per_epoch=None, verbose=0):
     """The shift ratio of `layer` per epoch for Drop-Activation runs."""
-    import pipelines
+    from keras_dropact import pipelines
 
     fields = _fields(model, dataset, scale, epochs, steps_per_epoch)
     experiment = os.path.join("fig6", f"{fields['model']}-{dataset}")

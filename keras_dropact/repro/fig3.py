@@ -17,6 +17,7 @@ import os
 import keras
 import numpy as np
 
+from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
 from keras_dropact.repro import plots
 from keras_dropact.repro import runs
 from keras_dropact.repro.stats import mean_ci
@@ -51,7 +52,7 @@ def make_data(function, seed):
 
 def fit_regression(function, activation, p, seed, steps=STEPS):
     """Trains the `mlp` preset on `make_data(function, seed)`; returns results."""
-    import models
+    from keras_dropact import models
 
     x, y = make_data(function, seed)
     keras.backend.clear_session()
@@ -77,7 +78,7 @@ def fit_regression(function, activation, p, seed, steps=STEPS):
     }
 
 
-def run(seeds, out, p=0.95, steps=STEPS, verbose=0):
+def run(seeds, out, p=DEFAULT_KEEP_PROBABILITY, steps=STEPS, verbose=0):
     """Every (function, activation, seed); writes CSV and plot, returns the rows."""
     experiment = "fig3"
     progress = runs.Progress("fig3", len(seeds) * len(FUNCTIONS) * len(ACTIVATIONS))

@@ -4,16 +4,12 @@ Every run lives in its own directory `OUT/EXPERIMENT/CONFIG/seed-N` and is
 finished when its `results.json` exists; finished runs are read back, never
 redone, so an interrupted command picks up where it stopped.
 
-Paper-scale runs (hours each) are trained by `keras_dropact.training.train`,
-whose backups let a half-finished run resume mid-way. CPU-scale runs take
-seconds, so resuming inside one is worth nothing while `train`'s per-run
-costs (a backup every 50 steps, a checkpoint per epoch, TensorBoard logs,
-the saved model) would be a large part of them: they go through `fit`, the
-same model, compilation, recipe schedule and data as `train`
-(`build_model`, `compile_model`, `RecipeLearningRate`, `pipelines.load`)
-in one `model.fit` call, restarting from epoch 0 if interrupted. `fit` also
-serves what `train` cannot: a model that is not a `models` preset
-(`mlp-1d`, below) and extra callbacks (Figure 6's `ShiftRatioMonitor`).
+Every classifier run goes through `keras_dropact.training.train`, the one
+training path. Paper-scale runs (hours each) keep its backups, so a
+half-finished run resumes mid-way. CPU-scale runs take seconds: they are
+`light` (no backup, checkpoint, TensorBoard log or saved model, whose costs
+would be a large part of such a run) and restart from epoch 0 if
+interrupted.
 """
 
 import json
@@ -22,9 +18,12 @@ import time
 
 import keras
 
+from keras_dropact import models
+from keras_dropact.layers import get_act_layer
 from keras_dropact.training.config import TrainConfig
-
-RESULTS = "results.json"
+from keras_dropact.training.run_dir import RESULTS
+from keras_dropact.training.run_dir import write_json
+from keras_dropact.training.train import train
 
 # The CPU-scale setups: offline data, small networks, a few seconds a run.
 # `simple-cnn` is the Figure 2 network (8x8 digits pool down to 1x1);
@@ -45,7 +44,6 @@ def build_mlp_1d(config, info, recipe):
     The MLP of Figure 3 (`models.mlp`) with hidden widths `MLP_1D_HIDDEN`
     and one logit per class; the activation sites are the MLP's.
     """
-    import models
 
     inputs = keras.Input(info["shape"])
     flat = keras.layers.Flatten(name="flatten")(inputs)
@@ -54,8 +52,7 @@ def build_mlp_1d(config, info, recipe):
         hidden=MLP_1D_HIDDEN,
         input_shape=(size,),
         num_classes=info["num_classes"],
-        activation=config.activation,
-        p=config.p,
+        act_layer=get_act_layer(config.activation, config.p),
         seed=config.seed,
         weight_decay=recipe.weight_decay,
         name="mlp",
@@ -89,88 +86,29 @@ def load_results(path):
 def write_results(path, results):
     """Writes `results.json` atomically (a kill never leaves half a file)."""
     os.makedirs(path, exist_ok=True)
-    tmp = os.path.join(path, RESULTS + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(tmp, os.path.join(path, RESULTS))
+    write_json(os.path.join(path, RESULTS), results)
 
 
 def train_classifier(config, scale, callbacks=(), verbose=0):
     """Trains `config` into `config.run_dir` unless it has finished there.
 
-    Returns `(results, skipped)`. At `scale="paper"`, presets with no extra
-    callbacks go through `keras_dropact.training.train` (resumed if
-    started); everything else through `fit` (see the module docstring).
+    Returns `(results, skipped)`. Runs at `scale="cpu"` are light (see the
+    module docstring); a run that started but did not finish is resumed.
     """
     results = load_results(config.run_dir)
     if results is not None:
         return results, True
     keras.backend.clear_session()
-    if scale != "paper" or config.model in LOCAL_MODELS or callbacks:
-        results = fit(config, callbacks=callbacks, verbose=verbose)
-    else:
-        from keras_dropact.training.train import train
-
-        started = os.path.isfile(os.path.join(config.run_dir, "config.json"))
-        results = train(config, resume=started, verbose=verbose)
-    return results, False
-
-
-def fit(config, callbacks=(), verbose=0):
-    """`model.fit` with the recipe of `config`, for what `train` can't run.
-
-    Builds the model (`LOCAL_MODELS` or a `models` preset), compiles and
-    schedules it exactly as `train` does, trains with `callbacks` added and
-    writes `results.json` with the same keys the experiments read
-    (`test_error`, `test_loss`, `history`). No backups: an interrupted run
-    restarts from epoch 0 (these runs take seconds).
-    """
-    import pipelines
-    from keras_dropact.training import train as training
-    from keras_dropact.training.schedule import RecipeLearningRate
-
-    os.makedirs(config.run_dir, exist_ok=True)
-    config.save(os.path.join(config.run_dir, "config.json"))
-    info = pipelines.info(config.dataset)
-    recipe = config.resolved_recipe()
-    keras.utils.set_random_seed(config.seed)
-    train_data = pipelines.load(
-        config.dataset, "train", recipe.batch_size, augment=training.augmentation(config, info),
-        data_dir=config.data_dir, shuffle=True, seed=config.seed,
-    )
-    test_data = pipelines.load(config.dataset, "test", recipe.batch_size, data_dir=config.data_dir)
-    if config.model in LOCAL_MODELS:
-        model = LOCAL_MODELS[config.model](config, info, recipe)
-    else:
-        model = training.build_model(config, info)
-    training.compile_model(model, recipe)
-    start = time.perf_counter()
-    history = model.fit(
-        train_data,
-        validation_data=test_data,
-        epochs=recipe.epochs,
-        steps_per_epoch=config.steps_per_epoch,
-        shuffle=False,  # The pipeline shuffles.
-        callbacks=[RecipeLearningRate(recipe), *callbacks],
+    config.light = scale != "paper"
+    started = os.path.isfile(os.path.join(config.run_dir, "config.json"))
+    results = train(
+        config,
+        resume=started,
         verbose=verbose,
+        callbacks=callbacks,
+        model_builder=LOCAL_MODELS.get(config.model),
     )
-    wall_seconds = time.perf_counter() - start
-    test_loss, test_accuracy = model.evaluate(test_data, verbose=0)
-    logs = history.history
-    epochs = len(next(iter(logs.values())))
-    results = {
-        "config": config.to_dict(),
-        "trainable_parameters": int(sum(int(keras.ops.size(w)) for w in model.trainable_weights)),
-        "test_error": float(1.0 - test_accuracy),
-        "test_loss": float(test_loss),
-        "epochs_completed": epochs,
-        "history": [
-            {"epoch": i, **{k: float(v[i]) for k, v in logs.items()}} for i in range(epochs)
-        ],
-        "wall_seconds": wall_seconds,
-    }
-    write_results(config.run_dir, results)
-    return results
+    return results, False
 
 
 def make_config(out, experiment, name, seed, **fields):

@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
 from keras_dropact.repro import runs
 from keras_dropact.repro.stats import format_ci
 from keras_dropact.repro.stats import mean_ci
@@ -87,7 +88,7 @@ def _fields(row, scale, epochs):
     return fields
 
 
-def run(seeds, out, scale="cpu", patterns=(), p=0.95, epochs=None, steps_per_epoch=None, verbose=0):
+def run(seeds, out, scale="cpu", patterns=(), p=DEFAULT_KEEP_PROBABILITY, epochs=None, steps_per_epoch=None, verbose=0):
     """Trains every (row, column, seed); writes and returns the Markdown table."""
     rows = select_rows(scale, patterns)
     progress = runs.Progress("table", len(seeds) * sum(len(r.columns) for r in rows))

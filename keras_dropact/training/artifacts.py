@@ -32,9 +32,6 @@ def model_path(source):
 
 def load_model(source):
     """Loads the model behind `source`, with a clear error if it is corrupt."""
-    import keras_dropact  # noqa: F401  (registers the layers)
-    import models  # noqa: F401  (registers ZeroPadShortcut, option-A ResNets)
-
     path = model_path(source)
     try:
         return keras.saving.load_model(path)

@@ -3,10 +3,11 @@
 import dataclasses
 import json
 
-from keras_dropact import recipes
-from keras_dropact.layers.drop_activation import check_keep_probability
-
-ACTIVATIONS = ("dropact", "relu", "rrelu", "leaky_relu")
+from keras_dropact.layers import ACTIVATIONS
+from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
+from keras_dropact.layers import check_keep_probability
+from keras_dropact.training import recipes
+from keras_dropact.training.run_dir import write_json
 
 
 @dataclasses.dataclass
@@ -15,12 +16,14 @@ class TrainConfig:
 
     Fields left as None are taken from the recipe (`recipes.py`); the
     recipe defaults to the paper's recipe for the model, or "quick".
+    `light` runs (the CPU-scale experiments) write no backup, checkpoint,
+    TensorBoard log or saved model, and restart from epoch 0 when resumed.
     """
 
     model: str = "resnet-20"
     dataset: str = "digits"
     activation: str = "dropact"
-    p: float = 0.95
+    p: float = DEFAULT_KEEP_PROBABILITY
     augment: str | None = None
     recipe: str | None = None
     epochs: int | None = None
@@ -35,6 +38,7 @@ class TrainConfig:
     strategy: str = "auto"
     steps_per_epoch: int | None = None
     backup_every: int = 50
+    light: bool = False
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
@@ -48,7 +52,7 @@ class TrainConfig:
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}.")
         if self.augment is not None and self.augment != "none":
-            import pipelines
+            from keras_dropact import pipelines
 
             if self.augment not in pipelines.augmentations():
                 raise ValueError(
@@ -76,8 +80,7 @@ class TrainConfig:
         return cls(**values)
 
     def save(self, path):
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path):

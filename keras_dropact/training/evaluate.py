@@ -1,6 +1,6 @@
 """`evaluate(source)`: test error and loss of a trained model."""
 
-import pipelines
+from keras_dropact import pipelines
 from keras_dropact.training import artifacts
 
 

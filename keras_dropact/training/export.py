@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from keras_dropact.extras import require
 from keras_dropact.training import artifacts
 
 FORMATS = ("saved_model", "onnx", "keras")
@@ -102,11 +103,4 @@ def run_exported(path, fmt, x):
 
 
 def _require_onnx():
-    try:
-        import onnxruntime  # noqa: F401
-        import tf2onnx  # noqa: F401
-    except ImportError as error:
-        raise RuntimeError(
-            f"ONNX export needs tf2onnx and onnxruntime ({error}). Install them "
-            "with: pip install 'keras-dropact[onnx]'"
-        ) from error
+    require("onnx", "onnxruntime", "tf2onnx", feature="ONNX export")

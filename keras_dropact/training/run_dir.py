@@ -13,6 +13,7 @@ A run directory that exists is never reused unless the caller asks to
 resume it; nothing in it is deleted.
 """
 
+import json
 import os
 import time
 
@@ -23,6 +24,20 @@ LOG = "log.csv"
 TENSORBOARD = "tensorboard"
 MODEL = "model.keras"
 RESULTS = "results.json"
+
+
+def write_json(path, value):
+    """Writes `value` as JSON to `path` through a temporary file and a rename.
+
+    A process killed at any instruction leaves either the old file or the
+    new one, never a half-written one.
+    """
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w") as f:
+        json.dump(value, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
 
 
 def default_run_dir(config):
@@ -61,8 +76,6 @@ def check_backup(run_dir):
     unreadable; this check fails only when no usable pair is left, instead of
     letting training start over from scratch or die in h5py.
     """
-    import json
-
     import h5py
 
     backup = os.path.join(run_dir, BACKUP)

@@ -1,8 +1,16 @@
-"""`train(config)`: one training run with `model.fit`, as `dropact train` runs it."""
+"""`train(config)`: one training run with `model.fit`.
+
+The one training path of the package: `dropact train` and every experiment
+of `dropact repro` (CPU and paper scale) call `train`, so all runs share the
+model construction, compilation, recipe schedule, data, evaluation and the
+`results.json` format. Experiments add what they need through arguments:
+extra callbacks (Figure 6's `ShiftRatioMonitor`), a `model_builder` for a
+network that is not a preset, and `config.light` for short runs that need no
+backups, checkpoints, TensorBoard logs or saved model.
+"""
 
 import csv
 import dataclasses
-import json
 import os
 import platform
 import time
@@ -10,8 +18,8 @@ import time
 import keras
 import numpy as np
 
-import models
-import pipelines
+from keras_dropact import models
+from keras_dropact import pipelines
 from keras_dropact import __version__
 from keras_dropact.training import distribution
 from keras_dropact.training import run_dir as rd
@@ -49,8 +57,8 @@ class _StepAndEpochBackup(keras.callbacks.BackupAndRestore):
         self._save_model()
 
 
-def build_model(config, info):
-    recipe = config.resolved_recipe()
+def build_model(config, info, recipe):
+    """The preset `config.model` for the dataset `info`, as the recipe trains it."""
     overrides = {"seed": config.seed, "weight_decay": recipe.weight_decay}
     if recipe.dropout is not None:
         overrides["dropout"] = recipe.dropout
@@ -103,7 +111,7 @@ def versions():
     }
 
 
-def train(config, resume=False, verbose=1):
+def train(config, resume=False, verbose=1, callbacks=(), model_builder=None):
     """Trains `config.model` on `config.dataset`; returns the results dict.
 
     A new run needs a run directory that does not exist yet; `resume=True`
@@ -111,6 +119,20 @@ def train(config, resume=False, verbose=1):
     `config.backup_every` steps and at every epoch end) with the
     configuration saved there. The reported test error is the last epoch's;
     no checkpoint is ever picked by its test accuracy.
+
+    Args:
+        config: a `TrainConfig`. With `config.light`, no backup, checkpoint,
+            TensorBoard log or saved model is written (`config.json`,
+            `log.csv` and `results.json` are), and resuming restarts the
+            run from epoch 0.
+        resume: continue the run in `config.run_dir`.
+        verbose: `model.fit` verbosity.
+        callbacks: extra Keras callbacks, run before the run's own loggers so
+            that what they write into the epoch logs is recorded.
+        model_builder: `model_builder(config, info, recipe) -> keras.Model`
+            for a network that is not a preset of `keras_dropact.models`
+            (`info` is `pipelines.info(config.dataset)`); default: the preset
+            `config.model`.
     """
     if resume:
         run_dir = config.run_dir
@@ -121,7 +143,8 @@ def train(config, resume=False, verbose=1):
     else:
         config.run_dir = config.run_dir or rd.default_run_dir(config)
         run_dir = config.run_dir
-        models.get_preset(config.model)  # Fails early, listing the presets.
+        if model_builder is None:
+            models.get_preset(config.model)  # Fails early, listing the presets.
     # The strategy before any TensorFlow work: MultiWorkerMirroredStrategy
     # configures the runtime. Only its chief creates the run directory.
     strategy = distribution.resolve(config.strategy)
@@ -143,13 +166,16 @@ def train(config, resume=False, verbose=1):
         keras.config.set_dtype_policy(_mixed_policy())
     try:
         with distribution.worker_run_dir(run_dir, strategy) as out_dir:
-            results = _fit(config, recipe, info, strategy, out_dir, verbose)
+            results = _fit(
+                config, recipe, info, strategy, out_dir, verbose,
+                callbacks, model_builder or build_model,
+            )
     finally:
         keras.config.set_dtype_policy(previous_policy)
     return results
 
 
-def _fit(config, recipe, info, strategy, run_dir, verbose):
+def _fit(config, recipe, info, strategy, run_dir, verbose, extra_callbacks, model_builder):
     """Trains and evaluates under `strategy`, writing into `run_dir`.
 
     `--batch-size` is the global batch: `distribution.distribute` gives each
@@ -175,22 +201,25 @@ def _fit(config, recipe, info, strategy, run_dir, verbose):
         ),
     )
     with strategy.scope():
-        model = build_model(config, info)
+        model = model_builder(config, info, recipe)
         compile_model(model, recipe)
     distribution.allow_multi_worker_fit(model, strategy)
-    callbacks = [
-        RecipeLearningRate(recipe),
-        _EpochTimer(),
-        _StepAndEpochBackup(
-            os.path.join(run_dir, rd.BACKUP),
-            save_freq=config.backup_every,
-            delete_checkpoint=False,
-            double_checkpoint=True,
-        ),
-        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, rd.CHECKPOINT)),
-        keras.callbacks.CSVLogger(os.path.join(run_dir, rd.LOG), append=True),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, rd.TENSORBOARD)),
-    ]
+    callbacks = [RecipeLearningRate(recipe), *extra_callbacks, _EpochTimer()]
+    if not config.light:
+        callbacks += [
+            _StepAndEpochBackup(
+                os.path.join(run_dir, rd.BACKUP),
+                save_freq=config.backup_every,
+                delete_checkpoint=False,
+                double_checkpoint=True,
+            ),
+            keras.callbacks.ModelCheckpoint(os.path.join(run_dir, rd.CHECKPOINT)),
+            keras.callbacks.TensorBoard(os.path.join(run_dir, rd.TENSORBOARD)),
+        ]
+    # A light run restarts at epoch 0 when resumed: its log starts over too.
+    callbacks.append(
+        keras.callbacks.CSVLogger(os.path.join(run_dir, rd.LOG), append=not config.light)
+    )
     test_steps = distribution.steps(strategy, info["splits"]["test"], recipe.batch_size)
     start = time.perf_counter()
     model.fit(
@@ -207,7 +236,8 @@ def _fit(config, recipe, info, strategy, run_dir, verbose):
     )
     wall_seconds = time.perf_counter() - start
     test_loss, test_accuracy = model.evaluate(test_data, steps=test_steps, verbose=0)
-    model.save(os.path.join(run_dir, rd.MODEL))
+    if not config.light:
+        model.save(os.path.join(run_dir, rd.MODEL))
 
     history = read_history(os.path.join(run_dir, rd.LOG))
     steps = config.steps_per_epoch or int(np.ceil(info["splits"]["train"] / recipe.batch_size))
@@ -216,7 +246,7 @@ def _fit(config, recipe, info, strategy, run_dir, verbose):
     results = {
         "config": config.to_dict(),
         "recipe": dataclasses.asdict(recipe),
-        "trainable_parameters": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        "trainable_parameters": count_trainable_parameters(model),
         "test_error": float(1.0 - test_accuracy),
         "test_loss": float(test_loss),
         "epochs_completed": len(history),
@@ -226,9 +256,16 @@ def _fit(config, recipe, info, strategy, run_dir, verbose):
         "images_per_second": steps * recipe.batch_size * timed_epochs / train_seconds,
         "versions": versions(),
     }
-    with open(os.path.join(run_dir, rd.RESULTS), "w") as f:
-        json.dump(results, f, indent=2)
+    rd.write_json(os.path.join(run_dir, rd.RESULTS), results)
     return results
+
+
+def count_trainable_parameters(model):
+    """PyTorch's `sum(p.numel() for p in model.parameters())`: trainable only.
+
+    Keras' `count_params()` also counts BatchNorm's moving statistics.
+    """
+    return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
 
 
 def _mixed_policy():

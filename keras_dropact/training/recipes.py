@@ -3,7 +3,7 @@
 A recipe is data: the optimiser, schedule and regularisation of one row of the
 paper. Every field can be overridden from the command line. All paper recipes
 use SGD with momentum 0.9 and L2 weight decay applied the PyTorch way (a
-gradient term on every trainable weight, see `models.pytorch_l2`), p = 0.95.
+gradient term on every trainable weight, see `keras_dropact.models.pytorch_l2`), p = 0.95.
 """
 
 import dataclasses
