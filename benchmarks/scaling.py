@@ -44,7 +44,7 @@ def dataset_fn(ctx):
 with strategy.scope():
     model = keras.Sequential([keras.Input((32, 32, 3))] + [
         layer for width in (32, 64) for layer in (
-            keras.layers.Conv2D(width, 3, padding="same"), DropActivation(0.95, seed=0),
+            keras.layers.Conv2D(width, 3, padding="same"), DropActivation(seed=0),
             keras.layers.MaxPooling2D())] + [keras.layers.Flatten(), keras.layers.Dense(10)])
     model.compile(keras.optimizers.SGD(0.01, momentum=0.9),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))

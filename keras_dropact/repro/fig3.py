@@ -39,7 +39,7 @@ def piecewise_constant(x):
 
 
 FUNCTIONS = {"xsinx": (x_sin_x, "y = x sin x"), "piecewise": (piecewise_constant, "piecewise constant")}
-ACTIVATIONS = ("relu", "dropact")
+COMPARED = ("relu", "dropact")
 
 
 def make_data(function, seed):
@@ -81,11 +81,11 @@ def fit_regression(function, activation, p, seed, steps=STEPS):
 def run(seeds, out, p=DEFAULT_KEEP_PROBABILITY, steps=STEPS, verbose=0):
     """Every (function, activation, seed); writes CSV and plot, returns the rows."""
     experiment = "fig3"
-    progress = runs.Progress("fig3", len(seeds) * len(FUNCTIONS) * len(ACTIVATIONS))
+    progress = runs.Progress("fig3", len(seeds) * len(FUNCTIONS) * len(COMPARED))
     results = {}
     for seed in seeds:
         for function in FUNCTIONS:
-            for activation in ACTIVATIONS:
+            for activation in COMPARED:
                 name = f"{function}-{activation}" + (f"-p{p:.2f}" if activation == "dropact" else "")
                 path = runs.run_dir(out, experiment, name, seed)
                 progress.start()
@@ -99,7 +99,7 @@ def run(seeds, out, p=DEFAULT_KEEP_PROBABILITY, steps=STEPS, verbose=0):
                                 f"test MSE {result['test_mse']:.3f}", skipped)
     rows = []
     for function in FUNCTIONS:
-        for activation in ACTIVATIONS:
+        for activation in COMPARED:
             test = [results[function, activation, s]["test_mse"] for s in seeds]
             train = [results[function, activation, s]["train_mse"] for s in seeds]
             summary = mean_ci(test)
@@ -126,7 +126,7 @@ def run(seeds, out, p=DEFAULT_KEEP_PROBABILITY, steps=STEPS, verbose=0):
         panels.append(dict(
             title=f"{title} (seed {seed}, {NUM_POINTS} points)", grid=GRID, truth=f(GRID), x=x, y=y,
             fits={("ReLU" if a == "relu" else f"Drop-Activation p={p}"):
-                  results[function, a, seed]["grid_prediction"] for a in ACTIVATIONS},
+                  results[function, a, seed]["grid_prediction"] for a in COMPARED},
         ))
     plots.fig3(panels, os.path.join(directory, "fig3.png"))
     return rows

@@ -1,0 +1,108 @@
+"""The distribution: one top-level package, enforced layering, no shadowing.
+
+The wheel is built once per session from this checkout; the layering
+contracts of `pyproject.toml` are checked with import-linter on the wheel's
+files, where `models/` and `pipelines/` sit at their installed place
+(`keras_dropact/models`, `keras_dropact/pipelines`).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "-q", "-w", str(out), ROOT],
+        check=True, capture_output=True, text=True,
+    )
+    (path,) = [out / name for name in os.listdir(out) if name.endswith(".whl")]
+    return path
+
+
+@pytest.fixture(scope="module")
+def unpacked(wheel, tmp_path_factory):
+    target = tmp_path_factory.mktemp("unpacked")
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(target)
+    return target
+
+
+def test_the_wheel_installs_keras_dropact_only(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"keras_dropact"}
+    for module in ("models/__init__.py", "models/presets.py", "pipelines/__init__.py",
+                   "layers/shortcut.py", "training/train.py", "cli.py"):
+        assert f"keras_dropact/{module}" in names
+    (top_level_txt,) = [n for n in names if n.endswith(".dist-info/top_level.txt")]
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.read(top_level_txt).decode().split() == ["keras_dropact"]
+
+
+def test_the_core_depends_on_keras_and_numpy_only(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        lines = archive.read(metadata).decode().splitlines()
+    requires = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:")]
+    core = sorted(r.split(">")[0].split("=")[0].strip() for r in requires if "extra ==" not in r)
+    assert core == ["keras", "numpy"]
+    extras = sorted(line.split(":", 1)[1].strip() for line in lines if line.startswith("Provides-Extra:"))
+    assert extras == ["dev", "jax", "onnx", "repro", "torch", "train"]
+
+
+def _lint_imports(unpacked):
+    return subprocess.run(
+        [shutil.which("lint-imports") or os.path.join(os.path.dirname(sys.executable), "lint-imports"),
+         "--config", os.path.join(ROOT, "pyproject.toml"), "--no-cache"],
+        cwd=unpacked, env={**os.environ, "PYTHONPATH": str(unpacked)},
+        capture_output=True, text=True,
+    )
+
+
+def test_the_layering_contracts_hold(unpacked):
+    result = _lint_imports(unpacked)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 kept, 0 broken" in result.stdout
+
+
+def test_an_upward_import_breaks_the_contracts(unpacked, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(unpacked / "keras_dropact", broken / "keras_dropact")
+    with open(broken / "keras_dropact" / "layers" / "shortcut.py", "a") as f:
+        f.write("\nfrom keras_dropact.training import recipes  # upward\n")
+    result = _lint_imports(broken)
+    assert result.returncode != 0
+    assert "keras_dropact.layers.shortcut -> keras_dropact.training" in result.stdout
+
+
+def test_a_users_models_and_pipelines_do_not_shadow_ours(tmp_path):
+    # A user's script folder with its own `models.py` and `pipelines/`.
+    (tmp_path / "models.py").write_text("raise RuntimeError('the user module was imported')\n")
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "__init__.py").write_text("raise RuntimeError('user pipelines')\n")
+    script = textwrap.dedent(
+        """
+        from keras_dropact import models, pipelines
+        model = models.build("resnet-20")
+        print(sum(int(w.numpy().size) for w in model.trainable_weights))
+        print(pipelines.info("digits")["num_classes"])
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["269722", "10"]
