@@ -168,7 +168,11 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except MissingExtraError as error:  # A core install: no `train` extra.
+        print(f"dropact: error: {error}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -106,3 +106,23 @@ def test_a_users_models_and_pipelines_do_not_shadow_ours(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["269722", "10"]
+
+
+def test_a_missing_extra_is_one_line_naming_it(tmp_path):
+    # A core install on JAX: TensorFlow cannot be imported.
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.modules["tensorflow"] = None
+        from keras_dropact import cli
+        sys.exit(cli.main(["train"]))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("dropact")]
+    assert len(lines) == 1 and "pip install 'keras-dropact[train]'" in lines[0]
+    assert "Traceback" not in result.stderr
