@@ -64,7 +64,7 @@ def saved_files(tmp_path_factory):
     for family, builder in builders.items():
         config = TrainConfig(
             model=f"small-{family}", dataset="digits", epochs=1, steps_per_epoch=1,
-            batch_size=16, seed=1, run_dir=str(root / family),
+            batch_size=128, seed=1, run_dir=str(root / family),
         )
         train(config, verbose=0, model_builder=builder)
         files[family] = str(root / family / "model.keras")
