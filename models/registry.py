@@ -40,6 +40,46 @@ def get_preset(name):
     return PRESETS[name]
 
 
+# The rank of one example each family takes: (H, W, C) images, or flat
+# (features,) vectors for the MLP.
+INPUT_RANKS = {family: 3 for family in FAMILIES} | {"mlp": 1}
+_INPUT_KINDS = {3: "images (height, width, channels)", 1: "flat vectors (features,)"}
+
+
+def check_build(name, input_shape=None, **overrides):
+    """Checks that `build(name, input_shape=..., **overrides)` can work, building nothing.
+
+    Raises:
+        ValueError: an unknown preset or override (listing the accepted
+            ones), or an input shape the family cannot take (listing the
+            presets that take it).
+    """
+    preset = get_preset(name)
+    family = preset["family"]
+    # The activation is chosen by `activation` and `p`, not by `act_layer`.
+    accepted = [a for a in inspect.signature(FAMILIES[family]).parameters if a != "act_layer"]
+    unknown = sorted(set(overrides) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"Unknown argument(s) {', '.join(unknown)} for model {name!r} "
+            f"(family {family}). Accepted: {', '.join(accepted)}."
+        )
+    if input_shape is None:
+        return
+    rank = INPUT_RANKS[family]
+    if len(input_shape) != rank:
+        fitting = [n for n, p in PRESETS.items() if INPUT_RANKS[p["family"]] == len(input_shape)]
+        fix = (
+            f"presets that take them: {', '.join(fitting)}"
+            if fitting
+            else "no preset takes them; build your own model for them"
+        )
+        raise ValueError(
+            f"Model {name!r} takes {_INPUT_KINDS[rank]}, not inputs of shape "
+            f"{tuple(input_shape)}; {fix}."
+        )
+
+
 def build(
     name,
     num_classes=None,
@@ -84,16 +124,9 @@ def build(
     Raises:
         ValueError: for an unknown preset or override, or invalid values.
     """
+    check_build(name, input_shape, **overrides)
     preset = get_preset(name)
     builder = FAMILIES[preset["family"]]
-    # The activation is chosen by `activation` and `p`, not by `act_layer`.
-    accepted = [a for a in inspect.signature(builder).parameters if a != "act_layer"]
-    unknown = sorted(set(overrides) - set(accepted))
-    if unknown:
-        raise ValueError(
-            f"Unknown argument(s) {', '.join(unknown)} for model {name!r} "
-            f"(family {preset['family']}). Accepted: {', '.join(accepted)}."
-        )
     kwargs = {"name": name, **preset["kwargs"], **overrides}
     kwargs["act_layer"] = get_act_layer(activation, p)
     if num_classes is not None:
