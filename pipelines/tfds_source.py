@@ -13,6 +13,7 @@ import urllib.parse
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+_NO_DOWNLOAD = "download=False (with --data-dir, data is never downloaded)"
 # Seconds to wait for the download host before calling the machine offline.
 REACHABLE_TIMEOUT = 5.0
 
@@ -87,7 +88,10 @@ def ensure_prepared(spec, data_dir=None, download=True):
     Reads nothing but the prepared dataset's metadata and writes nothing
     unless it downloads. A dataset that is not prepared fails within
     seconds, before TFDS creates any folder or temporary file, when
-    `download` is False or its download host does not answer (no network).
+    `download` is False or its download host does not answer (no network),
+    where TFDS' own download would retry for minutes. `load_split` leaves
+    the download to TFDS (so `tfds.testing.mock_data` serves it): callers
+    that must not wait, such as `train`, call this first.
 
     Raises:
         DatasetNotPreparedError: with the offline preparation steps.
@@ -97,7 +101,7 @@ def ensure_prepared(spec, data_dir=None, download=True):
         return
     if not download:
         raise DatasetNotPreparedError(
-            not_prepared_message(spec, builder, "download=False (with --data-dir, data is never downloaded)")
+            not_prepared_message(spec, builder, _NO_DOWNLOAD)
         )
     host, port = download_host(spec)
     if not is_reachable(host, port):
@@ -138,8 +142,11 @@ def load_split(spec, split, data_dir=None, download=True):
         DatasetNotPreparedError: the dataset is not prepared and could not be
             downloaded (or `download` is False).
     """
-    ensure_prepared(spec, data_dir, download)
     builder = _builder(spec, data_dir)
+    if not builder.is_prepared():
+        if not download:
+            raise DatasetNotPreparedError(not_prepared_message(spec, builder, _NO_DOWNLOAD))
+        prepare(spec, data_dir)
     dataset = builder.as_dataset(
         split=spec.tfds_splits[split],
         as_supervised=True,
