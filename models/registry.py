@@ -78,6 +78,24 @@ def check_build(name, input_shape=None, **overrides):
             f"Model {name!r} takes {_INPUT_KINDS[rank]}, not inputs of shape "
             f"{tuple(input_shape)}; {fix}."
         )
+    poolings = _poolings(family, {**preset["kwargs"], **overrides})
+    if rank == 3 and min(input_shape[:2]) < 2**poolings:
+        raise ValueError(
+            f"Model {name!r} needs images of at least {2**poolings}x{2**poolings} "
+            f"pixels (it halves them {poolings} times), not "
+            f"{input_shape[0]}x{input_shape[1]}; resize the images or take a "
+            "strided ResNet (resnet-20, wrn-16-4, ...)."
+        )
+
+
+def _poolings(family, kwargs):
+    """How many 2x2 'valid' poolings the family applies (each needs size >= 2)."""
+    if family == "simple_cnn":
+        widths = kwargs.get("widths", inspect.signature(simple_cnn).parameters["widths"].default)
+        return len(widths)
+    if family == "densenet_bc":
+        return 2  # The two transitions between the three dense blocks.
+    return 0  # Strided convolutions with "same" padding take any size.
 
 
 def build(

@@ -6,6 +6,8 @@ dataset, where it looked, and how to prepare it from the original archives
 instead of surfacing a TFDS traceback.
 """
 
+import glob
+import os
 import socket
 import threading
 import urllib.parse
@@ -26,13 +28,13 @@ def _builder(spec, data_dir):
     return tfds.builder(spec.tfds_name, data_dir=data_dir)
 
 
-def not_prepared_message(spec, builder, reason):
+def not_prepared_message(spec, root, looked_for, reason):
     """The user-facing explanation: what is missing, where, how to fix it.
 
     The first line says it all (dataset, folder, why, where the fix is);
     the lines after it give the offline preparation step by step.
     """
-    root = str(builder.data_dir_root)
+    root = str(root)
     archives = "\n".join(
         f"       {filename}  from  {url}" for filename, url in spec.archives
     )
@@ -40,7 +42,7 @@ def not_prepared_message(spec, builder, reason):
         f"Dataset {spec.name!r} (TFDS {spec.tfds_name!r}) is not prepared in "
         f"data_dir {root!r} and {reason}; prepare it offline as follows (README "
         '"TFDS data without network"), then pass --data-dir.\n'
-        f"  Looked for {builder.data_dir}. To prepare it offline:\n"
+        f"  Looked for {looked_for}. To prepare it offline:\n"
         "  1. on a machine with network access, download\n"
         f"{archives}\n"
         "  2. put the file(s), with these exact names, in one folder MANUAL_DIR "
@@ -82,32 +84,40 @@ def is_reachable(host, port, timeout=REACHABLE_TIMEOUT):
     return bool(answered)
 
 
+def _dataset_folder(spec, data_dir):
+    """(data_dir root, the dataset's folder in it), as TFDS lays them out."""
+    root = data_dir or tfds.core.constants.DATA_DIR
+    return root, os.path.join(root, *spec.tfds_name.split("/"))
+
+
 def ensure_prepared(spec, data_dir=None, download=True):
     """Makes sure the dataset is prepared in data_dir, downloading it if allowed.
 
     Reads nothing but the prepared dataset's metadata and writes nothing
     unless it downloads. A dataset that is not prepared fails within
-    seconds, before TFDS creates any folder or temporary file, when
-    `download` is False or its download host does not answer (no network),
-    where TFDS' own download would retry for minutes. `load_split` leaves
-    the download to TFDS (so `tfds.testing.mock_data` serves it): callers
-    that must not wait, such as `train`, call this first.
+    seconds when `download` is False or its download host does not answer
+    (no network), where TFDS' own download would retry for minutes; it is
+    looked for on disk first because constructing a TFDS builder for a
+    dataset that is not prepared creates a temporary folder. `load_split`
+    leaves the download to TFDS (so `tfds.testing.mock_data` serves it):
+    callers that must not wait, such as `train`, call this first.
 
     Raises:
         DatasetNotPreparedError: with the offline preparation steps.
     """
-    builder = _builder(spec, data_dir)
-    if builder.is_prepared():
-        return
+    root, folder = _dataset_folder(spec, data_dir)
+    if glob.glob(os.path.join(glob.escape(folder), "*", "dataset_info.json")):
+        builder = _builder(spec, data_dir)
+        if builder.is_prepared():
+            return
+        root, folder = builder.data_dir_root, builder.data_dir
     if not download:
-        raise DatasetNotPreparedError(
-            not_prepared_message(spec, builder, _NO_DOWNLOAD)
-        )
+        raise DatasetNotPreparedError(not_prepared_message(spec, root, folder, _NO_DOWNLOAD))
     host, port = download_host(spec)
     if not is_reachable(host, port):
         raise DatasetNotPreparedError(
             not_prepared_message(
-                spec, builder, f"cannot be downloaded ({host} does not answer: no network?)"
+                spec, root, folder, f"cannot be downloaded ({host} does not answer: no network?)"
             )
         )
     prepare(spec, data_dir)
@@ -128,7 +138,9 @@ def prepare(spec, data_dir=None, manual_dir=None):
         builder.download_and_prepare(download_config=config)
     except Exception as error:  # TFDS raises many types; all mean "not prepared".
         reason = f"preparing it failed ({type(error).__name__}: {error})".splitlines()[0]
-        raise DatasetNotPreparedError(not_prepared_message(spec, builder, reason)) from error
+        raise DatasetNotPreparedError(
+            not_prepared_message(spec, builder.data_dir_root, builder.data_dir, reason)
+        ) from error
     return builder.data_dir
 
 
@@ -145,7 +157,9 @@ def load_split(spec, split, data_dir=None, download=True):
     builder = _builder(spec, data_dir)
     if not builder.is_prepared():
         if not download:
-            raise DatasetNotPreparedError(not_prepared_message(spec, builder, _NO_DOWNLOAD))
+            raise DatasetNotPreparedError(
+                not_prepared_message(spec, builder.data_dir_root, builder.data_dir, _NO_DOWNLOAD)
+            )
         prepare(spec, data_dir)
     dataset = builder.as_dataset(
         split=spec.tfds_splits[split],

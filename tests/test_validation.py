@@ -5,7 +5,7 @@ message on stderr, and that the run directory does not exist afterwards, so
 the corrected command can use the same `--run-dir`. Nothing here trains.
 """
 
-import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -13,6 +13,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from keras_dropact import cli
+from keras_dropact import models
 from keras_dropact import pipelines
 from keras_dropact.pipelines import tfds_source
 from keras_dropact.training.config import TrainConfig
@@ -135,10 +136,23 @@ def test_good_folder_passes(tmp_path):
     assert pipelines.info(f"folder:{data}")["splits"] == {"train": 4, "test": 4}
 
 
+def test_images_too_small_for_the_model(tmp_path, capsys):
+    data = _split_folder(tmp_path / "data")  # 6x5 images.
+    _one_line(_train_fails(
+        ["--model", "simple-cnn", "--dataset", f"folder:{data}"], tmp_path, capsys,
+        f"--model simple-cnn does not fit --dataset folder:{data}: Model 'simple-cnn' needs "
+        "images of at least 8x8 pixels (it halves them 3 times), not 6x5",
+    ))
+    with pytest.raises(ValueError, match="at least 4x4 pixels"):
+        models.check_build("densenet-bc-100-12", input_shape=(2, 2, 3))
+    models.check_build("densenet-bc-100-12", input_shape=(4, 4, 3))
+    models.check_build("resnet-20", input_shape=(1, 1, 3))
+
+
 def test_folder_with_one_class(tmp_path, capsys):
     data = _split_folder(tmp_path / "data", ("ant",), ("ant",))
     _one_line(_train_fails(
-        ["--model", "simple-cnn", "--dataset", f"folder:{data}"], tmp_path, capsys,
+        ["--model", "resnet-20", "--dataset", f"folder:{data}"], tmp_path, capsys,
         f"folder:{data}: found only the class folder 'ant'", "needs at least 2 class sub-folders",
     ))
 
@@ -148,7 +162,7 @@ def test_folder_with_an_empty_test_split(tmp_path, capsys):
     for image in (data / "test").rglob("*.png"):
         image.unlink()
     _one_line(_train_fails(
-        ["--model", "simple-cnn", "--dataset", f"folder:{data}"], tmp_path, capsys,
+        ["--model", "resnet-20", "--dataset", f"folder:{data}"], tmp_path, capsys,
         "class folder(s) ant, bee in 'test/' hold no images", "add images or remove",
     ))
 
@@ -156,7 +170,7 @@ def test_folder_with_an_empty_test_split(tmp_path, capsys):
 def test_folder_with_classes_only_in_test(tmp_path, capsys):
     data = _split_folder(tmp_path / "data", ("ant", "bee"), ("ant", "bee", "cat"))
     _one_line(_train_fails(
-        ["--model", "simple-cnn", "--dataset", f"folder:{data}"], tmp_path, capsys,
+        ["--model", "resnet-20", "--dataset", f"folder:{data}"], tmp_path, capsys,
         "train/ and test/ must hold the same class folders", "only in train/: none; only in test/: cat",
     ))
 
@@ -168,7 +182,7 @@ def test_folder_with_train_but_no_test(tmp_path, capsys):
     for folder in sorted((data / "test").rglob("*"), reverse=True) + [data / "test"]:
         folder.rmdir()
     _one_line(_train_fails(
-        ["--model", "simple-cnn", "--dataset", f"folder:{data}"], tmp_path, capsys,
+        ["--model", "resnet-20", "--dataset", f"folder:{data}"], tmp_path, capsys,
         "has a train/ sub-folder but no test/",
     ))
 
@@ -179,7 +193,7 @@ def test_class_folder_layout_too_small_for_a_test_split(tmp_path, capsys):
         for i in range(2):
             _write_png(data / name / f"{i}.png")
     _one_line(_train_fails(
-        ["--model", "simple-cnn", "--dataset", f"folder:{data}"], tmp_path, capsys,
+        ["--model", "resnet-20", "--dataset", f"folder:{data}"], tmp_path, capsys,
         "4 image(s) leave the test split empty",
     ))
 
@@ -192,7 +206,7 @@ def test_undecodable_image_is_named(damage, tmp_path, capsys):
     good = tf.io.encode_png(np.arange(6 * 5 * 3, dtype=np.uint8).reshape(6, 5, 3)).numpy()
     bad.write_bytes(b"this is not an image" if damage == "garbage" else good[: len(good) // 2])
     _one_line(_train_fails(
-        ["--model", "simple-cnn", "--dataset", f"folder:{data}"], tmp_path, capsys,
+        ["--model", "resnet-20", "--dataset", f"folder:{data}"], tmp_path, capsys,
         f"cannot decode image '{bad}'", "Replace or delete the file(s).",
     ))
 
@@ -205,9 +219,11 @@ def _files_under(root):
 
 
 def test_tfds_dataset_offline_fails_fast_and_writes_nothing(tmp_path, capsys, monkeypatch):
-    home, default_dir = tmp_path / "home", tmp_path / "tfds-default"
+    home, default_dir, temp = tmp_path / "home", tmp_path / "tfds-default", tmp_path / "tmp"
     home.mkdir()
+    temp.mkdir()
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     monkeypatch.setattr(tfds.core.constants, "DATA_DIR", str(default_dir), raising=False)
     monkeypatch.setenv("TFDS_DATA_DIR", str(default_dir))
     probes = []
