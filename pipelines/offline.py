@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import os
 import random
+import re
 from typing import Mapping, Tuple
 
 import numpy as np
@@ -141,7 +142,7 @@ def _check_layout(path, class_names, files):
     if len(class_names) < 2:
         found = f"only the class folder {class_names[0]!r}" if class_names else "no class folders"
         raise ValueError(
-            f"{prefix} found {found} in {', '.join(map(repr, files))}; a classifier "
+            f"{prefix} found {found} in {' and '.join(map(repr, files))}; a classifier "
             f"needs at least 2 class sub-folders holding images ({', '.join(IMAGE_EXTENSIONS)})."
         )
     for where, pairs in files.items():
@@ -252,10 +253,12 @@ def _decode_named(root, file, others=""):
     try:
         return _decode(file)
     except (tf.errors.OpError, ValueError) as error:
-        lines = str(getattr(error, "message", error)).strip().splitlines() or ["unreadable"]
+        # TensorFlow wraps the reason: "{{function_node ...}} REASON [Op:DecodeImage] ...".
+        text = str(getattr(error, "message", error)).strip().splitlines()
+        reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", text[0] if text else "")
         raise ValueError(
-            f"folder:{root}: cannot decode image {file!r}{others}: {lines[0]} "
-            "Replace or delete the file(s)."
+            f"folder:{root}: cannot decode image {file!r}{others}: "
+            f"{reason.rstrip('.') or 'unreadable'}. Replace or delete the file(s)."
         ) from None
 
 
