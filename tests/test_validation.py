@@ -18,6 +18,7 @@ from keras_dropact import pipelines
 from keras_dropact.pipelines import tfds_source
 from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.train import train
+from keras_dropact.training.validate import validate
 from tests.conftest import tensorflow_only
 
 pytestmark = tensorflow_only
@@ -97,6 +98,13 @@ def test_config_rejects_wrong_types():
 def test_model_and_dataset_must_fit(flags, expected, tmp_path, capsys):
     argv = ["--dataset", "digits", "--epochs", "1", *flags]
     _one_line(_train_fails(argv, tmp_path, capsys, *expected))
+
+
+def test_global_batch_must_split_over_the_replicas():
+    config = TrainConfig(model="simple-cnn", dataset="digits", batch_size=30)
+    with pytest.raises(ValueError, match=r"--batch-size 30 .* 4 replicas; use a multiple of 4, e.g. --batch-size 32\."):
+        validate(config, num_replicas=4)
+    validate(config, num_replicas=3)
 
 
 def _flatten_builder(config, info, recipe):

@@ -140,7 +140,7 @@ def train(config, resume=False, verbose=1, callbacks=(), model_builder=None):
     # configures the runtime. Only its chief creates the run directory.
     strategy = distribution.resolve(config.strategy)
     # Model, dataset, data and their combination, before creating anything.
-    validate(config, model_builder)
+    validate(config, model_builder, strategy.num_replicas_in_sync)
     if not resume and distribution.is_chief(strategy):
         rd.open_run_dir(run_dir, resume=False)
         config.save(os.path.join(run_dir, rd.CONFIG))

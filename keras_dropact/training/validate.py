@@ -7,6 +7,7 @@ What needs the model registry or the data is checked here, once, by
 nothing behind and the same command, corrected, can use the same
 `--run-dir`:
 
+- the global batch splits evenly over the strategy's replicas;
 - the model preset exists and its family takes the dataset's examples
   (images for the CNNs, flat vectors for `mlp`) and the recipe's
   arguments (`--dropout` only for the Wide ResNets);
@@ -63,7 +64,7 @@ def _family_arguments(preset):
     return inspect.signature(models.FAMILIES[preset["family"]]).parameters
 
 
-def validate(config, model_builder=None):
+def validate(config, model_builder=None, num_replicas=1):
     """Raises a one-line error if `train(config, ...)` cannot run; writes nothing.
 
     Args:
@@ -71,6 +72,8 @@ def validate(config, model_builder=None):
         model_builder: the custom network builder given to `train`, if any;
             then the model is the builder's business and only the data is
             checked.
+        num_replicas: replicas of the distribution strategy, which share
+            each global batch equally.
 
     Raises:
         ValueError: an unknown or unfitting model, dataset, augmentation or
@@ -81,6 +84,13 @@ def validate(config, model_builder=None):
     """
     info = pipelines.info(config.dataset)  # Lists the datasets; folder layout.
     recipe = config.resolved_recipe()
+    if recipe.batch_size % num_replicas:
+        multiple = num_replicas * -(-recipe.batch_size // num_replicas)
+        raise ValueError(
+            f"--batch-size {recipe.batch_size} (the global batch) does not split "
+            f"evenly over the strategy's {num_replicas} replicas; use a multiple "
+            f"of {num_replicas}, e.g. --batch-size {multiple}."
+        )
     if model_builder is None:
         _check_model(config, info, recipe)
     # Pipelines check their arguments (augmentation vs data, seed) when made.
