@@ -5,6 +5,7 @@ message on stderr, and that the run directory does not exist afterwards, so
 the corrected command can use the same `--run-dir`. Nothing here trains.
 """
 
+import os
 import tempfile
 
 import numpy as np
@@ -273,6 +274,24 @@ def test_tfds_data_dir_never_downloads(tmp_path, capsys, monkeypatch):
         "extra_32x32.mat",
     )
     assert _files_under(data_dir) == []
+
+
+def test_prepared_tfds_dataset_passes_without_network(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    default_dir = tmp_path / "tfds-default"
+    monkeypatch.setattr(tfds.core.constants, "DATA_DIR", str(default_dir))
+    builder = tfds.builder("cifar10", data_dir=str(default_dir))
+    os.makedirs(builder.data_dir)
+    builder.info.write_to_directory(builder.data_dir)  # What preparing leaves, minus the records.
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a prepared dataset needs no network")
+
+    monkeypatch.setattr(tfds_source, "is_reachable", no_network)
+    pipelines.ensure_available("cifar10")  # TFDS' default folder.
+    pipelines.ensure_available("cifar10", data_dir=str(default_dir), download=False)
+    with pytest.raises(pipelines.DatasetNotPreparedError, match="'cifar100'"):
+        pipelines.ensure_available("cifar100", data_dir=str(default_dir), download=False)
 
 
 # Corrupt model files -------------------------------------------------------
