@@ -15,6 +15,7 @@ from keras_dropact.models.preresnet import preresnet
 from keras_dropact.models.presets import PRESETS
 from keras_dropact.models.registry import FAMILIES
 from keras_dropact.models.registry import build
+from keras_dropact.models.registry import check_build
 from keras_dropact.models.registry import get_preset
 from keras_dropact.models.registry import names
 from keras_dropact.models.resnet import cifar_resnet
@@ -28,6 +29,7 @@ __all__ = [
     "FAMILIES",
     "PRESETS",
     "build",
+    "check_build",
     "cifar_resnet",
     "densenet_bc",
     "get_preset",

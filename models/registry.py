@@ -40,6 +40,64 @@ def get_preset(name):
     return PRESETS[name]
 
 
+# The rank of one example each family takes: (H, W, C) images, or flat
+# (features,) vectors for the MLP.
+INPUT_RANKS = {family: 3 for family in FAMILIES} | {"mlp": 1}
+_INPUT_KINDS = {3: "images (height, width, channels)", 1: "flat vectors (features,)"}
+
+
+def check_build(name, input_shape=None, **overrides):
+    """Checks that `build(name, input_shape=..., **overrides)` can work, building nothing.
+
+    Raises:
+        ValueError: an unknown preset or override (listing the accepted
+            ones), or an input shape the family cannot take (listing the
+            presets that take it).
+    """
+    preset = get_preset(name)
+    family = preset["family"]
+    # The activation is chosen by `activation` and `p`, not by `act_layer`.
+    accepted = [a for a in inspect.signature(FAMILIES[family]).parameters if a != "act_layer"]
+    unknown = sorted(set(overrides) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"Unknown argument(s) {', '.join(unknown)} for model {name!r} "
+            f"(family {family}). Accepted: {', '.join(accepted)}."
+        )
+    if input_shape is None:
+        return
+    rank = INPUT_RANKS[family]
+    if len(input_shape) != rank:
+        fitting = [n for n, p in PRESETS.items() if INPUT_RANKS[p["family"]] == len(input_shape)]
+        fix = (
+            f"presets that take them: {', '.join(fitting)}"
+            if fitting
+            else "no preset takes them; build your own model for them"
+        )
+        raise ValueError(
+            f"Model {name!r} takes {_INPUT_KINDS[rank]}, not inputs of shape "
+            f"{tuple(input_shape)}; {fix}."
+        )
+    poolings = _poolings(family, {**preset["kwargs"], **overrides})
+    if rank == 3 and min(input_shape[:2]) < 2**poolings:
+        raise ValueError(
+            f"Model {name!r} needs images of at least {2**poolings}x{2**poolings} "
+            f"pixels (it halves them {poolings} times), not "
+            f"{input_shape[0]}x{input_shape[1]}; resize the images or take a "
+            "strided ResNet (resnet-20, wrn-16-4, ...)."
+        )
+
+
+def _poolings(family, kwargs):
+    """How many 2x2 'valid' poolings the family applies (each needs size >= 2)."""
+    if family == "simple_cnn":
+        widths = kwargs.get("widths", inspect.signature(simple_cnn).parameters["widths"].default)
+        return len(widths)
+    if family == "densenet_bc":
+        return 2  # The two transitions between the three dense blocks.
+    return 0  # Strided convolutions with "same" padding take any size.
+
+
 def build(
     name,
     num_classes=None,
@@ -84,16 +142,9 @@ def build(
     Raises:
         ValueError: for an unknown preset or override, or invalid values.
     """
+    check_build(name, input_shape, **overrides)
     preset = get_preset(name)
     builder = FAMILIES[preset["family"]]
-    # The activation is chosen by `activation` and `p`, not by `act_layer`.
-    accepted = [a for a in inspect.signature(builder).parameters if a != "act_layer"]
-    unknown = sorted(set(overrides) - set(accepted))
-    if unknown:
-        raise ValueError(
-            f"Unknown argument(s) {', '.join(unknown)} for model {name!r} "
-            f"(family {preset['family']}). Accepted: {', '.join(accepted)}."
-        )
     kwargs = {"name": name, **preset["kwargs"], **overrides}
     kwargs["act_layer"] = get_act_layer(activation, p)
     if num_classes is not None:

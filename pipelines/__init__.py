@@ -10,6 +10,7 @@ emnist-balanced through TFDS; digits and mnist1d offline; `folder:PATH` for
 your own images. Augmentations (`augmentations()`): none, standard, cutout,
 autoaugment (see `pipelines.augment`). `info(name)` describes a dataset;
 `dataset_fn` serves `strategy.distribute_datasets_from_function`;
+`ensure_available` checks (or fetches) the data before a run creates anything;
 `prepare` builds a TFDS dataset from archives copied by hand.
 """
 
@@ -18,6 +19,7 @@ from keras_dropact.extras import require as _require
 _require("train", "tensorflow", "tensorflow_datasets", feature="keras_dropact.pipelines")
 
 from keras_dropact.pipelines import augment as _augment  # noqa: E402
+from keras_dropact.pipelines import offline as _offline  # noqa: E402
 from keras_dropact.pipelines import registry as _registry  # noqa: E402
 from keras_dropact.pipelines import tfds_source as _tfds_source  # noqa: E402
 from keras_dropact.pipelines.pipeline import Pipeline as _Pipeline  # noqa: E402
@@ -28,6 +30,7 @@ __all__ = [
     "DatasetNotPreparedError",
     "augmentations",
     "dataset_fn",
+    "ensure_available",
     "info",
     "load",
     "names",
@@ -143,6 +146,31 @@ def info(name):
         "source": f"tfds:{spec.tfds_name}" if spec.tfds_name else "offline",
         "description": spec.description,
     }
+
+
+def ensure_available(name, data_dir=None, download=True):
+    """Makes sure `load(name, ...)` will find its data; call it before writing anything.
+
+    - TFDS datasets: prepared in `data_dir` (TFDS' default folder if None),
+      else downloaded now if `download` and the download host answers;
+      otherwise a `DatasetNotPreparedError` within seconds, with nothing
+      written (not even the data folder).
+    - `folder:PATH`: every image decodes (the error names the first bad
+      file); the layout checks of `info` pass.
+    - digits, mnist1d: their generator packages are installed.
+
+    Raises:
+        ValueError: an unknown name, or a bad image folder.
+        DatasetNotPreparedError: a TFDS dataset that is not prepared.
+        MissingExtraError: the package that makes an offline dataset is missing.
+    """
+    spec = _registry.get(name)
+    if spec.tfds_name:
+        _tfds_source.ensure_prepared(spec, data_dir=data_dir, download=download)
+    elif spec.loader is _offline.load_folder:
+        _offline.check_folder_images(name[len(_registry.FOLDER_PREFIX):])
+    else:
+        spec.loader(spec, "test", data_dir=data_dir, download=download)
 
 
 def prepare(name, data_dir=None, manual_dir=None):

@@ -189,7 +189,7 @@ def make_batch_fn(spec, augmentation, cutout_size=None):
     if augmentation.is_random and not spec.is_image:
         raise ValueError(
             f"Augmentation {augmentation.name!r} needs images; {spec.name!r} "
-            f"holds 1-D signals of shape {spec.shape}. Use augment=None."
+            f"holds 1-D signals of shape {spec.shape}. Use augment=None (--augment none)."
         )
     if cutout_size is not None:
         if isinstance(cutout_size, bool) or not isinstance(cutout_size, int):

@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import os
 import random
+import re
 from typing import Mapping, Tuple
 
 import numpy as np
@@ -131,49 +132,134 @@ def _decode(path, channels=0):
     )
 
 
+def _check_layout(path, class_names, files):
+    """ValueError unless there are >= 2 classes, each with images everywhere.
+
+    `files` maps a location (`"train/"`, `"test/"`, or PATH itself) to its
+    (path, label) pairs.
+    """
+    prefix = f"folder:{path}:"
+    if len(class_names) < 2:
+        found = f"only the class folder {class_names[0]!r}" if class_names else "no class folders"
+        raise ValueError(
+            f"{prefix} found {found} in {' and '.join(map(repr, files))}; a classifier "
+            f"needs at least 2 class sub-folders holding images ({', '.join(IMAGE_EXTENSIONS)})."
+        )
+    for where, pairs in files.items():
+        counts = np.bincount([label for _, label in pairs], minlength=len(class_names))
+        empty = [name for name, count in zip(class_names, counts) if count == 0]
+        if empty:
+            raise ValueError(
+                f"{prefix} class folder(s) {', '.join(empty)} in {where!r} hold no "
+                f"images ({', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder(s)."
+            )
+
+
 def scan_folder(path):
     """Finds classes, split files and image shape under PATH.
 
     Two layouts are accepted:
-      PATH/train/<class>/<image> and PATH/test/<class>/<image>; or
+      PATH/train/<class>/<image> and PATH/test/<class>/<image>, with the same
+      class folders in both; or
       PATH/<class>/<image>, split 80/20 by a fixed permutation.
     Class names are the sub-folder names in sorted order (label = position).
-    The first image fixes the shape; other sizes are resized to it.
+    The first image fixes the shape; other sizes are resized to it. Only the
+    first image is decoded here: `check_folder_images` decodes them all.
 
     Raises:
-        ValueError: PATH is missing or holds no class folders with images.
+        ValueError: PATH is missing; or it has fewer than 2 classes, a class
+            or split without images, or different classes in train/ and
+            test/. The message names the folder and what to fix.
     """
     if not os.path.isdir(path):
         raise ValueError(f"folder:{path}: {path!r} is not a directory.")
     split_roots = {s: os.path.join(path, s) for s in ("train", "test")}
-    if all(os.path.isdir(root) for root in split_roots.values()):
+    has_split = {s: os.path.isdir(root) for s, root in split_roots.items()}
+    if any(has_split.values()) and not all(has_split.values()):
+        present, missing = sorted(has_split, key=lambda s: not has_split[s])
+        raise ValueError(
+            f"folder:{path}: has a {present}/ sub-folder but no {missing}/; give "
+            "both train/ and test/ (with the same class folders), or put the "
+            f"class folders directly in {path!r}."
+        )
+    if all(has_split.values()):
         class_names = tuple(_list_classes(split_roots["train"]))
+        test_classes = tuple(_list_classes(split_roots["test"]))
+        if class_names != test_classes:
+            only_train = sorted(set(class_names) - set(test_classes)) or ["none"]
+            only_test = sorted(set(test_classes) - set(class_names)) or ["none"]
+            raise ValueError(
+                f"folder:{path}: train/ and test/ must hold the same class folders; "
+                f"only in train/: {', '.join(only_train)}; only in test/: "
+                f"{', '.join(only_test)}."
+            )
         files = {
             split: _list_images(root, class_names)
             for split, root in split_roots.items()
         }
+        _check_layout(path, class_names, {f"{s}/": files[s] for s in files})
     else:
         class_names = tuple(_list_classes(path))
         everything = _list_images(path, class_names)
-        order = np.random.RandomState(FOLDER_SPLIT_SEED).permutation(
-            len(everything)
-        )
-        num_test = int(len(everything) * FOLDER_TEST_FRACTION)
-        cut = len(everything) - num_test
-        files = {
-            "train": tuple(everything[i] for i in order[:cut]),
-            "test": tuple(everything[i] for i in order[cut:]),
-        }
-    if not class_names or not files["train"]:
-        raise ValueError(
-            f"folder:{path}: expected class sub-folders holding images "
-            f"({', '.join(IMAGE_EXTENSIONS)}), either directly in {path!r} or "
-            "in its train/ and test/ sub-folders; found none."
-        )
-    first = _decode(files["train"][0][0])
+        files = {"train": everything, "test": ()}
+        if everything:
+            order = np.random.RandomState(FOLDER_SPLIT_SEED).permutation(
+                len(everything)
+            )
+            num_test = int(len(everything) * FOLDER_TEST_FRACTION)
+            cut = len(everything) - num_test
+            files = {
+                "train": tuple(everything[i] for i in order[:cut]),
+                "test": tuple(everything[i] for i in order[cut:]),
+            }
+        _check_layout(path, class_names, {path: everything})
+        if not files["test"]:
+            raise ValueError(
+                f"folder:{path}: {len(everything)} image(s) leave the test split "
+                f"empty ({FOLDER_TEST_FRACTION:.0%} of the images, rounded down); "
+                "add images, or give train/ and test/ sub-folders."
+            )
+    first = _decode_named(path, files["train"][0][0])
     channels = 1 if first.shape[-1] == 1 else 3
     shape = (int(first.shape[0]), int(first.shape[1]), channels)
     return FolderContents(class_names=class_names, files=files, shape=shape)
+
+
+def check_folder_images(path):
+    """Decodes every image of `folder:PATH`, naming the first that fails.
+
+    The images are decoded in parallel by tf.data; those that fail are
+    dropped (`ignore_errors`) and found by their missing paths, then the
+    first one is decoded again to report TensorFlow's reason.
+
+    Raises:
+        ValueError: naming the first undecodable file and the reason.
+    """
+    contents = scan_folder(path)
+    paths = [p for pairs in contents.files.values() for p, _ in pairs]
+    decoded = (
+        tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
+        .map(lambda p: (p, tf.shape(_decode(p))), num_parallel_calls=tf.data.AUTOTUNE)
+        .ignore_errors()
+    )
+    readable = {p.numpy().decode() for p, _ in decoded}
+    bad = [p for p in paths if p not in readable]
+    if bad:
+        _decode_named(path, bad[0], f" (and {len(bad) - 1} more file(s))" if len(bad) > 1 else "")
+
+
+def _decode_named(root, file, others=""):
+    """`_decode(file)`, or a one-line ValueError naming the file and the reason."""
+    try:
+        return _decode(file)
+    except (tf.errors.OpError, ValueError) as error:
+        # TensorFlow wraps the reason: "{{function_node ...}} REASON [Op:DecodeImage] ...".
+        text = str(getattr(error, "message", error)).strip().splitlines()
+        reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", text[0] if text else "")
+        raise ValueError(
+            f"folder:{root}: cannot decode image {file!r}{others}: "
+            f"{reason.rstrip('.') or 'unreadable'}. Replace or delete the file(s)."
+        ) from None
 
 
 def load_folder(spec, split, data_dir=None, download=True):

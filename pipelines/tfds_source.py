@@ -6,8 +6,18 @@ dataset, where it looked, and how to prepare it from the original archives
 instead of surfacing a TFDS traceback.
 """
 
+import glob
+import os
+import socket
+import threading
+import urllib.parse
+
 import tensorflow as tf
 import tensorflow_datasets as tfds
+
+_NO_DOWNLOAD = "download=False (with --data-dir, data is never downloaded)"
+# Seconds to wait for the download host before calling the machine offline.
+REACHABLE_TIMEOUT = 5.0
 
 
 class DatasetNotPreparedError(RuntimeError):
@@ -18,21 +28,21 @@ def _builder(spec, data_dir):
     return tfds.builder(spec.tfds_name, data_dir=data_dir)
 
 
-def not_prepared_message(spec, builder, cause=None):
-    """The user-facing explanation: what is missing, where, how to fix it."""
-    root = str(builder.data_dir_root)
-    reason = (
-        "download=False was passed"
-        if cause is None
-        else f"downloading and preparing it failed ({type(cause).__name__}: {cause})"
-    )
+def not_prepared_message(spec, root, looked_for, reason):
+    """The user-facing explanation: what is missing, where, how to fix it.
+
+    The first line says it all (dataset, folder, why, where the fix is);
+    the lines after it give the offline preparation step by step.
+    """
+    root = str(root)
     archives = "\n".join(
         f"       {filename}  from  {url}" for filename, url in spec.archives
     )
     return (
         f"Dataset {spec.name!r} (TFDS {spec.tfds_name!r}) is not prepared in "
-        f"data_dir {root!r} (looked for {builder.data_dir}) and {reason}.\n"
-        "To prepare it offline:\n"
+        f"data_dir {root!r} and {reason}; prepare it offline as follows (README "
+        '"TFDS data without network"), then pass --data-dir.\n'
+        f"  Looked for {looked_for}. To prepare it offline:\n"
         "  1. on a machine with network access, download\n"
         f"{archives}\n"
         "  2. put the file(s), with these exact names, in one folder MANUAL_DIR "
@@ -45,6 +55,72 @@ def not_prepared_message(spec, builder, cause=None):
         f"Copying a prepared {root}/{spec.tfds_name.split('/')[0]} folder from "
         "another machine works too."
     )
+
+
+def download_host(spec):
+    """(host, port) of the dataset's first archive URL."""
+    url = urllib.parse.urlsplit(spec.archives[0][1])
+    return url.hostname, url.port or (443 if url.scheme == "https" else 80)
+
+
+def is_reachable(host, port, timeout=REACHABLE_TIMEOUT):
+    """True if `host:port` accepts a TCP connection within `timeout` seconds.
+
+    The probe runs in a daemon thread so that a name lookup that hangs
+    (no DNS server) cannot hold the caller longer than `timeout`.
+    """
+    answered = []
+
+    def probe():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            answered.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answered)
+
+
+def _dataset_folder(spec, data_dir):
+    """(data_dir root, the dataset's folder in it), as TFDS lays them out."""
+    root = data_dir or tfds.core.constants.DATA_DIR
+    return root, os.path.join(root, *spec.tfds_name.split("/"))
+
+
+def ensure_prepared(spec, data_dir=None, download=True):
+    """Makes sure the dataset is prepared in data_dir, downloading it if allowed.
+
+    Reads nothing but the prepared dataset's metadata and writes nothing
+    unless it downloads. A dataset that is not prepared fails within
+    seconds when `download` is False or its download host does not answer
+    (no network), where TFDS' own download would retry for minutes; it is
+    looked for on disk first because constructing a TFDS builder for a
+    dataset that is not prepared creates a temporary folder. `load_split`
+    leaves the download to TFDS (so `tfds.testing.mock_data` serves it):
+    callers that must not wait, such as `train`, call this first.
+
+    Raises:
+        DatasetNotPreparedError: with the offline preparation steps.
+    """
+    root, folder = _dataset_folder(spec, data_dir)
+    if glob.glob(os.path.join(glob.escape(folder), "*", "dataset_info.json")):
+        builder = _builder(spec, data_dir)
+        if builder.is_prepared():
+            return
+        root, folder = builder.data_dir_root, builder.data_dir
+    if not download:
+        raise DatasetNotPreparedError(not_prepared_message(spec, root, folder, _NO_DOWNLOAD))
+    host, port = download_host(spec)
+    if not is_reachable(host, port):
+        raise DatasetNotPreparedError(
+            not_prepared_message(
+                spec, root, folder, f"cannot be downloaded ({host} does not answer: no network?)"
+            )
+        )
+    prepare(spec, data_dir)
 
 
 def prepare(spec, data_dir=None, manual_dir=None):
@@ -61,8 +137,9 @@ def prepare(spec, data_dir=None, manual_dir=None):
     try:
         builder.download_and_prepare(download_config=config)
     except Exception as error:  # TFDS raises many types; all mean "not prepared".
+        reason = f"preparing it failed ({type(error).__name__}: {error})".splitlines()[0]
         raise DatasetNotPreparedError(
-            not_prepared_message(spec, builder, error)
+            not_prepared_message(spec, builder.data_dir_root, builder.data_dir, reason)
         ) from error
     return builder.data_dir
 
@@ -80,7 +157,9 @@ def load_split(spec, split, data_dir=None, download=True):
     builder = _builder(spec, data_dir)
     if not builder.is_prepared():
         if not download:
-            raise DatasetNotPreparedError(not_prepared_message(spec, builder))
+            raise DatasetNotPreparedError(
+                not_prepared_message(spec, builder.data_dir_root, builder.data_dir, _NO_DOWNLOAD)
+            )
         prepare(spec, data_dir)
     dataset = builder.as_dataset(
         split=spec.tfds_splits[split],

@@ -151,7 +151,7 @@ def test_corrupt_model_file_is_reported(tmp_path, capsys):
     bad = tmp_path / "broken.keras"
     bad.write_bytes(b"garbage")
     assert cli.main(["evaluate", str(bad), "--dataset", "digits"]) == 2
-    assert "Cannot load the model" in capsys.readouterr().err
+    assert f"Model file {str(bad)!r} is corrupt or unreadable" in capsys.readouterr().err
 
 
 def test_resume_after_sigkill_mid_epoch_loses_no_epoch(tmp_path):

@@ -182,8 +182,29 @@ def test_folder_dataset(tmp_path, layout):
 def test_folder_errors(tmp_path):
     with pytest.raises(ValueError, match="not a directory"):
         pipelines.load(f"folder:{tmp_path / 'missing'}", "train", 2)
-    with pytest.raises(ValueError, match="class sub-folders"):
+    with pytest.raises(ValueError, match="found no class folders .* at least 2 class sub-folders"):
         pipelines.load(f"folder:{tmp_path}", "train", 2)
+    # Every check runs when the dataset is described, before any loading.
+    for i in range(2):
+        _write_png(tmp_path / "train" / "ant" / f"{i}.png", i)
+        _write_png(tmp_path / "test" / "ant" / f"{i}.png", i)
+    name = f"folder:{tmp_path}"
+    with pytest.raises(ValueError, match="found only the class folder 'ant'"):
+        pipelines.info(name)
+    _write_png(tmp_path / "train" / "bee" / "0.png", 9)
+    with pytest.raises(ValueError, match="only in train/: bee; only in test/: none"):
+        pipelines.info(name)
+    (tmp_path / "test" / "bee").mkdir()
+    with pytest.raises(ValueError, match=r"class folder\(s\) bee in 'test/' hold no images"):
+        pipelines.info(name)
+    _write_png(tmp_path / "test" / "bee" / "0.png", 9)
+    assert pipelines.info(name)["splits"] == {"train": 3, "test": 3}
+    pipelines.ensure_available(name)
+    # A bad image is found by `ensure_available` (which decodes them all), named.
+    (tmp_path / "test" / "bee" / "1.png").write_bytes(b"not a png")
+    assert pipelines.info(name)["splits"] == {"train": 3, "test": 4}
+    with pytest.raises(ValueError, match="cannot decode image '.*/test/bee/1.png'"):
+        pipelines.ensure_available(name)
 
 
 def test_info_and_names():
@@ -248,11 +269,12 @@ def test_dataset_fn_shards_and_batches_per_replica():
 
 
 def test_dataset_fn_pipelines_draw_different_augmentations(tmp_path):
-    # 16 copies of one asymmetric image: any difference between outputs
-    # comes from the augmentation draws, not from the examples.
+    # 20 copies of one asymmetric image in two classes (16 in train): any
+    # difference between outputs comes from the augmentation draws, not
+    # from the examples.
     gradient = (np.arange(64).reshape(8, 8, 1) * 4).astype(np.uint8)
-    for i in range(16):
-        path = tmp_path / "only" / f"{i}.png"
+    for i in range(20):
+        path = tmp_path / ("one", "two")[i % 2] / f"{i}.png"
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(tf.io.encode_png(gradient).numpy())
     make = pipelines.dataset_fn(

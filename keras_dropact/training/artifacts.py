@@ -1,6 +1,7 @@
 """Finding and loading what a run produced (for `evaluate` and `export`)."""
 
 import os
+import zipfile
 
 import keras
 
@@ -31,12 +32,38 @@ def model_path(source):
 
 
 def load_model(source):
-    """Loads the model behind `source`, with a clear error if it is corrupt."""
+    """Loads the model behind `source`, with a one-line error if it is corrupt.
+
+    A `.keras` file is a zip archive; one that is truncated or damaged is
+    reported as such, naming the file (Keras itself would go on to try the
+    path as a SavedModel folder and report "File not found").
+    """
     path = model_path(source)
+    fix = "re-run or re-export it, or use the run's checkpoint.keras"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError) as error:
+        raise RuntimeError(
+            f"Model file {path!r} is corrupt or unreadable (not a complete .keras "
+            f"archive: {_first_line(error)}); {fix}."
+        ) from None
+    if damaged is not None:
+        raise RuntimeError(
+            f"Model file {path!r} is corrupt ({damaged!r} inside it is damaged); {fix}."
+        )
     try:
         return keras.saving.load_model(path)
     except Exception as error:  # noqa: BLE001 - any failure means unusable.
-        raise RuntimeError(f"Cannot load the model in {path!r}: {error}") from error
+        raise RuntimeError(
+            f"Cannot load the model in {path!r}: the file is corrupt or not a "
+            f"keras-dropact model ({type(error).__name__}: {_first_line(error)})."
+        ) from error
+
+
+def _first_line(error):
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def run_config(source):

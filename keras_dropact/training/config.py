@@ -2,12 +2,45 @@
 
 import dataclasses
 import json
+import math
+import numbers
 
 from keras_dropact.layers import ACTIVATIONS
 from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
 from keras_dropact.layers import check_keep_probability
 from keras_dropact.training import recipes
+from keras_dropact.training.distribution import STRATEGIES
 from keras_dropact.training.run_dir import write_json
+
+# The largest --seed: models give activation site i the seed `seed + i`, and
+# NumPy's and TensorFlow's global seeds must stay below 2**32.
+MAX_SEED = 2**31 - 1
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def _check_int(name, value, minimum, maximum=None):
+    """ValueError unless `value` is an int (not a bool) in [minimum, maximum]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{_flag(name)} must be an integer, got {value!r}.")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{_flag(name)} must be {bound}, got {value}.")
+
+
+def _check_number(name, value, wanted, is_valid):
+    """ValueError unless `value` is None or a finite real number that `is_valid`."""
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or not is_valid(value)
+    ):
+        raise ValueError(f"{_flag(name)} must be {wanted}; got {value!r}.")
 
 
 @dataclasses.dataclass
@@ -41,6 +74,14 @@ class TrainConfig:
     light: bool = False
 
     def __post_init__(self):
+        """Rejects impossible values up front, naming the flag and the fix.
+
+        Only checks that need no data or model; `training.validate` checks
+        the model/dataset combination and the data before a run starts.
+        """
+        for name in ("model", "dataset"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"--{name} must be a name, got {getattr(self, name)!r}.")
         if self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"Unknown activation {self.activation!r}. Valid activations: "
@@ -49,8 +90,29 @@ class TrainConfig:
         check_keep_probability(self.p)
         for name in ("epochs", "batch_size", "steps_per_epoch", "backup_every"):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}.")
+            if value is not None:
+                _check_int(name, value, minimum=1)
+        _check_int("seed", self.seed, minimum=0, maximum=MAX_SEED)
+        _check_number("lr", self.lr, "a positive learning rate, e.g. --lr 0.1",
+                      lambda v: v > 0)
+        _check_number("weight_decay", self.weight_decay,
+                      "a weight decay >= 0, e.g. --weight-decay 5e-4 (0 for none)",
+                      lambda v: v >= 0)
+        _check_number("dropout", self.dropout,
+                      "a dropout rate in [0, 1), e.g. --dropout 0.3 (0 for none)",
+                      lambda v: 0 <= v < 1)
+        for name in ("mixed_precision", "light"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"Unknown strategy {self.strategy!r}. Valid strategies: "
+                f"{', '.join(STRATEGIES)}."
+            )
+        for name in ("data_dir", "run_dir"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"--{name.replace('_', '-')} must be a path, got {value!r}.")
         if self.augment is not None and self.augment != "none":
             from keras_dropact import pipelines
 

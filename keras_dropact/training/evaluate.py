@@ -21,6 +21,8 @@ def evaluate(source, dataset=None, data_dir=None, batch_size=256, split="test"):
             )
         dataset, data_dir = config.dataset, data_dir or config.data_dir
     pipelines.info(dataset)  # Fails early with the valid names.
+    # Offline, a missing TFDS dataset fails in seconds, not after TFDS' retries.
+    pipelines.ensure_available(dataset, data_dir=data_dir)
     model = artifacts.load_model(source)
     data = pipelines.load(dataset, split, batch_size, data_dir=data_dir)
     metrics = model.evaluate(data, verbose=0, return_dict=True)

@@ -25,6 +25,9 @@ from keras_dropact.training import distribution
 from keras_dropact.training import run_dir as rd
 from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.schedule import RecipeLearningRate
+from keras_dropact.training.validate import augmentation
+from keras_dropact.training.validate import model_overrides
+from keras_dropact.training.validate import validate
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -59,24 +62,14 @@ class _StepAndEpochBackup(keras.callbacks.BackupAndRestore):
 
 def build_model(config, info, recipe):
     """The preset `config.model` for the dataset `info`, as the recipe trains it."""
-    overrides = {"seed": config.seed, "weight_decay": recipe.weight_decay}
-    if recipe.dropout is not None:
-        overrides["dropout"] = recipe.dropout
     return models.build(
         config.model,
         num_classes=info["num_classes"],
         input_shape=info["shape"],
         activation=config.activation,
         p=config.p,
-        **overrides,
+        **model_overrides(config, recipe),
     )
-
-
-def augmentation(config, info):
-    """The training augmentation: the flag, else the dataset's recipe default."""
-    if config.augment is None:
-        return info["recipe_augment"]
-    return None if config.augment == "none" else config.augment
 
 
 def compile_model(model, recipe):
@@ -143,21 +136,14 @@ def train(config, resume=False, verbose=1, callbacks=(), model_builder=None):
     else:
         config.run_dir = config.run_dir or rd.default_run_dir(config)
         run_dir = config.run_dir
-        if model_builder is None:
-            models.get_preset(config.model)  # Fails early, listing the presets.
     # The strategy before any TensorFlow work: MultiWorkerMirroredStrategy
     # configures the runtime. Only its chief creates the run directory.
     strategy = distribution.resolve(config.strategy)
-    if not resume:
-        # Fail on an unavailable dataset before creating anything; with
-        # --data-dir the data must be prepared there: never download.
-        pipelines.load(
-            config.dataset, "test", 1, data_dir=config.data_dir,
-            download=config.data_dir is None,
-        )
-        if distribution.is_chief(strategy):
-            rd.open_run_dir(run_dir, resume=False)
-            config.save(os.path.join(run_dir, rd.CONFIG))
+    # Model, dataset, data and their combination, before creating anything.
+    validate(config, model_builder, strategy.num_replicas_in_sync)
+    if not resume and distribution.is_chief(strategy):
+        rd.open_run_dir(run_dir, resume=False)
+        config.save(os.path.join(run_dir, rd.CONFIG))
     info = pipelines.info(config.dataset)
     recipe = config.resolved_recipe()
 

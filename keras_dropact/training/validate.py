@@ -1,0 +1,104 @@
+"""`validate(config)`: everything a run needs, checked before it creates anything.
+
+`TrainConfig` rejects impossible values on its own (negative learning rate,
+dropout outside [0, 1), a seed that is not a non-negative integer, ...).
+What needs the model registry or the data is checked here, once, by
+`train()` before the run directory exists, so that a bad command leaves
+nothing behind and the same command, corrected, can use the same
+`--run-dir`:
+
+- the global batch splits evenly over the strategy's replicas;
+- the model preset exists and its family takes the dataset's examples
+  (images for the CNNs, flat vectors for `mlp`) and the recipe's
+  arguments (`--dropout` only for the Wide ResNets);
+- the dataset exists, its augmentation suits it (no image augmentation on
+  1-D signals), and its data is there: a TFDS dataset prepared in
+  `--data-dir` (or downloadable, without `--data-dir`, when the network
+  answers; offline it fails within seconds), every image of a
+  `folder:PATH` dataset decodable.
+"""
+
+import inspect
+
+from keras_dropact import models
+from keras_dropact import pipelines
+
+
+def augmentation(config, info):
+    """The training augmentation: the flag, else the dataset's recipe default."""
+    if config.augment is None:
+        return info["recipe_augment"]
+    return None if config.augment == "none" else config.augment
+
+
+def model_overrides(config, recipe):
+    """The arguments `models.build` gets beyond the preset's: seed, decay, dropout."""
+    overrides = {"seed": config.seed, "weight_decay": recipe.weight_decay}
+    if recipe.dropout is not None:
+        overrides["dropout"] = recipe.dropout
+    return overrides
+
+
+def _check_model(config, info, recipe):
+    preset = models.get_preset(config.model)  # Lists the presets.
+    overrides = model_overrides(config, recipe)
+    if "dropout" in overrides and "dropout" not in _family_arguments(preset):
+        with_dropout = [
+            name for name, p in models.PRESETS.items() if "dropout" in _family_arguments(p)
+        ]
+        source = "--dropout" if config.dropout is not None else f"recipe {config.recipe!r}"
+        raise ValueError(
+            f"Dropout {recipe.dropout} (from {source}) needs a model with dropout "
+            f"({', '.join(with_dropout)}); model {config.model!r} has none. Leave "
+            "out --dropout, or pick another --recipe or --model."
+        )
+    try:
+        models.check_build(config.model, input_shape=info["shape"], **overrides)
+    except ValueError as error:
+        raise ValueError(
+            f"--model {config.model} does not fit --dataset {config.dataset}: {error}"
+        ) from None
+
+
+def _family_arguments(preset):
+    return inspect.signature(models.FAMILIES[preset["family"]]).parameters
+
+
+def validate(config, model_builder=None, num_replicas=1):
+    """Raises a one-line error if `train(config, ...)` cannot run; writes nothing.
+
+    Args:
+        config: a `TrainConfig` (its own values are checked when it is made).
+        model_builder: the custom network builder given to `train`, if any;
+            then the model is the builder's business and only the data is
+            checked.
+        num_replicas: replicas of the distribution strategy, which share
+            each global batch equally.
+
+    Raises:
+        ValueError: an unknown or unfitting model, dataset, augmentation or
+            seed, or a bad image folder (naming the file).
+        pipelines.DatasetNotPreparedError: a TFDS dataset that is neither
+            prepared in `config.data_dir` nor downloadable.
+        MissingExtraError: a package the dataset needs is not installed.
+    """
+    info = pipelines.info(config.dataset)  # Lists the datasets; folder layout.
+    recipe = config.resolved_recipe()
+    if recipe.batch_size % num_replicas:
+        multiple = num_replicas * -(-recipe.batch_size // num_replicas)
+        raise ValueError(
+            f"--batch-size {recipe.batch_size} (the global batch) does not split "
+            f"evenly over the strategy's {num_replicas} replicas; use a multiple "
+            f"of {num_replicas}, e.g. --batch-size {multiple}."
+        )
+    if model_builder is None:
+        _check_model(config, info, recipe)
+    # Pipelines check their arguments (augmentation vs data, seed) when made.
+    pipelines.dataset_fn(
+        config.dataset, "train", recipe.batch_size, augment=augmentation(config, info),
+        data_dir=config.data_dir, shuffle=True, seed=config.seed,
+    )
+    # With --data-dir the data must be prepared there: never download.
+    pipelines.ensure_available(
+        config.dataset, data_dir=config.data_dir, download=config.data_dir is None
+    )
