@@ -27,6 +27,7 @@ from keras_dropact.pipelines.tfds_source import DatasetNotPreparedError  # noqa:
 __all__ = [
     "DatasetNotPreparedError",
     "augmentations",
+    "class_names",
     "dataset_fn",
     "info",
     "load",
@@ -143,6 +144,16 @@ def info(name):
         "source": f"tfds:{spec.tfds_name}" if spec.tfds_name else "offline",
         "description": spec.description,
     }
+
+
+def class_names(name):
+    """The label names of dataset `name`: label i is `class_names(name)[i]`.
+
+    CIFAR-10/100 as in their archives (airplane ... truck; apple ... worm),
+    SVHN "0".."9" (TFDS maps the archive's label 10 to 0), EMNIST-balanced 0-9 A-Z a b d e f g h n q r t, digits and mnist1d "0".."9",
+    `folder:PATH` its sub-folder names in sorted order.
+    """
+    return _registry.get(name).class_names
 
 
 def prepare(name, data_dir=None, manual_dir=None):
