@@ -283,7 +283,7 @@ def build_metadata(source, fmt, spec, functions, difference):
 
 
 def describe_signatures(functions, fmt):
-    """{signature: {"inputs": {name: [dtype, shape]}, "outputs": {...}}}."""
+    """{signature: {"inputs": {name: "dtype [shape]"}, "outputs": {...}}}."""
     from keras_dropact.training import serving
 
     if fmt == "keras":
@@ -294,10 +294,16 @@ def describe_signatures(functions, fmt):
         if fmt == "onnx" and name != serving.RAW:
             continue
         described[name] = {
-            "inputs": {s.name: [s.dtype.name, list(s.shape)] for s in specs},
+            "inputs": {s.name: describe_tensor(s) for s in specs},
             "outputs": output_types,
         }
     return described
+
+
+def describe_tensor(spec):
+    """A TensorSpec as "uint8 [batch, 32, 32, 3]"."""
+    dims = ", ".join("batch" if d is None else str(d) for d in spec.shape)
+    return f"{spec.dtype.name} [{dims}]"
 
 
 def _require_onnx():
