@@ -148,14 +148,16 @@ def publish(temporary, version_dir):
 
 
 def _write_saved_model(functions, path):
-    import tensorflow as tf
+    """Keras' ExportArchive: it tracks the variables so that TF1-style
+    loaders (`saved_model_cli run`, older TF Serving) restore them too."""
+    import keras
 
-    module = tf.Module()
-    module.model = functions.model
-    signatures = functions.tf_functions()
-    for signature_name, function in signatures.items():
-        setattr(module, signature_name, function)
-    tf.saved_model.save(module, path, signatures=signatures)
+    archive = keras.export.ExportArchive()
+    archive.track(functions.model)
+    signatures = functions.input_signatures()
+    for signature_name, function in functions.functions().items():
+        archive.add_endpoint(signature_name, function, input_signature=signatures[signature_name])
+    archive.write_out(path, verbose=False)
 
 
 def _write_onnx(functions, path):

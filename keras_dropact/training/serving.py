@@ -196,7 +196,7 @@ class ServingFunctions:
         # Joined as text, so that any rank compares without a shape error.
         actual = tf.strings.reduce_join(tf.strings.as_string(tf.shape(image)[1:]), separator=", ")
         message = tf.strings.join([
-            f"{signature}: {INPUT_NAME} must have shape [batch, {expected}] (the model's input "
+            f"{signature}: {INPUT_NAME} must have shape [batch, {expected}] (the model input "
             "size); got [batch, ", actual, "]",
         ])
         check = tf.debugging.Assert(tf.equal(actual, expected), [message])
