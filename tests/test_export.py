@@ -319,3 +319,39 @@ def test_predict_prints_the_classes_of_image_files(run, saved_model, image_files
     assert len(photo["predictions"]) == 5 and photo["predictions"][0]["probability"] >= photo["predictions"][1]["probability"]
     assert set(photo["predictions"][0]) == {"class_id", "class_name", "probability"}
     assert "No such file" in missing["error"] and "missing.png" in captured.err
+
+
+def test_the_example_client_talks_to_a_rest_endpoint(loaded, image_files):
+    """examples/tf_serving_client.py against a local stand-in for TF Serving's REST API."""
+    import http.server
+    import importlib.util
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server API.
+            assert self.path == "/v1/models/digits:predict"
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            answer = json.dumps(rest_predict(loaded, body)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        path = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "tf_serving_client.py")
+        spec = importlib.util.spec_from_file_location("tf_serving_client", path)
+        client = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(client)
+        folder, classes = image_files
+        names = ["gray.png", "big.png"]
+        url = f"http://127.0.0.1:{server.server_port}/v1/models/digits"
+        predictions = client.predict(url, [str(folder / n) for n in names])
+    finally:
+        server.shutdown()
+    assert [p["class_name"] for p in predictions] == [classes[n] for n in names]
+    assert set(predictions[0]) == OUTPUTS
