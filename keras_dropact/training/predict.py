@@ -65,9 +65,18 @@ class Predictor:
         try:
             outputs = self._function(tf.constant([data]))
         except tf.errors.InvalidArgumentError as error:
-            first_line = error.message.strip().splitlines()[0]
-            raise ValueError(f"not a decodable PNG, JPEG, GIF or BMP image ({first_line})") from None
+            raise ValueError(f"not a decodable PNG, JPEG, GIF or BMP image ({_reason(error.message)})") from None
         return outputs["probabilities"].numpy()[0]
+
+
+def _reason(message):
+    """The line of a TF graph error that says what was wrong."""
+    if "assertion failed" in message:
+        return "unknown file format"
+    # TF puts the op's own message just before the "[[{{node ...}}]]" line.
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    end = next((i for i, line in enumerate(lines) if line.startswith("[[")), len(lines))
+    return lines[end - 1] if end > 0 else "decoding failed"
 
 
 def predict(source, files, top_k=5, dataset=None):
