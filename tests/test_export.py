@@ -259,7 +259,7 @@ def test_a_failed_check_publishes_nothing(run, tmp_path, monkeypatch):
     monkeypatch.setattr(export_lib, "check", fail)
     with pytest.raises(RuntimeError, match="differs"):
         export_lib.export(run, "saved_model", name="m", root=str(tmp_path))
-    assert os.listdir(tmp_path / "m") == []
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_bare_model_file_needs_its_dataset(run, tmp_path):
@@ -306,7 +306,8 @@ def image_files(tmp_path_factory, test_batch, expected):
 def test_predict_prints_the_classes_of_image_files(run, saved_model, image_files, expected, capsys):
     folder, classes = image_files
     paths = [str(folder / n) for n in ("gray.png", "rgb.png", "big.png", "broken.png")]
-    for source in (run, saved_model["path"]):
+    model_folder = os.path.dirname(saved_model["path"])  # Its highest version is used.
+    for source in (run, model_folder):
         assert cli.main(["predict", source, *paths, "--top-k", "3"]) == 1
         captured = capsys.readouterr()
         assert "broken.png" in captured.err and "not a decodable PNG, JPEG, GIF or BMP image" in captured.err
@@ -319,6 +320,23 @@ def test_predict_prints_the_classes_of_image_files(run, saved_model, image_files
     assert len(photo["predictions"]) == 5 and photo["predictions"][0]["probability"] >= photo["predictions"][1]["probability"]
     assert set(photo["predictions"][0]) == {"class_id", "class_name", "probability"}
     assert "No such file" in missing["error"] and "missing.png" in captured.err
+    keras_file = os.path.join(run, rd.MODEL)
+    assert cli.main(["predict", keras_file, str(folder / "gray.png")]) == 2
+    assert "--dataset" in capsys.readouterr().err
+    assert cli.main(["predict", keras_file, "--dataset", "digits", str(folder / "gray.png")]) == 0
+    assert f"  {classes['gray.png']} (class" in capsys.readouterr().out
+
+
+def test_class_names_of_every_dataset(tmp_path):
+    assert pipelines.class_names("cifar10")[:3] == ("airplane", "automobile", "bird")
+    assert len(pipelines.class_names("cifar100")) == 100 and pipelines.class_names("cifar100")[-1] == "worm"
+    emnist = pipelines.class_names("emnist-balanced")
+    assert len(emnist) == 47 and emnist[9:11] == ("9", "A") and "".join(emnist[36:]) == "abdefghnqrt"
+    assert pipelines.class_names("svhn") == pipelines.class_names("digits") == tuple("0123456789")
+    for name in ("dog", "cat"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "a.png").write_bytes(encode_png(np.zeros((4, 4, 3), "uint8")))
+    assert pipelines.class_names(f"folder:{tmp_path}") == ("cat", "dog")
 
 
 def test_the_example_client_talks_to_a_rest_endpoint(loaded, image_files):

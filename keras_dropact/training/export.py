@@ -35,7 +35,6 @@ from keras_dropact.training import artifacts
 from keras_dropact.training import run_dir as rd
 
 FORMATS = ("saved_model", "onnx", "keras")
-INPUT_NAME = "image"
 TOLERANCE = 1e-5
 METADATA = "metadata.json"
 ONNX_OPSET = 17
@@ -118,6 +117,7 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
     spec = serving.ServingSpec.for_dataset(dataset, model)
     functions = serving.ServingFunctions(model, spec)
     model_root = os.path.dirname(version_dir)
+    created_root = not os.path.isdir(model_root)
     os.makedirs(model_root, exist_ok=True)
     temporary = os.path.join(model_root, f".{os.path.basename(version_dir)}.tmp-{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)
@@ -129,8 +129,11 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
         os.makedirs(os.path.dirname(metadata_path(temporary, fmt)), exist_ok=True)
         rd.write_json(metadata_path(temporary, fmt), metadata)
         publish(temporary, version_dir)
-    finally:
+    except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
+        if created_root and not os.listdir(model_root):
+            os.rmdir(model_root)
+        raise
     return {
         "path": model_file(version_dir, fmt),
         "format": fmt,

@@ -1,7 +1,8 @@
 """`predict(source, files)`: the top-k classes of image files.
 
 SOURCE is a run directory, a `.keras` file (with the dataset it was trained
-on) or an exported SavedModel version folder. Every file goes through the
+on), an exported SavedModel version folder, or its model folder (the highest
+version, as TF Serving picks). Every file goes through the
 `serve_image_bytes` signature (decode, convert to the model's channels,
 resize to its input size, normalise) -- the exported one for a SavedModel,
 the same functions built in memory otherwise -- so `predict` answers exactly
@@ -17,6 +18,16 @@ from keras_dropact.training import artifacts
 from keras_dropact.training import export as export_lib
 
 
+def latest_version(source):
+    """The highest numeric version folder holding a SavedModel, for a model
+    folder of TF Serving's layout (`saved_models/NAME`); else `source`."""
+    if not os.path.isdir(source) or os.path.isfile(os.path.join(source, "saved_model.pb")):
+        return source
+    versions = [int(d) for d in os.listdir(source)
+                if d.isdigit() and os.path.isfile(os.path.join(source, d, "saved_model.pb"))]
+    return os.path.join(source, str(max(versions))) if versions else source
+
+
 class Predictor:
     """Encoded image bytes -> class probabilities, for one SOURCE."""
 
@@ -25,6 +36,7 @@ class Predictor:
 
         from keras_dropact.training import serving
 
+        source = latest_version(source)
         if os.path.isfile(os.path.join(source, "saved_model.pb")):
             metadata_file = export_lib.metadata_path(source, "saved_model")
             if not os.path.isfile(metadata_file):
