@@ -11,8 +11,8 @@ client sends what the dataset stores and reads class names back:
                        mnist1d is not an image: float32 [batch, 40, 1]
                        signals as generated, and no image-bytes signature.
     serve_image_bytes  image_bytes: string [batch], encoded PNG/JPEG/BMP/GIF
-                       (first frame) of any size; decoded to C channels
-                       (grayscale <-> RGB by the decoder), and, if its size
+                       (first frame) of any size; converted to C channels
+                       (`to_channels`), and, if its size
                        is not H x W, resized to H x W with bilinear
                        `tf.image.resize` (aspect ratio not kept), rounded and
                        clipped to uint8: the rule `folder:` data is read with.
@@ -129,7 +129,7 @@ class ServingSpec:
 
 
 class ServingFunctions:
-    """The signature bodies for one model; `signatures()` traces them."""
+    """The signature bodies for one model; `tf_functions()` traces them."""
 
     def __init__(self, model, spec):
         self.model = model
@@ -228,7 +228,9 @@ class ServingFunctions:
             [f"{BYTES}: an element of {BYTES_INPUT_NAME} is not a PNG, JPEG, GIF or BMP image; it starts with", tf.strings.substr(data, 0, 8)],
         )
         with tf.control_dependencies([check]):
-            image = tf.io.decode_image(data, channels=channels, expand_animations=False, dtype=tf.uint8)
+            # channels=0: every format decodes (GIF and BMP refuse channels=1).
+            image = tf.io.decode_image(data, expand_animations=False, dtype=tf.uint8)
+        image = to_channels(image, channels)
         size = tf.shape(image)[:2]
 
         def resize():
@@ -238,3 +240,14 @@ class ServingFunctions:
         same_size = tf.logical_and(tf.equal(size[0], height), tf.equal(size[1], width))
         image = tf.cond(same_size, lambda: image, resize)
         return tf.ensure_shape(image, self.spec.shape)
+
+
+def to_channels(image, channels):
+    """uint8 [H, W, 1..4] -> [H, W, channels]: alpha dropped, grayscale
+    repeated to RGB, RGB to grayscale by `tf.image.rgb_to_grayscale` (ITU-R
+    BT.601 weights)."""
+    image = tf.cond(tf.equal(tf.shape(image)[-1] % 2, 0), lambda: image[..., :-1], lambda: image)
+    have = tf.shape(image)[-1]
+    if channels == 3:
+        return tf.cond(tf.equal(have, 1), lambda: tf.tile(image, [1, 1, 3]), lambda: image)
+    return tf.cond(tf.equal(have, 3), lambda: tf.image.rgb_to_grayscale(image), lambda: image)
