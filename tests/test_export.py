@@ -100,6 +100,9 @@ def test_signatures_match_predict_on_the_pipeline_batch(loaded, test_batch, expe
     assert raw.dtype == np.uint8 and raw.max() <= 16  # The stored digits values.
     assert_matches(call(loaded, "serving_default", raw), expected)
     assert_matches(call(loaded, "serve_image_bytes", np.array([encode_png(image) for image in raw])), expected)
+    # RGBA files of gray pixels: alpha dropped, RGB to grayscale, same answer.
+    rgba = np.concatenate([np.repeat(raw, 3, axis=-1), np.full_like(raw, 255)], axis=-1)
+    assert_matches(call(loaded, "serve_image_bytes", np.array([encode_png(image) for image in rgba])), expected)
     assert_matches(call(loaded, "serve_normalized", normalised), expected)
 
 
