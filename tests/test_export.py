@@ -376,3 +376,30 @@ def test_the_example_client_talks_to_a_rest_endpoint(loaded, image_files):
         server.shutdown()
     assert [p["class_name"] for p in predictions] == [classes[n] for n in names]
     assert set(predictions[0]) == OUTPUTS
+
+
+def test_predict_with_a_model_whose_answer_is_known(tmp_path, capsys):
+    """An RGB `folder:` model that says "bright" when the mean of R+G+B exceeds
+    1.5 (of 3): a grayscale file and files of other sizes are converted and
+    resized in the graph, and the class names are the folder's."""
+    import keras
+
+    for name in ("bright", "dark"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        (tmp_path / "data" / name / "a.png").write_bytes(encode_png(np.zeros((4, 4, 3), "uint8")))
+    inputs = keras.Input((4, 4, 3))
+    dense = keras.layers.Dense(2)
+    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(inputs)))
+    dense.set_weights([np.array([[1.0, 0.0]] * 3, "float32"), np.array([-1.5, 0.0], "float32")])
+    model.save(tmp_path / "m.keras")
+    images = {"white-gray-6x5.png": np.full((6, 5, 1), 255, "uint8"), "black-rgb-10x10.png": np.zeros((10, 10, 3), "uint8"),
+              "light-rgb-4x4.png": np.full((4, 4, 3), 204, "uint8")}
+    for name, image in images.items():
+        (tmp_path / name).write_bytes(encode_png(image))
+    argv = ["predict", str(tmp_path / "m.keras"), "--dataset", f"folder:{tmp_path / 'data'}", "--json", "--top-k", "1"]
+    assert cli.main([*argv, *(str(tmp_path / n) for n in images)]) == 0
+    answers = [a["predictions"][0] for a in json.loads(capsys.readouterr().out)]
+    assert [a["class_name"] for a in answers] == ["bright", "dark", "bright"]
+    # Logits 3 - 1.5 = 1.5 vs 0 (white), 0 - 1.5 vs 0 (black), 2.4 - 1.5 = 0.9 vs 0 (204/255 = 0.8).
+    expected = [1 / (1 + np.exp(-1.5)), 1 / (1 + np.exp(-1.5)), 1 / (1 + np.exp(-0.9))]
+    np.testing.assert_allclose([a["probability"] for a in answers], expected, atol=1e-5)
