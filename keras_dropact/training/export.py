@@ -18,7 +18,7 @@ normalisation, class names, test error and package versions.
 The graph is the inference form (DropActivation as LeakyReLU, no random op).
 Each export is written to a hidden temporary folder in the model's folder
 (`.VERSION.tmp-PID`, which TF Serving and `next_version` ignore), checked
-numerically against `model.predict` there, and only then renamed into its
+numerically against `model.predict` there (every SavedModel signature), and only then renamed into its
 version folder: a killed or failed export leaves no version, and an existing
 version is never overwritten.
 """
@@ -193,20 +193,32 @@ def probe_inputs(spec, batch=4, seed=0):
 
 
 def check(model, spec, path, fmt):
-    """Largest |export - model.predict| over logits and probabilities.
+    """Largest |export - model.predict| over logits and probabilities, on a
+    random batch of raw inputs; for a SavedModel through each of its
+    signatures (raw, PNG-encoded, normalised).
 
     Raises:
         RuntimeError: the difference exceeds TOLERANCE (the export is not
             published).
     """
+    import tensorflow as tf
+
     from keras_dropact.training import serving
 
     raw = probe_inputs(spec)
     normalised = np.asarray(serving.ServingFunctions(model, spec).normalise(raw))
     logits = np.asarray(model.predict(normalised, verbose=0), dtype="float64")
     expected = {"logits": logits, "probabilities": softmax(logits)}
-    outputs = run_exported(path, fmt, raw, spec=spec)
-    difference = max(float(np.max(np.abs(outputs[k] - expected[k]))) for k in expected)
+    inputs = {serving.RAW: raw}
+    if fmt == "saved_model":
+        inputs[serving.NORMALIZED] = normalised
+        if spec.is_image:
+            inputs[serving.BYTES] = np.array([tf.io.encode_png(image).numpy() for image in raw])
+    loaded = tf.saved_model.load(path) if fmt == "saved_model" else None
+    difference = 0.0
+    for signature, x in inputs.items():
+        outputs = run_exported(path, fmt, x, signature=signature, spec=spec, loaded=loaded)
+        difference = max([difference, *(float(np.max(np.abs(outputs[k] - expected[k]))) for k in expected)])
     if difference > TOLERANCE:
         raise RuntimeError(
             f"The export in {path!r} differs from model.predict by {difference:.2e} "
@@ -220,17 +232,18 @@ def softmax(logits):
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def run_exported(path, fmt, x, signature="serving_default", spec=None):
+def run_exported(path, fmt, x, signature="serving_default", spec=None, loaded=None):
     """Runs an export on `x` the way a server loads it: a dict of NumPy outputs.
 
     `x` is the input of `signature` (for `serving_default`, the dataset's raw
     images). ONNX has only `serving_default`; a `.keras` export runs through
     the same signature functions, built from its `metadata.json` (or `spec`).
+    `loaded`: the SavedModel at `path`, already loaded.
     """
     if fmt == "saved_model":
         import tensorflow as tf
 
-        loaded = tf.saved_model.load(path)
+        loaded = loaded or tf.saved_model.load(path)
         function = loaded.signatures[signature]
         (input_name,) = function.structured_input_signature[1]
         outputs = function(**{input_name: tf.constant(x)})
