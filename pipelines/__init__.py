@@ -10,7 +10,8 @@ emnist-balanced through TFDS; digits and mnist1d offline; `folder:PATH` for
 your own images. Augmentations (`augmentations()`): none, standard, cutout,
 autoaugment (see `pipelines.augment`). `info(name)` describes a dataset;
 `dataset_fn` serves `strategy.distribute_datasets_from_function`;
-`prepare` builds a TFDS dataset from archives copied by hand.
+`prepare` builds a TFDS dataset from archives copied by hand; `class_names(name)`
+lists the label names (what exported models answer).
 """
 
 from keras_dropact.extras import require as _require
