@@ -3,6 +3,7 @@
     dropact train     train a network (model.fit, recipes, resume)
     dropact evaluate  test error and loss of a run or a .keras model
     dropact export    SavedModel / ONNX / .keras for serving
+    dropact predict   top-k classes of image files
     dropact recipes   list the training recipes
     dropact repro     reproduce the paper's figures and tables
 
@@ -119,15 +120,51 @@ def _add_export(subparsers):
     parser.add_argument("--name", help="model name (default: the run directory's name)")
     parser.add_argument("--version", type=int, help="version number (default: the next free one)")
     parser.add_argument("--root", default="saved_models", help="export root (default saved_models/)")
+    parser.add_argument("--dataset", help="the dataset a bare .keras file was trained on (default: the run's)")
     parser.set_defaults(handler=_export)
 
 
 def _export(args):
     from keras_dropact.training.export import export
 
-    result = export(args.source, args.format, name=args.name, version=args.version, root=args.root)
+    result = export(args.source, args.format, name=args.name, version=args.version, root=args.root, dataset=args.dataset)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _add_predict(subparsers):
+    parser = subparsers.add_parser(
+        "predict",
+        help="top-k classes of image files",
+        description=(
+            "Classify PNG/JPEG/GIF/BMP files of any size with a run directory, a .keras "
+            "file (with --dataset) or an exported SavedModel version folder. Images are "
+            "converted, resized and normalised as the serve_image_bytes signature does. "
+            "Exit status 1 if a file could not be read (the others are still answered)."
+        ),
+    )
+    parser.add_argument("source", metavar="SOURCE", help="run directory, .keras file or SavedModel folder")
+    parser.add_argument("images", metavar="IMAGE", nargs="+")
+    parser.add_argument("--dataset", help="the dataset a bare .keras file was trained on (default: the run's)")
+    parser.add_argument("--top-k", type=int, default=5, help="classes per image (default 5)")
+    parser.add_argument("--json", action="store_true", help="print one JSON list instead of text")
+    parser.set_defaults(handler=_predict)
+
+
+def _predict(args):
+    from keras_dropact.training.predict import predict
+
+    answers = predict(args.source, args.images, top_k=args.top_k, dataset=args.dataset)
+    if args.json:
+        print(json.dumps(answers, indent=2))
+    for answer in answers:
+        if "error" in answer:
+            print(f"dropact predict: error: {answer['error']}", file=sys.stderr)
+        elif not args.json:
+            print(answer["file"])
+            for row in answer["predictions"]:
+                print(f"  {row['probability']:.4f}  {row['class_name']} (class {row['class_id']})")
+    return 1 if any("error" in answer for answer in answers) else 0
 
 
 def _add_recipes(subparsers):
@@ -162,7 +199,7 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_train, _add_evaluate, _add_export, _add_recipes, _add_repro):
+    for add in (_add_train, _add_evaluate, _add_export, _add_predict, _add_recipes, _add_repro):
         add(subparsers)
     return parser
 

@@ -11,7 +11,8 @@ your own images. Augmentations (`augmentations()`): none, standard, cutout,
 autoaugment (see `pipelines.augment`). `info(name)` describes a dataset;
 `dataset_fn` serves `strategy.distribute_datasets_from_function`;
 `ensure_available` checks (or fetches) the data before a run creates anything;
-`prepare` builds a TFDS dataset from archives copied by hand.
+`prepare` builds a TFDS dataset from archives copied by hand; `class_names(name)`
+lists the label names (what exported models answer).
 """
 
 from keras_dropact.extras import require as _require
@@ -29,6 +30,7 @@ from keras_dropact.pipelines.tfds_source import DatasetNotPreparedError  # noqa:
 __all__ = [
     "DatasetNotPreparedError",
     "augmentations",
+    "class_names",
     "dataset_fn",
     "ensure_available",
     "info",
@@ -171,6 +173,16 @@ def ensure_available(name, data_dir=None, download=True):
         _offline.check_folder_images(name[len(_registry.FOLDER_PREFIX):])
     else:
         spec.loader(spec, "test", data_dir=data_dir, download=download)
+
+
+def class_names(name):
+    """The label names of dataset `name`: label i is `class_names(name)[i]`.
+
+    CIFAR-10/100 as in their archives (airplane ... truck; apple ... worm),
+    SVHN "0".."9" (TFDS maps the archive's label 10 to 0), EMNIST-balanced 0-9 A-Z a b d e f g h n q r t, digits and mnist1d "0".."9",
+    `folder:PATH` its sub-folder names in sorted order.
+    """
+    return _registry.get(name).class_names
 
 
 def prepare(name, data_dir=None, manual_dir=None):

@@ -88,10 +88,12 @@ def get(augment):
     return AUGMENTATIONS[augment]
 
 
-def normalisation_layer(normalisation, channels):
-    """A Keras `Rescaling` computing ((x / max_value) - mean) / std.
+def normalisation_scale_offset(normalisation, channels):
+    """Per-channel (scale, offset) with x * scale + offset equal to
+    ((x / max_value) - mean) / std; None where the data are used as they are.
 
-    Returns None where the data are used as they are (`max_value` None).
+    The serving signatures of an export apply these same numbers, so served
+    images are normalised exactly as the test pipeline does.
     """
     if normalisation.max_value is None:
         return None
@@ -99,6 +101,18 @@ def normalisation_layer(normalisation, channels):
     std = normalisation.std or (1.0,) * channels
     scale = [1.0 / (normalisation.max_value * s) for s in std]
     offset = [-m / s for m, s in zip(mean, std)]
+    return scale, offset
+
+
+def normalisation_layer(normalisation, channels):
+    """A Keras `Rescaling` computing ((x / max_value) - mean) / std.
+
+    Returns None where the data are used as they are (`max_value` None).
+    """
+    scale_offset = normalisation_scale_offset(normalisation, channels)
+    if scale_offset is None:
+        return None
+    scale, offset = scale_offset
     # Shape (1, 1, C) broadcasts over channels-last batches whatever
     # keras.config.image_data_format() says.
     return keras.layers.Rescaling(

@@ -61,6 +61,8 @@ class DatasetSpec:
         archives: (file name, URL) pairs TFDS downloads; the offline
             preparation instructions name them.
         description: one line for `info` and the README.
+        class_names: the label names: label i is `class_names[i]` (what
+            an export's serving signatures return).
     """
 
     name: str
@@ -79,7 +81,45 @@ class DatasetSpec:
     transpose: bool = False
     archives: Tuple[Tuple[str, str], ...] = ()
     description: str = ""
+    class_names: Tuple[str, ...] = ()
 
+    def __post_init__(self):
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"Dataset {self.name!r} has {self.num_classes} classes but "
+                f"{len(self.class_names)} class names."
+            )
+
+
+DIGIT_NAMES = tuple(str(digit) for digit in range(10))
+# EMNIST Balanced merges the 15 lowercase letters that look like their
+# uppercase form (c i j k l m o p s u v w x y z): 10 digits, 26 uppercase and
+# 11 lowercase letters, in the label order of the EMNIST mapping file.
+EMNIST_BALANCED_NAMES = (
+    DIGIT_NAMES
+    + tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    + tuple("abdefghnqrt")
+)
+# The label order of the original archives (batches.meta.txt,
+# fine_label_names.txt), which TFDS keeps. TFDS itself knows the names only
+# after preparing the data, so they are listed here.
+CIFAR10_NAMES = (
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+)
+CIFAR100_NAMES = tuple(
+    """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl
+    boy bridge bus butterfly camel can castle caterpillar cattle chair
+    chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin
+    elephant flatfish forest fox girl hamster house kangaroo keyboard lamp
+    lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain
+    mouse mushroom oak_tree orange orchid otter palm_tree pear pickup_truck
+    pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket
+    rose sea seal shark shrew skunk skyscraper snail snake spider squirrel
+    streetcar sunflower sweet_pepper table tank telephone television tiger
+    tractor train trout tulip turtle wardrobe whale willow_tree wolf woman
+    worm""".split()
+)
 
 CIFAR_NORMALISATION = Normalisation(
     max_value=255.0,
@@ -106,6 +146,7 @@ _SPECS = (
             ),
         ),
         description="CIFAR-10 (TFDS cifar10)",
+        class_names=CIFAR10_NAMES,
     ),
     DatasetSpec(
         name="cifar100",
@@ -124,6 +165,7 @@ _SPECS = (
             ),
         ),
         description="CIFAR-100 fine labels (TFDS cifar100)",
+        class_names=CIFAR100_NAMES,
     ),
     DatasetSpec(
         name="svhn",
@@ -141,6 +183,7 @@ _SPECS = (
             for f in ("train_32x32.mat", "test_32x32.mat", "extra_32x32.mat")
         ),
         description="SVHN cropped digits, train = train + extra (TFDS svhn_cropped)",
+        class_names=DIGIT_NAMES,
     ),
     DatasetSpec(
         name="emnist-balanced",
@@ -156,6 +199,7 @@ _SPECS = (
             ("gzip.zip", "https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip"),
         ),
         description="EMNIST Balanced, upright (TFDS emnist/balanced, transposed back)",
+        class_names=EMNIST_BALANCED_NAMES,
     ),
     DatasetSpec(
         name="digits",
@@ -165,6 +209,7 @@ _SPECS = (
         normalisation=Normalisation(max_value=16.0),
         loader=offline.load_digits,
         description="scikit-learn 8x8 digits, fixed split (offline)",
+        class_names=DIGIT_NAMES,
     ),
     DatasetSpec(
         name="mnist1d",
@@ -175,6 +220,7 @@ _SPECS = (
         loader=offline.load_mnist1d,
         is_image=False,
         description="MNIST-1D signals from the mnist1d generator (offline)",
+        class_names=DIGIT_NAMES,
     ),
 )
 SPECS = {spec.name: spec for spec in _SPECS}
@@ -204,6 +250,7 @@ def get(name):
             description=(
                 f"images from {path}, classes {', '.join(found.class_names)}"
             ),
+            class_names=found.class_names,
         )
     if name not in SPECS:
         raise ValueError(

@@ -3,24 +3,41 @@
 Layouts (ROOT is `saved_models/` by default):
 
     saved_model  ROOT/NAME/VERSION/saved_model.pb ...     (TensorFlow Serving)
-    onnx         ROOT/NAME-onnx/VERSION/model.onnx
-    keras        ROOT/NAME-keras/VERSION/model.keras
+                 ROOT/NAME/VERSION/assets.extra/metadata.json
+    onnx         ROOT/NAME-onnx/VERSION/model.onnx, metadata.json
+    keras        ROOT/NAME-keras/VERSION/model.keras, metadata.json
 
-The exported graph is the inference form (DropActivation as LeakyReLU, no
-random op). Each export is checked numerically against `model.predict`
-before this function returns, and an existing version is never overwritten.
+The SavedModel carries the signatures of `serving`: `serving_default` takes
+the dataset's raw uint8 images and normalises them in the graph,
+`serve_image_bytes` takes encoded PNG/JPEG, `serve_normalized` takes
+normalised float32 images; all return logits, probabilities, class ids and
+names and the top k. The ONNX file has `serving_default`'s input and
+outputs. `metadata.json` records the run's configuration, dataset,
+normalisation, class names, test error and package versions.
+
+The graph is the inference form (DropActivation as LeakyReLU, no random op).
+Each export is written to a hidden temporary folder in the model's folder
+(`.VERSION.tmp-PID`, which TF Serving and `next_version` ignore), checked
+numerically against `model.predict` there (every SavedModel signature), and only then renamed into its
+version folder: a killed or failed export leaves no version, and an existing
+version is never overwritten.
 """
 
+import json
 import os
+import shutil
+import time
 
 import numpy as np
 
 from keras_dropact.extras import require
 from keras_dropact.training import artifacts
+from keras_dropact.training import run_dir as rd
 
 FORMATS = ("saved_model", "onnx", "keras")
-INPUT_NAME = "image"
 TOLERANCE = 1e-5
+METADATA = "metadata.json"
+ONNX_OPSET = 17
 
 
 def next_version(model_root):
@@ -46,60 +63,265 @@ def export_path(root, name, fmt, version):
     return version_dir
 
 
-def input_signature(model):
-    import tensorflow as tf
+def model_file(version_dir, fmt):
+    """The file (or folder, for a SavedModel) a server loads."""
+    return {"saved_model": version_dir, "onnx": os.path.join(version_dir, "model.onnx"),
+            "keras": os.path.join(version_dir, "model.keras")}[fmt]
 
-    shape = tuple(model.inputs[0].shape)
-    return [tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)]
+
+def metadata_path(version_dir, fmt):
+    """`metadata.json` of an export: in `assets.extra/` for a SavedModel
+    (TF Serving's folder for files it ships but does not load)."""
+    if fmt == "saved_model":
+        return os.path.join(version_dir, "assets.extra", METADATA)
+    return os.path.join(version_dir, METADATA)
 
 
-def export(source, fmt="saved_model", name=None, version=None, root="saved_models"):
+def resolve_dataset(source, dataset):
+    """The dataset a model was trained on: `dataset`, or the run's own."""
+    if dataset is not None:
+        return dataset
+    config = artifacts.run_config(source) if os.path.isdir(source) else None
+    if config is None:
+        from keras_dropact import pipelines
+
+        raise ValueError(
+            f"{source!r} is a model file, not a run directory: name the dataset it "
+            f"was trained on with --dataset (one of {', '.join(pipelines.names())}); "
+            "the export normalises raw images the way that dataset's pipeline does."
+        )
+    return config.dataset
+
+
+def export(source, fmt="saved_model", name=None, version=None, root="saved_models", dataset=None):
     """Exports the model behind `source` (a run directory or `.keras` file).
 
-    Returns a dict with the written `path` and the largest absolute
-    difference to `model.predict` on a random probe batch.
+    `dataset` defaults to the run's; a bare `.keras` file needs it. Returns a
+    dict with the written `path`, the `signatures` and the largest absolute
+    difference of the export's outputs to `model.predict` on a random probe
+    batch of raw inputs.
     """
     if fmt not in FORMATS:
         raise ValueError(f"Unknown export format {fmt!r}. Valid formats: {', '.join(FORMATS)}.")
+    require("train", "tensorflow", feature="export")
     if fmt == "onnx":
         _require_onnx()
+    artifacts.model_path(source)  # Fails early if there is no model.
+    dataset = resolve_dataset(source, dataset)
     name = name or os.path.basename(os.path.normpath(source)).removesuffix(".keras")
     version_dir = export_path(root, name, fmt, version)
+
+    from keras_dropact.training import serving
+
     model = artifacts.load_model(source)
-    os.makedirs(version_dir)
+    spec = serving.ServingSpec.for_dataset(dataset, model)
+    functions = serving.ServingFunctions(model, spec)
+    model_root = os.path.dirname(version_dir)
+    created_root = not os.path.isdir(model_root)
+    os.makedirs(model_root, exist_ok=True)
+    temporary = os.path.join(model_root, f".{os.path.basename(version_dir)}.tmp-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        os.makedirs(temporary)
+        _WRITERS[fmt](functions, model_file(temporary, fmt))
+        difference = check(model, spec, model_file(temporary, fmt), fmt)
+        metadata = build_metadata(source, fmt, spec, functions, difference)
+        os.makedirs(os.path.dirname(metadata_path(temporary, fmt)), exist_ok=True)
+        rd.write_json(metadata_path(temporary, fmt), metadata)
+        publish(temporary, version_dir)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        if created_root and not os.listdir(model_root):
+            os.rmdir(model_root)
+        raise
+    return {
+        "path": model_file(version_dir, fmt),
+        "format": fmt,
+        "dataset": dataset,
+        "signatures": metadata["signatures"],
+        "max_abs_difference": difference,
+    }
+
+
+def publish(temporary, version_dir):
+    """Renames the finished export into its version folder (atomic)."""
+    if os.path.exists(version_dir):
+        raise FileExistsError(f"{version_dir!r} appeared during the export; refusing to overwrite it.")
+    os.rename(temporary, version_dir)
+
+
+def _write_saved_model(functions, path):
+    """Keras' ExportArchive: it tracks the variables so that TF1-style
+    loaders (`saved_model_cli run`, older TF Serving) restore them too."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(functions.model)
+    signatures = functions.input_signatures()
+    for signature_name, function in functions.functions().items():
+        archive.add_endpoint(signature_name, function, input_signature=signatures[signature_name])
+    archive.write_out(path, verbose=False)
+
+
+def _write_onnx(functions, path):
+    import tf2onnx
+
+    from keras_dropact.training import serving
+
+    signature = functions.input_signatures()[serving.RAW]
+    tf2onnx.convert.from_function(
+        functions.tf_functions()[serving.RAW], input_signature=signature,
+        opset=ONNX_OPSET, output_path=path,
+    )
+
+
+def _write_keras(functions, path):
+    functions.model.save(path)
+
+
+_WRITERS = {"saved_model": _write_saved_model, "onnx": _write_onnx, "keras": _write_keras}
+
+
+def probe_inputs(spec, batch=4, seed=0):
+    """A random batch of raw serving inputs: uint8 in the dataset's stored
+    range for images, standard normal float32 for signals."""
+    rng = np.random.default_rng(seed)
+    if not spec.is_image:
+        return rng.standard_normal((batch, *spec.shape)).astype("float32")
+    high = int(spec.normalisation.max_value or 255)
+    return rng.integers(0, high + 1, (batch, *spec.shape)).astype("uint8")
+
+
+def check(model, spec, path, fmt):
+    """Largest |export - model.predict| over logits and probabilities, on a
+    random batch of raw inputs; for a SavedModel through each of its
+    signatures (raw, PNG-encoded, normalised).
+
+    Raises:
+        RuntimeError: the difference exceeds TOLERANCE (the export is not
+            published).
+    """
+    import tensorflow as tf
+
+    from keras_dropact.training import serving
+
+    raw = probe_inputs(spec)
+    normalised = np.asarray(serving.ServingFunctions(model, spec).normalise(raw))
+    logits = np.asarray(model.predict(normalised, verbose=0), dtype="float64")
+    expected = {"logits": logits, "probabilities": softmax(logits)}
+    inputs = {serving.RAW: raw}
     if fmt == "saved_model":
-        path = version_dir
-        model.export(path, format="tf_saved_model", input_signature=input_signature(model), verbose=False)
-    elif fmt == "onnx":
-        path = os.path.join(version_dir, "model.onnx")
-        model.export(path, format="onnx", input_signature=input_signature(model), verbose=False)
-    else:
-        path = os.path.join(version_dir, "model.keras")
-        model.save(path)
-    probe = np.random.default_rng(0).uniform(0, 1, (4, *model.inputs[0].shape[1:])).astype("float32")
-    difference = float(np.max(np.abs(run_exported(path, fmt, probe) - model.predict(probe, verbose=0))))
+        inputs[serving.NORMALIZED] = normalised
+        if spec.is_image:
+            inputs[serving.BYTES] = np.array([tf.io.encode_png(image).numpy() for image in raw])
+    loaded = tf.saved_model.load(path) if fmt == "saved_model" else None
+    difference = 0.0
+    for signature, x in inputs.items():
+        outputs = run_exported(path, fmt, x, signature=signature, spec=spec, loaded=loaded)
+        difference = max([difference, *(float(np.max(np.abs(outputs[k] - expected[k]))) for k in expected)])
     if difference > TOLERANCE:
         raise RuntimeError(
             f"The export in {path!r} differs from model.predict by {difference:.2e} "
-            f"(more than {TOLERANCE}); do not serve it."
+            f"(more than {TOLERANCE}); it was not published."
         )
-    return {"path": path, "format": fmt, "max_abs_difference": difference}
+    return difference
 
 
-def run_exported(path, fmt, x):
-    """Runs an exported model on `x` the way a server would load it."""
+def softmax(logits):
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def run_exported(path, fmt, x, signature="serving_default", spec=None, loaded=None):
+    """Runs an export on `x` the way a server loads it: a dict of NumPy outputs.
+
+    `x` is the input of `signature` (for `serving_default`, the dataset's raw
+    images). ONNX has only `serving_default`; a `.keras` export runs through
+    the same signature functions, built from its `metadata.json` (or `spec`).
+    `loaded`: the SavedModel at `path`, already loaded.
+    """
     if fmt == "saved_model":
         import tensorflow as tf
 
-        loaded = tf.saved_model.load(path)
-        outputs = loaded.signatures["serving_default"](**{INPUT_NAME: tf.constant(x)})
-        return next(iter(outputs.values())).numpy()
+        loaded = loaded or tf.saved_model.load(path)
+        function = loaded.signatures[signature]
+        (input_name,) = function.structured_input_signature[1]
+        outputs = function(**{input_name: tf.constant(x)})
+        return {key: value.numpy() for key, value in outputs.items()}
     if fmt == "onnx":
         import onnxruntime
 
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-        return session.run(None, {session.get_inputs()[0].name: x})[0]
-    return np.asarray(artifacts.load_model(path).predict(x, verbose=0))
+        names = [output.name for output in session.get_outputs()]
+        values = session.run(None, {session.get_inputs()[0].name: x})
+        return dict(zip(names, values))
+    from keras_dropact.training import serving
+
+    if spec is None:
+        spec = serving.ServingSpec.from_metadata(read_metadata(os.path.dirname(path), fmt))
+    functions = serving.ServingFunctions(artifacts.load_model(path), spec)
+    outputs = functions.tf_functions()[signature](x)
+    return {key: value.numpy() for key, value in outputs.items()}
+
+
+def read_metadata(version_dir, fmt):
+    with open(metadata_path(version_dir, fmt)) as f:
+        return json.load(f)
+
+
+def build_metadata(source, fmt, spec, functions, difference):
+    """What a server operator needs to know about an export."""
+    from keras_dropact.training.train import versions
+
+    config = artifacts.run_config(source) if os.path.isdir(source) else None
+    results = {}
+    results_path = os.path.join(source, rd.RESULTS)
+    if os.path.isdir(source) and os.path.isfile(results_path):
+        with open(results_path) as f:
+            results = json.load(f)
+    normalisation = spec.normalisation
+    return {
+        "format": fmt,
+        "source": os.path.abspath(source),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **spec.describe(),
+        "normalisation_parameters": {
+            "max_value": normalisation.max_value,
+            "mean": normalisation.mean,
+            "std": normalisation.std,
+        },
+        "signatures": describe_signatures(functions, fmt),
+        "config": results.get("config") or (config.__dict__ if config else None),
+        "test_error": results.get("test_error"),
+        "test_loss": results.get("test_loss"),
+        "training_versions": results.get("versions"),
+        "versions": versions(),
+        "max_abs_difference_to_predict": difference,
+    }
+
+
+def describe_signatures(functions, fmt):
+    """{signature: {"inputs": {name: "dtype [shape]"}, "outputs": {...}}}."""
+    from keras_dropact.training import serving
+
+    if fmt == "keras":
+        return {}
+    output_types = functions.spec.output_types()
+    described = {}
+    for name, specs in functions.input_signatures().items():
+        if fmt == "onnx" and name != serving.RAW:
+            continue
+        described[name] = {
+            "inputs": {s.name: describe_tensor(s) for s in specs},
+            "outputs": output_types,
+        }
+    return described
+
+
+def describe_tensor(spec):
+    """A TensorSpec as "uint8 [batch, 32, 32, 3]"."""
+    dims = ", ".join("batch" if d is None else str(d) for d in spec.shape)
+    return f"{spec.dtype.name} [{dims}]"
 
 
 def _require_onnx():

@@ -1,0 +1,119 @@
+"""`predict(source, files)`: the top-k classes of image files.
+
+SOURCE is a run directory, a `.keras` file (with the dataset it was trained
+on), an exported SavedModel version folder, or its model folder (the highest
+version, as TF Serving picks). Every file goes through the
+`serve_image_bytes` signature (decode, convert to the model's channels,
+resize to its input size, normalise) -- the exported one for a SavedModel,
+the same functions built in memory otherwise -- so `predict` answers exactly
+what TF Serving would. A file that cannot be read or decoded gets an error
+entry; the others still get their predictions.
+"""
+
+import os
+
+import numpy as np
+
+from keras_dropact.training import artifacts
+from keras_dropact.training import export as export_lib
+
+
+def latest_version(source):
+    """The highest numeric version folder holding a SavedModel, for a model
+    folder of TF Serving's layout (`saved_models/NAME`); else `source`."""
+    if not os.path.isdir(source) or os.path.isfile(os.path.join(source, "saved_model.pb")):
+        return source
+    versions = [int(d) for d in os.listdir(source)
+                if d.isdigit() and os.path.isfile(os.path.join(source, d, "saved_model.pb"))]
+    return os.path.join(source, str(max(versions))) if versions else source
+
+
+class Predictor:
+    """Encoded image bytes -> class probabilities, for one SOURCE."""
+
+    def __init__(self, source, dataset=None):
+        import tensorflow as tf
+
+        from keras_dropact.training import serving
+
+        source = latest_version(source)
+        if os.path.isfile(os.path.join(source, "saved_model.pb")):
+            metadata_file = export_lib.metadata_path(source, "saved_model")
+            if not os.path.isfile(metadata_file):
+                raise FileNotFoundError(
+                    f"{source!r} is a SavedModel without {metadata_file!r}: was it "
+                    "written by `dropact export`?"
+                )
+            spec = serving.ServingSpec.from_metadata(export_lib.read_metadata(source, "saved_model"))
+            self._check_image(spec, source)
+            self._loaded = tf.saved_model.load(source)  # Keeps the functions alive.
+            self._function = self._loaded.signatures[serving.BYTES]
+        else:
+            artifacts.model_path(source)  # Fails early if there is no model.
+            dataset = export_lib.resolve_dataset(source, dataset)
+            model = artifacts.load_model(source)
+            spec = serving.ServingSpec.for_dataset(dataset, model)
+            self._check_image(spec, source)
+            self._function = serving.ServingFunctions(model, spec).tf_functions()[serving.BYTES]
+        self.spec = spec
+
+    @staticmethod
+    def _check_image(spec, source):
+        if not spec.is_image:
+            raise ValueError(
+                f"{source!r} was trained on {spec.dataset!r}, 1-D signals, not images: "
+                "`predict` takes image files. Send float32 signals to the "
+                "serving_default signature of its export instead."
+            )
+
+    def probabilities(self, data):
+        """float32 [classes] for one encoded image.
+
+        Raises:
+            ValueError: the bytes are not a decodable PNG/JPEG/GIF/BMP image.
+        """
+        import tensorflow as tf
+
+        try:
+            outputs = self._function(tf.constant([data]))
+        except tf.errors.InvalidArgumentError as error:
+            raise ValueError(f"not a decodable PNG, JPEG, GIF or BMP image ({_reason(error.message)})") from None
+        return outputs["probabilities"].numpy()[0]
+
+
+def _reason(message):
+    """The line of a TF graph error that says what was wrong."""
+    if "assertion failed" in message:
+        return "unknown file format"
+    # TF puts the op's own message just before the "[[{{node ...}}]]" line.
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    end = next((i for i, line in enumerate(lines) if line.startswith("[[")), len(lines))
+    return lines[end - 1] if end > 0 else "decoding failed"
+
+
+def predict(source, files, top_k=5, dataset=None):
+    """[{"file", "predictions": [{"class_id", "class_name", "probability"}]}
+    or {"file", "error"}] for each of `files`, in order."""
+    if top_k < 1:
+        raise ValueError(f"--top-k must be >= 1, got {top_k}.")
+    predictor = Predictor(source, dataset)
+    names = predictor.spec.class_names
+    answers = []
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            probabilities = predictor.probabilities(data)
+        except (OSError, ValueError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            answers.append({"file": path, "error": f"cannot read {path!r}: {reason}"})
+            continue
+        order = np.argsort(-probabilities, kind="stable")[:top_k]
+        answers.append({
+            "file": path,
+            "predictions": [
+                {"class_id": int(i), "class_name": names[i], "probability": float(probabilities[i])}
+                for i in order
+            ],
+        })
+    return answers

@@ -1,0 +1,405 @@
+"""Serving-grade exports and `dropact predict` (issue 12; issue 15 item 8).
+
+One tiny trained run on the offline `digits` data (8x8x1, raw values 0..16)
+is exported once per format for the whole module.
+"""
+
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_dropact import cli
+from keras_dropact import pipelines
+from keras_dropact.training import export as export_lib
+from keras_dropact.training import run_dir as rd
+from keras_dropact.training import serving
+from keras_dropact.training.artifacts import load_model
+from tests.conftest import tensorflow_only
+
+pytestmark = [tensorflow_only, pytest.mark.slow]
+
+OUTPUTS = {"logits", "probabilities", "class_id", "class_name", "top_k_ids", "top_k_scores", "top_k_names"}
+NUM_TEST = 16
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("runs") / "digits-run")
+    argv = ["train", "--model", "simple-cnn", "--dataset", "digits", "--epochs", "1",
+            "--steps-per-epoch", "3", "--batch-size", "32", "--run-dir", path, "--seed", "3"]
+    assert cli.main(argv) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("saved_models"))
+
+
+@pytest.fixture(scope="module")
+def saved_model(run, root):
+    return export_lib.export(run, "saved_model", name="digits", root=root)
+
+
+@pytest.fixture(scope="module")
+def loaded(saved_model):
+    import tensorflow as tf
+
+    return tf.saved_model.load(saved_model["path"])
+
+
+@pytest.fixture(scope="module")
+def test_batch():
+    """The first NUM_TEST test images: raw uint8 (as stored) and as the pipeline normalises them."""
+    spec = pipelines.registry.get("digits")
+    raw = np.stack([image for image, _ in spec.loader(spec, "test").take(NUM_TEST).as_numpy_iterator()])
+    normalised, _ = next(iter(pipelines.load("digits", "test", NUM_TEST)))
+    return raw, np.asarray(normalised)
+
+
+@pytest.fixture(scope="module")
+def expected(run, test_batch):
+    logits = load_model(run).predict(test_batch[1], verbose=0).astype("float64")
+    return {"logits": logits, "probabilities": export_lib.softmax(logits), "class_id": logits.argmax(-1)}
+
+
+def encode_png(image):
+    import tensorflow as tf
+
+    return tf.io.encode_png(image).numpy()
+
+
+def call(loaded, signature, value):
+    import tensorflow as tf
+
+    function = loaded.signatures[signature]
+    (name,) = function.structured_input_signature[1]
+    return {k: v.numpy() for k, v in function(**{name: tf.constant(value)}).items()}
+
+
+def assert_matches(outputs, expected):
+    assert set(outputs) == OUTPUTS
+    np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(outputs["logits"], expected["logits"], atol=1e-5)
+    np.testing.assert_array_equal(outputs["class_id"], expected["class_id"])
+    assert [n.decode() for n in outputs["class_name"]] == [str(i) for i in expected["class_id"]]
+    np.testing.assert_array_equal(outputs["top_k_ids"][:, 0], expected["class_id"])
+    assert outputs["top_k_ids"].shape == outputs["top_k_scores"].shape == (len(expected["class_id"]), serving.TOP_K)
+    np.testing.assert_allclose(outputs["top_k_scores"], np.sort(outputs["probabilities"], -1)[:, ::-1][:, :serving.TOP_K])
+
+
+def test_signatures_match_predict_on_the_pipeline_batch(loaded, test_batch, expected):
+    raw, normalised = test_batch
+    assert raw.dtype == np.uint8 and raw.max() <= 16  # The stored digits values.
+    assert_matches(call(loaded, "serving_default", raw), expected)
+    assert_matches(call(loaded, "serve_image_bytes", np.array([encode_png(image) for image in raw])), expected)
+    # RGBA files of gray pixels: alpha dropped, RGB to grayscale, same answer.
+    rgba = np.concatenate([np.repeat(raw, 3, axis=-1), np.full_like(raw, 255)], axis=-1)
+    assert_matches(call(loaded, "serve_image_bytes", np.array([encode_png(image) for image in rgba])), expected)
+    assert_matches(call(loaded, "serve_normalized", normalised), expected)
+
+
+def test_export_reports_its_check_and_metadata(run, saved_model):
+    assert saved_model["max_abs_difference"] <= 1e-5
+    with open(os.path.join(saved_model["path"], "assets.extra", "metadata.json")) as f:
+        metadata = json.load(f)
+    with open(os.path.join(run, rd.RESULTS)) as f:
+        results = json.load(f)
+    assert metadata["dataset"] == "digits" and metadata["class_names"] == [str(i) for i in range(10)]
+    assert metadata["test_error"] == results["test_error"] and metadata["config"]["model"] == "simple-cnn"
+    assert metadata["normalisation_parameters"] == {"max_value": 16.0, "mean": None, "std": None}
+    assert {"tensorflow", "keras", "keras_dropact"} <= set(metadata["versions"])
+    assert metadata["signatures"]["serving_default"]["inputs"] == {"image": "uint8 [batch, 8, 8, 1]"}
+    assert set(metadata["signatures"]) == {"serving_default", "serve_image_bytes", "serve_normalized"}
+
+
+def test_no_signature_has_a_random_op(loaded):
+    for name in ("serving_default", "serve_image_bytes", "serve_normalized"):
+        graph = loaded.signatures[name].graph
+        ops = {op.type for op in graph.get_operations()}
+        for function in graph.as_graph_def().library.function:
+            ops |= {node.op for node in function.node_def}
+        assert not any("Random" in op for op in ops), (name, sorted(ops))
+        assert "LeakyRelu" in ops, name
+
+
+def saved_model_cli():
+    return os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+
+
+def test_saved_model_cli_shows_the_documented_signatures(saved_model):
+    out = subprocess.run([saved_model_cli(), "show", "--dir", saved_model["path"], "--all"],
+                         capture_output=True, text=True, check=True).stdout
+    blocks = dict(re.findall(r"signature_def\['(\w+)'\]:(.*?)Method name", out, re.S))
+    assert {"serving_default", "serve_image_bytes", "serve_normalized"} <= set(blocks)
+    inputs = {
+        "serving_default": ("image", "DT_UINT8", "(-1, 8, 8, 1)"),
+        "serve_image_bytes": ("image_bytes", "DT_STRING", "(-1)"),
+        "serve_normalized": ("image", "DT_FLOAT", "(-1, 8, 8, 1)"),
+    }
+    outputs = {"logits": ("DT_FLOAT", "(-1, 10)"), "probabilities": ("DT_FLOAT", "(-1, 10)"),
+               "class_id": ("DT_INT64", "(-1)"), "class_name": ("DT_STRING", "(-1)"),
+               "top_k_ids": ("DT_INT64", "(-1, 5)"), "top_k_scores": ("DT_FLOAT", "(-1, 5)"),
+               "top_k_names": ("DT_STRING", "(-1, 5)")}
+    for name, (input_name, dtype, shape) in inputs.items():
+        tensors = re.findall(r"(inputs|outputs)\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: (\([^)]*\))", blocks[name])
+        assert ("inputs", input_name, dtype, shape) in tensors, (name, tensors)
+        assert {(n, d, s) for kind, n, d, s in tensors if kind == "outputs"} == {(n, *ds) for n, ds in outputs.items()}
+
+
+def test_saved_model_cli_runs_on_a_saved_npy(saved_model, test_batch, expected, tmp_path):
+    np.save(tmp_path / "x.npy", test_batch[0])
+    subprocess.run(
+        [saved_model_cli(), "run", "--dir", saved_model["path"], "--tag_set", "serve",
+         "--signature_def", "serving_default", "--inputs", f"image={tmp_path / 'x.npy'}",
+         "--outdir", str(tmp_path / "out")],
+        capture_output=True, text=True, check=True,
+    )
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "probabilities.npy"), expected["probabilities"], atol=1e-5)
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "class_id.npy"), expected["class_id"])
+
+
+def rest_predict(loaded, body):
+    """What TF Serving's REST `:predict` does with a row-format JSON body:
+    instances -> one input tensor of the signature's dtype ({"b64": ...}
+    decoded to bytes) -> outputs -> {"predictions": [one dict per instance]}."""
+    import tensorflow as tf
+
+    request = json.loads(body)
+    function = loaded.signatures[request.get("signature_name", "serving_default")]
+    ((name, spec),) = function.structured_input_signature[1].items()
+    instances = [base64.b64decode(i["b64"]) if isinstance(i, dict) else i for i in request["instances"]]
+    outputs = function(**{name: tf.constant(instances, dtype=spec.dtype)})
+    columns = {k: v.numpy().tolist() for k, v in outputs.items()}
+    decode = lambda v: v.decode() if isinstance(v, bytes) else [decode(x) for x in v] if isinstance(v, list) else v  # noqa: E731
+    rows = [{k: decode(columns[k][i]) for k in columns} for i in range(len(instances))]
+    return json.loads(json.dumps({"predictions": rows}))
+
+
+def test_a_tf_serving_rest_body_gets_the_documented_fields(loaded, test_batch, expected):
+    raw = test_batch[0][:3]
+    bodies = [
+        json.dumps({"signature_name": "serving_default", "instances": raw.tolist()}),
+        json.dumps({"signature_name": "serve_image_bytes",
+                    "instances": [{"b64": base64.b64encode(encode_png(image)).decode()} for image in raw]}),
+    ]
+    for body in bodies:
+        predictions = rest_predict(loaded, body)["predictions"]
+        assert len(predictions) == 3
+        for row, class_id, probabilities in zip(predictions, expected["class_id"], expected["probabilities"]):
+            assert set(row) == OUTPUTS
+            assert row["class_id"] == class_id and row["class_name"] == str(class_id)
+            assert len(row["top_k_names"]) == serving.TOP_K and row["top_k_names"][0] == str(class_id)
+            np.testing.assert_allclose(row["probabilities"], probabilities, atol=1e-5)
+
+
+def test_bad_inputs_give_clear_errors(loaded, test_batch):
+    import tensorflow as tf
+
+    raw = test_batch[0][:2]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a uint8 tensor but is a float"):
+        call(loaded, "serving_default", raw.astype("float32"))
+    wrong_size = np.zeros((2, 9, 9, 1), "uint8")
+    for signature, value in (("serving_default", wrong_size), ("serve_normalized", wrong_size.astype("float32"))):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(
+                f"{signature}: image must have shape [batch, 8, 8, 1] (the model input size); got [batch, 9, 9, 1]")):
+            call(loaded, signature, value)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape("got [batch, 8, 8]")):
+        call(loaded, "serving_default", raw[..., 0])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="is not a PNG, JPEG, GIF or BMP image"):
+        call(loaded, "serve_image_bytes", np.array([encode_png(raw[0]), b"not an image"]))
+
+
+def test_onnx_on_uint8_equals_the_saved_model(run, root, loaded, test_batch):
+    result = export_lib.export(run, "onnx", name="digits", root=root)
+    onnx_outputs = export_lib.run_exported(result["path"], "onnx", test_batch[0])
+    reference = call(loaded, "serving_default", test_batch[0])
+    assert set(onnx_outputs) == OUTPUTS
+    assert np.max(np.abs(onnx_outputs["probabilities"] - reference["probabilities"])) <= 1e-5
+    np.testing.assert_array_equal(onnx_outputs["class_id"], reference["class_id"])
+    np.testing.assert_array_equal(onnx_outputs["top_k_names"].astype(str), reference["top_k_names"].astype(str))
+
+
+def test_keras_export_keeps_the_plain_model_and_writes_metadata(run, root, test_batch, expected):
+    result = export_lib.export(run, "keras", name="digits", root=root)
+    assert os.path.isfile(result["path"]) and result["path"].endswith("model.keras")
+    assert export_lib.read_metadata(os.path.dirname(result["path"]), "keras")["class_names"][3] == "3"
+    assert_matches(export_lib.run_exported(result["path"], "keras", test_batch[0]), expected)
+
+
+def version_folders(model_root):
+    return sorted(d for d in os.listdir(model_root) if d.isdigit()) if os.path.isdir(model_root) else []
+
+
+def test_a_killed_export_leaves_no_version(run, tmp_path):
+    """SIGKILL at the last instruction before the rename: no version folder."""
+    root = str(tmp_path / "models")
+    script = (
+        "import os, signal\n"
+        "from keras_dropact.training import export as e\n"
+        "e.publish = lambda temporary, version_dir: os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"e.export({run!r}, 'saved_model', name='m', root={root!r})\n"
+    )
+    process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
+    model_root = os.path.join(root, "m")
+    leftovers = os.listdir(model_root)
+    assert version_folders(model_root) == [] and len(leftovers) == 1 and leftovers[0].startswith(".1.tmp-")
+    assert export_lib.next_version(model_root) == 1
+
+
+def test_a_failed_check_publishes_nothing(run, tmp_path, monkeypatch):
+    def fail(*args):
+        raise RuntimeError("differs from model.predict")
+
+    monkeypatch.setattr(export_lib, "check", fail)
+    with pytest.raises(RuntimeError, match="differs"):
+        export_lib.export(run, "saved_model", name="m", root=str(tmp_path))
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_bare_model_file_needs_its_dataset(run, tmp_path):
+    with pytest.raises(ValueError, match="--dataset"):
+        export_lib.export(os.path.join(run, rd.MODEL), "saved_model", root=str(tmp_path))
+    with pytest.raises(ValueError, match="mnist1d"):
+        export_lib.export(os.path.join(run, rd.MODEL), "saved_model", root=str(tmp_path), dataset="mnist1d")
+    assert not os.path.exists(tmp_path / "model")
+
+
+def test_signals_serve_float32_without_an_image_bytes_signature(tmp_path):
+    """mnist1d is not an image: serving_default takes float32 signals as generated."""
+    import keras
+
+    inputs = keras.Input((40, 1))
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
+    model.save(tmp_path / "signals.keras")
+    result = export_lib.export(str(tmp_path / "signals.keras"), "saved_model", root=str(tmp_path), dataset="mnist1d")
+    assert set(result["signatures"]) == {"serving_default", "serve_normalized"}
+    assert result["signatures"]["serving_default"]["inputs"] == {"image": "float32 [batch, 40, 1]"}
+    assert cli.main(["predict", str(tmp_path / "signals.keras"), "--dataset", "mnist1d", "x.png"]) == 2
+
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory, test_batch, expected):
+    """Test images as files a user might have, and the classes the model gives them."""
+    import tensorflow as tf
+
+    folder = tmp_path_factory.mktemp("images")
+    raw = test_batch[0]
+    files = {
+        "gray.png": encode_png(raw[0]),  # The model's own size and channels.
+        "rgb.png": encode_png(np.repeat(raw[1], 3, axis=-1)),  # Converted to grayscale.
+        "big.png": encode_png(np.repeat(np.repeat(raw[2], 2, axis=0), 2, axis=1)),  # 16x16, resized.
+        "photo.jpg": tf.io.encode_jpeg(np.repeat(np.repeat(raw[3], 4, 0), 4, 1), quality=100).numpy(),
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    classes = {name: str(expected["class_id"][i]) for i, name in enumerate(files)}
+    return folder, classes
+
+
+def test_predict_prints_the_classes_of_image_files(run, saved_model, image_files, expected, capsys):
+    folder, classes = image_files
+    paths = [str(folder / n) for n in ("gray.png", "rgb.png", "big.png", "broken.png")]
+    model_folder = os.path.dirname(saved_model["path"])  # Its highest version is used.
+    for source in (run, model_folder):
+        assert cli.main(["predict", source, *paths, "--top-k", "3"]) == 1
+        captured = capsys.readouterr()
+        assert "broken.png" in captured.err and "not a decodable PNG, JPEG, GIF or BMP image" in captured.err
+        answers = re.findall(r"^(\S+)\n  ([\d.]+)  (\S+) \(class", captured.out, re.M)
+        assert [(os.path.basename(f), c) for f, _, c in answers] == [(n, classes[n]) for n in ("gray.png", "rgb.png", "big.png")]
+        assert float(answers[0][1]) == pytest.approx(expected["probabilities"][0].max(), abs=1e-4)
+    assert cli.main(["predict", run, str(folder / "photo.jpg"), str(folder / "missing.png"), "--json"]) == 1
+    captured = capsys.readouterr()
+    photo, missing = json.loads(captured.out)
+    assert len(photo["predictions"]) == 5 and photo["predictions"][0]["probability"] >= photo["predictions"][1]["probability"]
+    assert set(photo["predictions"][0]) == {"class_id", "class_name", "probability"}
+    assert "No such file" in missing["error"] and "missing.png" in captured.err
+    keras_file = os.path.join(run, rd.MODEL)
+    assert cli.main(["predict", keras_file, str(folder / "gray.png")]) == 2
+    assert "--dataset" in capsys.readouterr().err
+    assert cli.main(["predict", keras_file, "--dataset", "digits", str(folder / "gray.png")]) == 0
+    assert f"  {classes['gray.png']} (class" in capsys.readouterr().out
+
+
+def test_class_names_of_every_dataset(tmp_path):
+    assert pipelines.class_names("cifar10")[:3] == ("airplane", "automobile", "bird")
+    assert len(pipelines.class_names("cifar100")) == 100 and pipelines.class_names("cifar100")[-1] == "worm"
+    emnist = pipelines.class_names("emnist-balanced")
+    assert len(emnist) == 47 and emnist[9:11] == ("9", "A") and "".join(emnist[36:]) == "abdefghnqrt"
+    assert pipelines.class_names("svhn") == pipelines.class_names("digits") == tuple("0123456789")
+    for name in ("dog", "cat"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "a.png").write_bytes(encode_png(np.zeros((4, 4, 3), "uint8")))
+    assert pipelines.class_names(f"folder:{tmp_path}") == ("cat", "dog")
+
+
+def test_the_example_client_talks_to_a_rest_endpoint(loaded, image_files):
+    """examples/tf_serving_client.py against a local stand-in for TF Serving's REST API."""
+    import http.server
+    import importlib.util
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server API.
+            assert self.path == "/v1/models/digits:predict"
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            answer = json.dumps(rest_predict(loaded, body)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        path = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "tf_serving_client.py")
+        spec = importlib.util.spec_from_file_location("tf_serving_client", path)
+        client = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(client)
+        folder, classes = image_files
+        names = ["gray.png", "big.png"]
+        url = f"http://127.0.0.1:{server.server_port}/v1/models/digits"
+        predictions = client.predict(url, [str(folder / n) for n in names])
+    finally:
+        server.shutdown()
+    assert [p["class_name"] for p in predictions] == [classes[n] for n in names]
+    assert set(predictions[0]) == OUTPUTS
+
+
+def test_predict_with_a_model_whose_answer_is_known(tmp_path, capsys):
+    """An RGB `folder:` model that says "bright" when the mean of R+G+B exceeds
+    1.5 (of 3): a grayscale file and files of other sizes are converted and
+    resized in the graph, and the class names are the folder's."""
+    import keras
+
+    for name in ("bright", "dark"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        (tmp_path / "data" / name / "a.png").write_bytes(encode_png(np.zeros((4, 4, 3), "uint8")))
+    inputs = keras.Input((4, 4, 3))
+    dense = keras.layers.Dense(2)
+    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(inputs)))
+    dense.set_weights([np.array([[1.0, 0.0]] * 3, "float32"), np.array([-1.5, 0.0], "float32")])
+    model.save(tmp_path / "m.keras")
+    images = {"white-gray-6x5.png": np.full((6, 5, 1), 255, "uint8"), "black-rgb-10x10.png": np.zeros((10, 10, 3), "uint8"),
+              "light-rgb-4x4.png": np.full((4, 4, 3), 204, "uint8")}
+    for name, image in images.items():
+        (tmp_path / name).write_bytes(encode_png(image))
+    argv = ["predict", str(tmp_path / "m.keras"), "--dataset", f"folder:{tmp_path / 'data'}", "--json", "--top-k", "1"]
+    assert cli.main([*argv, *(str(tmp_path / n) for n in images)]) == 0
+    answers = [a["predictions"][0] for a in json.loads(capsys.readouterr().out)]
+    assert [a["class_name"] for a in answers] == ["bright", "dark", "bright"]
+    # Logits 3 - 1.5 = 1.5 vs 0 (white), 0 - 1.5 vs 0 (black), 2.4 - 1.5 = 0.9 vs 0 (204/255 = 0.8).
+    expected = [1 / (1 + np.exp(-1.5)), 1 / (1 + np.exp(-1.5)), 1 / (1 + np.exp(-0.9))]
+    np.testing.assert_allclose([a["probability"] for a in answers], expected, atol=1e-5)
