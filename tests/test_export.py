@@ -338,7 +338,8 @@ def test_class_names_of_every_dataset(tmp_path):
     assert pipelines.class_names("svhn") == pipelines.class_names("digits") == tuple("0123456789")
     for name in ("dog", "cat"):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "a.png").write_bytes(encode_png(np.zeros((4, 4, 3), "uint8")))
+        for i in range(5):  # Enough for the 80/20 split to leave test images.
+            (tmp_path / name / f"{i}.png").write_bytes(encode_png(np.zeros((4, 4, 3), "uint8")))
     assert pipelines.class_names(f"folder:{tmp_path}") == ("cat", "dog")
 
 
@@ -386,7 +387,8 @@ def test_predict_with_a_model_whose_answer_is_known(tmp_path, capsys):
 
     for name in ("bright", "dark"):
         (tmp_path / "data" / name).mkdir(parents=True)
-        (tmp_path / "data" / name / "a.png").write_bytes(encode_png(np.zeros((4, 4, 3), "uint8")))
+        for i in range(5):  # Enough for the 80/20 split to leave test images.
+            (tmp_path / "data" / name / f"{i}.png").write_bytes(encode_png(np.zeros((4, 4, 3), "uint8")))
     inputs = keras.Input((4, 4, 3))
     dense = keras.layers.Dense(2)
     model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(inputs)))

@@ -313,7 +313,7 @@ def test_corrupt_model_file_is_named(command, damage, saved_model_file, tmp_path
     data = saved_model_file.read_bytes()
     bad = tmp_path / "model.keras"
     bad.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"garbage")
-    argv = [command, str(bad)] + (["--dataset", "digits"] if command == "evaluate" else ["--root", str(tmp_path / "out")])
+    argv = [command, str(bad), "--dataset", "digits"] + (["--root", str(tmp_path / "out")] if command == "export" else [])
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     _one_line(err)
