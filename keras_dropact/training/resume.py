@@ -369,14 +369,29 @@ class RunState(keras.callbacks.Callback):
         self.epoch = epoch
         self._epoch_start = time.perf_counter()
         self._epoch_train_seconds = None
-        if self._metrics is not None:
-            # Keras reset the metrics just before this call: put back the
-            # totals of the steps the interrupted process ran in this epoch.
-            _assign(self.model.metrics_variables, self._metrics, "metric")
-            self._metrics = None
         self._open_interval()
 
+    def _add_saved_metrics(self):
+        """Adds the metric totals of the interrupted process' steps of this epoch.
+
+        Keras builds the compiled metrics in the first step, so they are
+        added after it: total = saved + first step, exactly the sum the
+        uninterrupted run formed (Keras' reducing metrics keep sums).
+        """
+        variables = self.model.metrics_variables
+        if len(variables) != len(self._metrics):
+            raise RuntimeError(
+                f"The backup holds {len(self._metrics)} metric values, the "
+                f"model {len(variables)}: it belongs to another model."
+            )
+        for variable, saved in zip(variables, self._metrics):
+            current = keras.ops.convert_to_numpy(variable)
+            variable.assign(np.asarray(saved, dtype=variable.dtype) + current)
+        self._metrics = None
+
     def on_train_batch_end(self, batch, logs=None):
+        if self._metrics is not None:
+            self._add_saved_metrics()
         self.step += 1
         self.optimizer_steps += 1
         loss = (logs or {}).get("loss")

@@ -137,6 +137,18 @@ def locked(run_dir):
         lock.release()
 
 
+def remove_temporaries(run_dir):
+    """Deletes the temporary files a killed process left (`*.tmp-PID*`).
+
+    Call it only while holding the run's lock: no live writer owns them.
+    """
+    for folder in (run_dir, os.path.join(run_dir, BACKUP)):
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                if ".tmp-" in name:
+                    os.remove(os.path.join(folder, name))
+
+
 def default_run_dir(config):
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return os.path.join("runs", f"{config.model}-{config.dataset}-{config.activation}-{stamp}")

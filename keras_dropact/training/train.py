@@ -139,6 +139,8 @@ def train(config, resume=False, verbose=1, callbacks=(), model_builder=None):
             previous = rd.read_results(run_dir)
             if previous is not None:
                 return _finished(run_dir, previous)
+            if chief:
+                rd.remove_temporaries(run_dir)
         info = pipelines.info(config.dataset)
         recipe = config.resolved_recipe()
         previous_policy = keras.config.dtype_policy()
@@ -268,6 +270,7 @@ def _fit(config, recipe, info, strategy, run_dir, verbose, extra_callbacks,
     run_state = rs.RunState(
         run_dir, steps_per_epoch, examples, backups, config.backup_every, state, started
     )
+    run_state.set_model(model)
     if state is not None:
         # The files derived from the backup, which a kill may have missed.
         run_state.write_epoch_files(checkpoint=state["step"] == 0 and state["epoch"] > 0)
