@@ -111,7 +111,11 @@ def _check_resume_flags(run_dir, given):
     from keras_dropact.training.config import TrainConfig
 
     rd.open_run_dir(run_dir, resume=True)
-    saved = TrainConfig.load(os.path.join(run_dir, rd.CONFIG)).to_dict()
+    path = os.path.join(run_dir, rd.CONFIG)
+    try:
+        saved = TrainConfig.load(path).to_dict()
+    except (OSError, ValueError, TypeError) as error:
+        raise RuntimeError(f"Cannot resume {run_dir!r}: {path!r} is unreadable ({error}).") from error
     changed = [
         f"--{name.replace('_', '-')} {value!r} (saved: {saved[name]!r})"
         for name, value in given.items()

@@ -115,7 +115,8 @@ def test_reference_records_are_counts_not_guesses(runs):
     assert reference["processes"] == 1 and reference["wall_seconds"] >= reference["train_seconds"]
 
 
-def test_a_damaged_latest_backup_falls_back_to_the_one_before(runs, tmp_path):
+@pytest.mark.parametrize("damage", ["flipped byte in the weights", "empty metadata"])
+def test_a_damaged_latest_backup_falls_back_to_the_one_before(runs, tmp_path, damage, capsys):
     reference, killed = runs
     run = _copy(killed["step:7"], tmp_path)
     backups = rs.Backups(os.path.join(run, rd.BACKUP))
@@ -123,12 +124,16 @@ def test_a_damaged_latest_backup_falls_back_to_the_one_before(runs, tmp_path):
     assert newest == 6
     with open(mark) as f:
         weights = os.path.join(run, rd.BACKUP, json.load(f)["weights"])
-    with open(weights, "r+b") as f:  # One flipped byte in the middle.
-        f.seek(os.path.getsize(weights) // 2)
-        byte = f.read(1)
-        f.seek(-1, os.SEEK_CUR)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    if damage == "empty metadata":
+        open(mark, "w").close()
+    else:
+        with open(weights, "r+b") as f:
+            f.seek(os.path.getsize(weights) // 2)
+            byte = f.read(1)
+            f.seek(-1, os.SEEK_CUR)
+            f.write(bytes([byte[0] ^ 0xFF]))
     results = train(TrainConfig(run_dir=run), resume=True, verbose=0)
+    assert "skipped a backup: step-000000006.json" in capsys.readouterr().err
     assert results["optimizer_steps"] == STEPS
     assert results["test_loss"] == pytest.approx(reference["test_loss"], abs=1e-6)
 
