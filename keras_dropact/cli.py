@@ -31,6 +31,11 @@ def _add_train(subparsers):
             f"({defaults['model']} on {defaults['dataset']}, a couple "
             "of minutes on 2 CPU cores). Recipe values can be overridden by flags."
         ),
+        epilog=(
+            "Exit codes: 0 done (or already finished), 2 bad input or refused, "
+            "3 diverged (non-finite loss), 130/143 stopped by SIGINT/SIGTERM "
+            "after a backup. See docs/runs.md."
+        ),
     )
     parser.add_argument("--model", default=defaults["model"], help="a preset of keras_dropact.models (see `python -c 'from keras_dropact import models; print(models.names())'`)")
     parser.add_argument("--dataset", default=defaults["dataset"], help="cifar10, cifar100, svhn, emnist-balanced, digits, mnist1d or folder:PATH")
