@@ -32,6 +32,11 @@ def _add_train(subparsers):
             f"({defaults['model']} on {defaults['dataset']}, a couple "
             "of minutes on 2 CPU cores). Recipe values can be overridden by flags."
         ),
+        epilog=(
+            "Exit codes: 0 done (or already finished), 2 bad input or refused, "
+            "3 diverged (non-finite loss), 130/143 stopped by SIGINT/SIGTERM "
+            "after a backup. See docs/runs.md."
+        ),
     )
     parser.add_argument("--model", default=defaults["model"], help="a preset of keras_dropact.models (see `python -c 'from keras_dropact import models; print(models.names())'`)")
     parser.add_argument("--dataset", default=defaults["dataset"], help="cifar10, cifar100, svhn, emnist-balanced, digits, mnist1d or folder:PATH")
@@ -49,49 +54,85 @@ def _add_train(subparsers):
     parser.add_argument("--mixed-precision", action="store_true", help="float16 on GPU, bfloat16 on CPU")
     parser.add_argument("--data-dir", help="TFDS data directory (prepared datasets, offline use)")
     parser.add_argument("--run-dir", help="where to write the run (default runs/MODEL-DATASET-ACTIVATION-TIME)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last backup")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir exactly where its last backup left it (docs/runs.md)")
     parser.add_argument("--strategy", default=defaults["strategy"], help="auto, none, mirrored, multiworker")
-    parser.add_argument("--backup-every", type=int, default=defaults["backup_every"], help=f"steps between resume backups (default {defaults['backup_every']})")
+    parser.add_argument("--backup-every", type=int, default=defaults["backup_every"], help=f"optimizer steps between resume backups (default {defaults['backup_every']})")
+    parser.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism: a rerun or a resumed run gives bit-identical weights (slower)")
+    # A flag not typed stays unset (TrainConfig's default applies), so that
+    # --resume can refuse the flags that would change the run.
+    for action in parser._actions:
+        if action.dest in defaults and action.dest != "run_dir":
+            action.default = argparse.SUPPRESS
     parser.set_defaults(handler=_train)
 
 
 def _train(args):
+    from keras_dropact.training import resume
+    from keras_dropact.training import run_dir as rd
     from keras_dropact.training.config import TrainConfig
     from keras_dropact.training.train import train
 
+    given = {
+        name: getattr(args, name)
+        for name in TrainConfig.__dataclass_fields__
+        if name != "run_dir" and hasattr(args, name)
+    }
     if args.resume:
         if not args.run_dir:
             raise ValueError("--resume needs --run-dir, the run to continue.")
+        _check_resume_flags(args.run_dir, given)
+        previous = rd.read_results(args.run_dir)
+        if previous is not None and previous.get("status") == "finished":
+            print(
+                f"dropact train: {args.run_dir} already finished (test error "
+                f"{100 * previous['test_error']:.2f}%); nothing to do."
+            )
+            return 0
         config = TrainConfig(run_dir=args.run_dir)
     else:
-        config = TrainConfig(
-            model=args.model,
-            dataset=args.dataset,
-            activation=args.activation,
-            p=args.p,
-            augment=args.augment,
-            recipe=args.recipe,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            dropout=args.dropout,
-            seed=args.seed,
-            steps_per_epoch=args.steps_per_epoch,
-            mixed_precision=args.mixed_precision,
-            data_dir=args.data_dir,
-            run_dir=args.run_dir,
-            strategy=args.strategy,
-            backup_every=args.backup_every,
-        )
-    results = train(config, resume=args.resume)
+        config = TrainConfig(run_dir=args.run_dir, **given)
+    try:
+        results = train(config, resume=args.resume)
+    except resume.TrainingInterrupted as stop:
+        print(f"dropact train: {stop}", file=sys.stderr)
+        return 128 + stop.signum
+    except resume.TrainingDiverged as error:
+        print(f"dropact train: error: {error}", file=sys.stderr)
+        return 3
+    speed = results["images_per_second"]
     print(
         f"\n{results['config']['model']} on {results['config']['dataset']} "
         f"({results['config']['activation']}): test error "
         f"{100 * results['test_error']:.2f}%, test loss {results['test_loss']:.4f}, "
-        f"{results['images_per_second']:.0f} images/s. Run: {results['config']['run_dir']}"
+        f"{'-' if speed is None else f'{speed:.0f}'} images/s. Run: {results['config']['run_dir']}"
     )
     return 0
+
+
+def _check_resume_flags(run_dir, given):
+    """Refuses flags that would change a resumed run (its config.json rules)."""
+    import os
+
+    from keras_dropact.training import run_dir as rd
+    from keras_dropact.training.config import TrainConfig
+
+    rd.open_run_dir(run_dir, resume=True)
+    path = os.path.join(run_dir, rd.CONFIG)
+    try:
+        saved = TrainConfig.load(path).to_dict()
+    except (OSError, ValueError, TypeError) as error:
+        raise RuntimeError(f"Cannot resume {run_dir!r}: {path!r} is unreadable ({error}).") from error
+    changed = [
+        f"--{name.replace('_', '-')} {value!r} (saved: {saved[name]!r})"
+        for name, value in given.items()
+        if saved.get(name) != value
+    ]
+    if changed:
+        raise ValueError(
+            f"--resume continues {run_dir} with the configuration in its "
+            f"{rd.CONFIG}; these flags would change it: {', '.join(changed)}. "
+            "Drop them, or start a new run in another --run-dir."
+        )
 
 
 def _add_evaluate(subparsers):

@@ -10,6 +10,7 @@ emnist-balanced through TFDS; digits and mnist1d offline; `folder:PATH` for
 your own images. Augmentations (`augmentations()`): none, standard, cutout,
 autoaugment (see `pipelines.augment`). `info(name)` describes a dataset;
 `dataset_fn` serves `strategy.distribute_datasets_from_function`;
+`stream_fn` does too, with the endless, resumable stream training reads;
 `ensure_available` checks (or fetches) the data before a run creates anything;
 `prepare` builds a TFDS dataset from archives copied by hand; `class_names(name)`
 lists the label names (what exported models answer).
@@ -25,6 +26,7 @@ from keras_dropact.pipelines import registry as _registry  # noqa: E402
 from keras_dropact.pipelines import tfds_source as _tfds_source  # noqa: E402
 from keras_dropact.pipelines.pipeline import Pipeline as _Pipeline  # noqa: E402
 from keras_dropact.pipelines.pipeline import check_positive_int as _check_positive_int  # noqa: E402
+from keras_dropact.pipelines.pipeline import stream_examples as _stream_examples  # noqa: E402
 from keras_dropact.pipelines.tfds_source import DatasetNotPreparedError  # noqa: E402
 
 __all__ = [
@@ -37,6 +39,8 @@ __all__ = [
     "load",
     "names",
     "prepare",
+    "stream_examples",
+    "stream_fn",
 ]
 
 
@@ -124,6 +128,52 @@ def dataset_fn(name, split, global_batch_size, **kwargs):
         )
 
     return make
+
+
+def stream_fn(name, split, global_batch_size, start_step=0, **kwargs):
+    """Like `dataset_fn`, for the endless stream that training reads.
+
+    Each input pipeline yields `Pipeline.stream`: pass after pass over its
+    shard, batch i a function of (seed, pipeline, i) alone. A step of a
+    strategy with R replicas per pipeline takes R consecutive batches, so
+    the stream of global step `start_step` starts at batch `start_step * R`:
+    a run resumed at that step reads what the uninterrupted run read.
+    `seed` (an int) is required.
+    """
+    _check_positive_int("global_batch_size", global_batch_size)
+    pipeline = _Pipeline(name, split, **kwargs)
+    if pipeline.seed is None:
+        raise ValueError("stream_fn needs an int seed, got None.")
+
+    def make(input_context):
+        replicas = input_context.num_replicas_in_sync // input_context.num_input_pipelines
+        return pipeline.stream(
+            input_context.get_per_replica_batch_size(global_batch_size),
+            start=start_step * replicas,
+            num_pipelines=input_context.num_input_pipelines,
+            pipeline_id=input_context.input_pipeline_id,
+        )
+
+    return make
+
+
+def stream_examples(name, split, global_batch_size, start_step, stop_step,
+                    num_pipelines=1, num_replicas=1, drop_remainder=False):
+    """Examples read in global steps [start_step, stop_step) of `stream_fn`'s data.
+
+    `num_replicas` is the total over all `num_pipelines` input pipelines;
+    the last batch of each pass is smaller, so this is not steps x batch.
+    """
+    spec = _registry.get(name)
+    replicas = num_replicas // num_pipelines
+    per_replica = global_batch_size // num_replicas
+    total = 0
+    for pipeline_id in range(num_pipelines):
+        shard = len(range(pipeline_id, spec.splits[split], num_pipelines))
+        total += _stream_examples(
+            shard, per_replica, start_step * replicas, stop_step * replicas, drop_remainder
+        )
+    return total
 
 
 def info(name):

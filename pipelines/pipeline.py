@@ -10,6 +10,14 @@ Randomness: each batch is zipped with its own stateless seed taken from
 draws new augmentations and shuffles, while two pipelines built with the same
 seed produce identical epochs, independent of map parallelism. Different input
 pipelines of a distribution strategy fold their id into the seeds.
+
+Training reads `Pipeline.stream` instead: an endless sequence of passes
+whose batch i is a function of (seed, i) alone (pass k is shuffled with a
+seed derived from (seed, k), its batch j augmented with one derived from
+(seed, k, j)), so a stream started at batch i yields exactly what a stream
+started at 0 yields from batch i on. That is what makes a resumed run read
+the same batches, in the same order, with the same augmentations, as the
+run it continues.
 """
 
 import numpy as np
@@ -19,6 +27,7 @@ from keras_dropact.pipelines import augment as augment_lib
 from keras_dropact.pipelines import registry
 
 _SHUFFLE_STREAM, _AUGMENT_STREAM = 0, 1
+_GRAPH_SEED = 1
 
 
 def _derived_seed(seed, pipeline_id, stream):
@@ -27,6 +36,37 @@ def _derived_seed(seed, pipeline_id, stream):
         return None
     state = np.random.SeedSequence([seed, pipeline_id, stream]).generate_state(1)
     return int(state[0] >> 1)
+
+
+def _pass_seed(seed, index):
+    """A 62-bit int64 scalar seed for pass `index` (a tensor) of one stream."""
+    return tf.random.stateless_uniform(
+        [], tf.stack([tf.constant(seed, tf.int64), index]),
+        minval=0, maxval=2**62, dtype=tf.int64,
+    )
+
+
+def batches_per_pass(num_examples, batch_size, drop_remainder=False):
+    """Batches in one pass over `num_examples` examples."""
+    if drop_remainder:
+        return num_examples // batch_size
+    return -(-num_examples // batch_size)
+
+
+def stream_examples(num_examples, batch_size, start, stop, drop_remainder=False):
+    """Examples in batches [start, stop) of a stream of passes over `num_examples`.
+
+    Every batch holds `batch_size` examples except the last of each pass,
+    which holds the rest (or is dropped with `drop_remainder`).
+    """
+    per_pass = batches_per_pass(num_examples, batch_size, drop_remainder)
+    pass_examples = per_pass * batch_size if drop_remainder else num_examples
+
+    def before(batch):  # Examples in batches [0, batch).
+        passes, within = divmod(batch, per_pass)
+        return passes * pass_examples + min(within * batch_size, pass_examples)
+
+    return before(stop) - before(start)
 
 
 def check_positive_int(name, value):
@@ -76,6 +116,84 @@ class Pipeline:
         self.drop_remainder = drop_remainder
         self.download = download
 
+    def shard_size(self, num_pipelines=1, pipeline_id=0):
+        """Examples in shard `pipeline_id` of `num_pipelines` (Dataset.shard)."""
+        return len(range(pipeline_id, self.spec.splits[self.split], num_pipelines))
+
+    def _cached_shard(self, num_pipelines, pipeline_id):
+        spec = self.spec
+        dataset = spec.loader(
+            spec, self.split, data_dir=self.data_dir, download=self.download
+        )
+        if num_pipelines > 1:
+            dataset = dataset.shard(num_pipelines, pipeline_id)
+        return dataset.cache()
+
+    def stream(self, batch_size, start=0, num_pipelines=1, pipeline_id=0):
+        """An endless dataset of batches: pass after pass, from batch `start` on.
+
+        Batch i of the stream depends only on (seed, pipeline_id, i): pass k
+        (of `batches_per_pass` batches) is shuffled with a seed derived from
+        (seed, pipeline_id, k) and its batch j augmented with one derived
+        from (seed, pipeline_id, k, j). A stream built with `start=i` thus
+        yields exactly the batches i, i+1, ... of the stream built with
+        `start=0`; the skipped batches of the first pass are neither
+        augmented nor normalised. Needs an int `seed`.
+        """
+        check_positive_int("batch_size", batch_size)
+        if self.seed is None:
+            raise ValueError("A stream needs an int seed, got None.")
+        per_pass = batches_per_pass(
+            self.shard_size(num_pipelines, pipeline_id), batch_size, self.drop_remainder
+        )
+        if per_pass < 1:
+            raise ValueError(
+                f"batch_size {batch_size} exceeds the {self.shard_size(num_pipelines, pipeline_id)} "
+                f"examples of the {self.split!r} shard with drop_remainder."
+            )
+        first_pass, skip = divmod(int(start), per_pass)
+        shard = self._cached_shard(num_pipelines, pipeline_id)
+        buffer_size = self.shard_size(num_pipelines, pipeline_id)
+        shuffle_seed = _derived_seed(self.seed, pipeline_id, _SHUFFLE_STREAM)
+        augment_seed = _derived_seed(self.seed, pipeline_id, _AUGMENT_STREAM)
+        shuffle, drop_remainder = self.shuffle, self.drop_remainder
+
+        def one_pass(index):
+            # Traced in a graph, this sets that graph's seed only: the
+            # shuffle depends on the pass seed alone, not on the caller's
+            # global seed (whose value 0 would also break a tensor op seed).
+            tf.random.set_seed(_GRAPH_SEED)
+            data = shard
+            if shuffle:
+                data = data.shuffle(
+                    buffer_size, seed=_pass_seed(shuffle_seed, index),
+                    reshuffle_each_iteration=False,
+                )
+            data = data.batch(batch_size, drop_remainder=drop_remainder)
+            return data.enumerate().map(lambda j, batch: (index, j, batch))
+
+        dataset = (
+            tf.data.Dataset.range(first_pass, 2**62)
+            .flat_map(one_pass)
+            .skip(skip)
+        )
+        batch_fn = self.batch_fn
+        if self.augmentation.is_random:
+
+            def augment(index, j, batch):
+                seed = tf.random.experimental.stateless_fold_in(
+                    tf.stack([tf.constant(augment_seed, tf.int64), index]), j
+                )
+                return batch_fn(*batch, seed)
+
+            dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            dataset = dataset.map(
+                lambda index, j, batch: batch_fn(*batch),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
     def build(self, batch_size, num_pipelines=1, pipeline_id=0):
         """The batched dataset of (float32 images, int32 labels).
 
@@ -84,12 +202,7 @@ class Pipeline:
         """
         check_positive_int("batch_size", batch_size)
         spec = self.spec
-        dataset = spec.loader(
-            spec, self.split, data_dir=self.data_dir, download=self.download
-        )
-        if num_pipelines > 1:
-            dataset = dataset.shard(num_pipelines, pipeline_id)
-        dataset = dataset.cache()
+        dataset = self._cached_shard(num_pipelines, pipeline_id)
         if self.shuffle:
             dataset = dataset.shuffle(
                 buffer_size=spec.splits[self.split],

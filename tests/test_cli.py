@@ -19,6 +19,7 @@ from keras_dropact.training import run_dir as rd
 from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.export import export
 from keras_dropact.training.export import run_exported
+from keras_dropact.training.resume import Backups
 from keras_dropact.training.train import train
 from tests.conftest import tensorflow_only
 
@@ -128,10 +129,14 @@ def test_corrupt_checkpoint_is_reported(tmp_path, capsys):
     run.mkdir()
     TrainConfig(model="simple-cnn", run_dir=str(run)).save(run / rd.CONFIG)
     (run / rd.BACKUP).mkdir()
-    for name in ("latest.weights.h5", "latest.weights.h5.bkp"):
-        (run / rd.BACKUP / name).write_bytes(b"not an h5 file")
+    for step in (2, 4):
+        name = f"step-{step:09d}"
+        (run / rd.BACKUP / f"{name}.weights.h5").write_bytes(b"not an h5 file")
+        rd.write_json(str(run / rd.BACKUP / f"{name}.json"), {
+            "format": 1, "optimizer_steps": step, "weights": f"{name}.weights.h5", "sha256": "0"})
     assert cli.main(["train", "--resume", "--run-dir", str(run)]) == 2
-    assert "corrupt" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "No usable backup" in err and "step-000000004.weights.h5 is damaged" in err
 
 
 def test_corrupt_model_file_is_reported(tmp_path, capsys):
@@ -145,18 +150,18 @@ def test_resume_after_sigkill_mid_epoch_loses_no_epoch(tmp_path):
     run = str(tmp_path / "killed")
     argv = [sys.executable, "-m", "keras_dropact.cli", "train", "--model", "simple-cnn", "--dataset", "digits",
             "--epochs", "3", "--batch-size", "8", "--backup-every", "5", "--run-dir", run]
-    metadata = os.path.join(run, rd.BACKUP, "training_metadata.json")
+    backups = Backups(os.path.join(run, rd.BACKUP))
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 240
         while time.time() < deadline:
             # Kill once epoch 0 is finished and a mid-epoch backup of epoch 1 exists.
             try:
-                with open(metadata) as f:
+                with open(backups.marks()[0][1]) as f:
                     state = json.load(f)
-                if state["epoch"] >= 1 and state["batch"] > 0:
+                if state["epoch"] >= 1 and state["step"] > 0:
                     break
-            except (OSError, ValueError):
+            except (OSError, ValueError, IndexError):
                 pass
             assert process.poll() is None, "training ended before it could be killed"
             time.sleep(0.05)

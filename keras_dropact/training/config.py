@@ -51,6 +51,8 @@ class TrainConfig:
     recipe defaults to the paper's recipe for the model, or "quick".
     `light` runs (the CPU-scale experiments) write no backup, checkpoint,
     TensorBoard log or saved model, and restart from epoch 0 when resumed.
+    `deterministic` turns on TensorFlow's op determinism, so that a run (and
+    its resumption) gives the same weights bit for bit on the same machine.
     """
 
     model: str = "resnet-20"
@@ -71,6 +73,7 @@ class TrainConfig:
     strategy: str = "auto"
     steps_per_epoch: int | None = None
     backup_every: int = 50
+    deterministic: bool = False
     light: bool = False
 
     def __post_init__(self):

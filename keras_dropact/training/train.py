@@ -9,7 +9,7 @@ network that is not a preset, and `config.light` for short runs that need no
 backups, checkpoints, TensorBoard logs or saved model.
 """
 
-import csv
+import contextlib
 import dataclasses
 import os
 import platform
@@ -22,42 +22,14 @@ from keras_dropact import models
 from keras_dropact import pipelines
 from keras_dropact import __version__
 from keras_dropact.training import distribution
+from keras_dropact.training import faults
+from keras_dropact.training import resume as rs
 from keras_dropact.training import run_dir as rd
 from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.schedule import RecipeLearningRate
 from keras_dropact.training.validate import augmentation
 from keras_dropact.training.validate import model_overrides
 from keras_dropact.training.validate import validate
-
-
-class _EpochTimer(keras.callbacks.Callback):
-    """Logs `epoch_seconds`, the training time of each epoch (no validation)."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_test_begin(self, logs=None):
-        self._train_seconds = time.perf_counter() - self._start
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["epoch_seconds"] = getattr(
-                self, "_train_seconds", time.perf_counter() - self._start
-            )
-
-
-class _StepAndEpochBackup(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that backs up every `save_freq` steps AND at every epoch end.
-
-    Keras backs up either per epoch or per N steps; with steps only, an epoch
-    that ends between two backups would be run again after a crash. Both
-    together mean a kill loses at most `save_freq` steps and never a finished
-    epoch.
-    """
-
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        self._save_model()
 
 
 def build_model(config, info, recipe):
@@ -82,15 +54,6 @@ def compile_model(model, recipe):
     )
 
 
-def read_history(log_path):
-    """Per-epoch rows of `log.csv`, the last row winning for a repeated epoch."""
-    rows = {}
-    with open(log_path, newline="") as f:
-        for row in csv.DictReader(f):
-            rows[int(row["epoch"])] = {k: float(v) for k, v in row.items() if k != "epoch"}
-    return [{"epoch": epoch, **rows[epoch]} for epoch in sorted(rows)]
-
-
 def versions():
     import tensorflow as tf
 
@@ -108,16 +71,19 @@ def train(config, resume=False, verbose=1, callbacks=(), model_builder=None):
     """Trains `config.model` on `config.dataset`; returns the results dict.
 
     A new run needs a run directory that does not exist yet; `resume=True`
-    continues the run in `config.run_dir` from its last backup (taken every
-    `config.backup_every` steps and at every epoch end) with the
-    configuration saved there. The reported test error is the last epoch's;
-    no checkpoint is ever picked by its test accuracy.
+    continues the run in `config.run_dir` exactly where its last backup
+    (taken every `config.backup_every` optimizer steps, at every epoch end
+    and on SIGINT/SIGTERM) left it, with the configuration saved there: the
+    same optimizer steps on the same batches with the same random streams
+    as an uninterrupted run (docs/runs.md). Resuming a finished run does
+    nothing and returns its results. The reported test error is the last
+    epoch's; no checkpoint is ever picked by its test accuracy.
 
     Args:
         config: a `TrainConfig`. With `config.light`, no backup, checkpoint,
             TensorBoard log or saved model is written (`config.json`,
             `log.csv` and `results.json` are), and resuming restarts the
-            run from epoch 0.
+            run from epoch 0. When resuming, only `config.run_dir` is read.
         resume: continue the run in `config.run_dir`.
         verbose: `model.fit` verbosity.
         callbacks: extra Keras callbacks, run before the run's own loggers so
@@ -126,120 +92,248 @@ def train(config, resume=False, verbose=1, callbacks=(), model_builder=None):
             for a network that is not a preset of `keras_dropact.models`
             (`info` is `pipelines.info(config.dataset)`); default: the preset
             `config.model`.
+
+    Raises:
+        resume.TrainingDiverged: the loss or the weights stopped being
+            finite; `results.json` says so (status "diverged", the step).
+        resume.TrainingInterrupted: SIGINT or SIGTERM; a backup was saved.
+        RuntimeError: another process trains this run, or `resume` finds no
+            usable backup for a run that has progress to lose.
     """
+    started = time.perf_counter()
     if resume:
         run_dir = config.run_dir
         rd.open_run_dir(run_dir, resume=True)
-        rd.check_backup(run_dir)
-        config = TrainConfig.load(os.path.join(run_dir, rd.CONFIG))
-        config.run_dir = run_dir
+        config = _load_config(run_dir)
     else:
         config.run_dir = config.run_dir or rd.default_run_dir(config)
         run_dir = config.run_dir
     # The strategy before any TensorFlow work: MultiWorkerMirroredStrategy
     # configures the runtime. Only its chief creates the run directory.
     strategy = distribution.resolve(config.strategy)
+    chief = distribution.is_chief(strategy)
     # Model, dataset, data and their combination, before creating anything.
     validate(config, model_builder, strategy.num_replicas_in_sync)
-    if not resume and distribution.is_chief(strategy):
-        rd.open_run_dir(run_dir, resume=False)
-        config.save(os.path.join(run_dir, rd.CONFIG))
-    info = pipelines.info(config.dataset)
-    recipe = config.resolved_recipe()
+    with contextlib.ExitStack() as stack:
+        if chief:
+            if not resume:
+                rd.open_run_dir(run_dir, resume=False)
+            stack.enter_context(rd.locked(run_dir))
+            if not resume:
+                config.save(os.path.join(run_dir, rd.CONFIG))
+        if resume:
+            previous = rd.read_results(run_dir)
+            if previous is not None:
+                return _finished(run_dir, previous)
+            if chief:
+                rd.remove_temporaries(run_dir)
+        info = pipelines.info(config.dataset)
+        recipe = config.resolved_recipe()
+        previous_policy = keras.config.dtype_policy()
+        if config.mixed_precision:
+            keras.config.set_dtype_policy(_mixed_policy())
+        try:
+            with _op_determinism(config.deterministic), distribution.worker_run_dir(
+                run_dir, strategy
+            ) as out_dir:
+                return _fit(
+                    config, recipe, info, strategy, out_dir, verbose,
+                    callbacks, model_builder or build_model, resume, started,
+                )
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
 
-    previous_policy = keras.config.dtype_policy()
-    if config.mixed_precision:
-        keras.config.set_dtype_policy(_mixed_policy())
+
+def _load_config(run_dir):
+    path = os.path.join(run_dir, rd.CONFIG)
     try:
-        with distribution.worker_run_dir(run_dir, strategy) as out_dir:
-            results = _fit(
-                config, recipe, info, strategy, out_dir, verbose,
-                callbacks, model_builder or build_model,
-            )
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+        config = TrainConfig.load(path)
+    except (OSError, ValueError, TypeError) as error:
+        raise RuntimeError(
+            f"Cannot resume {run_dir!r}: {path!r} is unreadable ({error})."
+        ) from error
+    config.run_dir = run_dir
+    return config
+
+
+def _finished(run_dir, results):
+    """The results of a run that has ended: resuming it changes nothing."""
+    if results.get("status") == "diverged":
+        raise RuntimeError(
+            f"Cannot resume {run_dir!r}: it diverged at optimizer step "
+            f"{results.get('diverged_at_step')}, and resuming would repeat the "
+            "same steps. Start a new run with a lower --lr."
+        )
     return results
 
 
-def _fit(config, recipe, info, strategy, run_dir, verbose, extra_callbacks, model_builder):
+@contextlib.contextmanager
+def _op_determinism(enabled):
+    """TensorFlow's op determinism (`--deterministic`) for the `with` block."""
+    if not enabled:
+        yield
+        return
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # is_/disable_: not public.
+
+    was_enabled = tf_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_enabled:
+            tf_config.disable_op_determinism()
+
+
+def _check_nothing_to_lose(run_dir, backups):
+    """Lets a resume without any backup start at step 0 only if nothing is lost.
+
+    That happens when a run is killed before its first backup. A run with a
+    finished epoch (log.csv, checkpoint.keras) or model must not be trained
+    again from scratch over it.
+    """
+    foreign = backups.foreign_files()
+    if foreign:
+        raise RuntimeError(
+            f"Cannot resume {run_dir!r}: {backups.directory!r} holds no backup "
+            f"this version can read ({', '.join(foreign)}). Nothing was changed; "
+            "start a new run."
+        )
+    progress = [
+        name for name in (rd.LOG, rd.CHECKPOINT, rd.MODEL)
+        if os.path.exists(os.path.join(run_dir, name))
+    ]
+    if progress:
+        raise RuntimeError(
+            f"Cannot resume {run_dir!r}: {backups.directory!r} holds no backup, "
+            f"but the run has progress ({', '.join(progress)}) that training "
+            "from step 0 would replace. Nothing was changed; put the backup "
+            "folder back from a copy, or start a new run."
+        )
+
+
+def _fit(config, recipe, info, strategy, run_dir, verbose, extra_callbacks,
+         model_builder, resume, started):
     """Trains and evaluates under `strategy`, writing into `run_dir`.
 
     `--batch-size` is the global batch: `distribution.distribute` gives each
     replica its share, each worker reading its own shard of the examples.
+    A resumed run first finishes its interrupted epoch (a `fit` of the
+    remaining steps), then runs the other epochs.
     """
     keras.utils.set_random_seed(config.seed)
-    train_data = distribution.distribute(
-        strategy,
-        pipelines.dataset_fn(
-            config.dataset,
-            "train",
-            recipe.batch_size,
-            augment=augmentation(config, info),
-            data_dir=config.data_dir,
-            shuffle=True,
-            seed=config.seed,
-        ),
-    )
+    batch_size = recipe.batch_size
+    steps_per_epoch = config.steps_per_epoch or -(-info["splits"]["train"] // batch_size)
     test_data = distribution.distribute(
         strategy,
         pipelines.dataset_fn(
-            config.dataset, "test", recipe.batch_size, data_dir=config.data_dir
+            config.dataset, "test", batch_size, data_dir=config.data_dir
         ),
     )
+    test_steps = distribution.steps(strategy, info["splits"]["test"], batch_size)
     with strategy.scope():
         model = model_builder(config, info, recipe)
         compile_model(model, recipe)
     distribution.allow_multi_worker_fit(model, strategy)
-    callbacks = [RecipeLearningRate(recipe), *extra_callbacks, _EpochTimer()]
-    if not config.light:
-        callbacks += [
-            _StepAndEpochBackup(
-                os.path.join(run_dir, rd.BACKUP),
-                save_freq=config.backup_every,
-                delete_checkpoint=False,
-                double_checkpoint=True,
-            ),
-            keras.callbacks.ModelCheckpoint(os.path.join(run_dir, rd.CHECKPOINT)),
-            keras.callbacks.TensorBoard(os.path.join(run_dir, rd.TENSORBOARD)),
-        ]
-    # A light run restarts at epoch 0 when resumed: its log starts over too.
-    callbacks.append(
-        keras.callbacks.CSVLogger(os.path.join(run_dir, rd.LOG), append=not config.light)
-    )
-    test_steps = distribution.steps(strategy, info["splits"]["test"], recipe.batch_size)
-    start = time.perf_counter()
-    model.fit(
-        train_data,
-        validation_data=test_data,
-        epochs=recipe.epochs,
-        steps_per_epoch=distribution.steps(
-            strategy, info["splits"]["train"], recipe.batch_size, config.steps_per_epoch
-        ),
-        validation_steps=test_steps,
-        shuffle=False,  # The pipeline shuffles.
-        callbacks=callbacks,
-        verbose=verbose,
-    )
-    wall_seconds = time.perf_counter() - start
-    test_loss, test_accuracy = model.evaluate(test_data, steps=test_steps, verbose=0)
-    if not config.light:
-        model.save(os.path.join(run_dir, rd.MODEL))
 
-    history = read_history(os.path.join(run_dir, rd.LOG))
-    steps = config.steps_per_epoch or int(np.ceil(info["splits"]["train"] / recipe.batch_size))
-    train_seconds = sum(row["epoch_seconds"] for row in history[1:]) or history[0]["epoch_seconds"]
-    timed_epochs = max(len(history) - 1, 1)
+    backups = None if config.light else rs.Backups(os.path.join(run_dir, rd.BACKUP))
+    state = None
+    if resume and backups is not None:
+        with strategy.scope():
+            state = backups.restore(model)
+        if state is None:
+            _check_nothing_to_lose(run_dir, backups)
+    num_pipelines = (
+        distribution.num_workers_in_tf_config() if distribution.is_multi_worker(strategy) else 1
+    )
+
+    def examples(first_step, stop_step):
+        return pipelines.stream_examples(
+            config.dataset, "train", batch_size, first_step, stop_step,
+            num_pipelines=num_pipelines, num_replicas=strategy.num_replicas_in_sync,
+        )
+
+    run_state = rs.RunState(
+        run_dir, steps_per_epoch, examples, backups, config.backup_every, state, started
+    )
+    run_state.set_model(model)
+    if state is not None:
+        # The files derived from the backup, which a kill may have missed.
+        run_state.write_epoch_files(checkpoint=state["step"] == 0 and state["epoch"] > 0)
+    callbacks = [RecipeLearningRate(recipe), *extra_callbacks, run_state]
+    if not config.light:
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, rd.TENSORBOARD)))
+
+    def fit(epochs, steps):
+        train_data = distribution.distribute(
+            strategy,
+            pipelines.stream_fn(
+                config.dataset,
+                "train",
+                batch_size,
+                start_step=run_state.optimizer_steps,
+                augment=augmentation(config, info),
+                data_dir=config.data_dir,
+                shuffle=True,
+                seed=config.seed,
+            ),
+        )
+        model.fit(
+            train_data,
+            validation_data=test_data,
+            initial_epoch=run_state.epoch,
+            epochs=epochs,
+            steps_per_epoch=steps,
+            validation_steps=test_steps,
+            shuffle=False,  # The pipeline shuffles.
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+
+    try:
+        with rs.StopSignals(run_state):
+            if run_state.step > 0:  # Finish the interrupted epoch.
+                fit(run_state.epoch + 1, steps_per_epoch - run_state.step)
+            if run_state.epoch < recipe.epochs:
+                fit(recipe.epochs, steps_per_epoch)
+            if run_state.signal is not None:
+                run_state._interrupt()
+            test_loss, test_accuracy = model.evaluate(test_data, steps=test_steps, verbose=0)
+            if not config.light:
+                rd.save_model(
+                    model, os.path.join(run_dir, rd.MODEL),
+                    before_rename=lambda: faults.point("final_save"),
+                )
+    except rs.TrainingDiverged as error:
+        rd.write_json(os.path.join(run_dir, rd.RESULTS), {
+            "status": "diverged",
+            "diverged_at_step": error.optimizer_step,
+            "diverged_in_epoch": error.epoch,
+            "message": str(error),
+            "config": config.to_dict(),
+            "recipe": dataclasses.asdict(recipe),
+            "test_error": None,
+            "test_loss": None,
+            "epochs_completed": len(run_state.history),
+            "optimizer_steps": error.optimizer_step,
+            "history": run_state.history,
+            **run_state.counters(),
+            "versions": versions(),
+        })
+        raise
     results = {
+        "status": "finished",
         "config": config.to_dict(),
         "recipe": dataclasses.asdict(recipe),
         "trainable_parameters": count_trainable_parameters(model),
         "test_error": float(1.0 - test_accuracy),
         "test_loss": float(test_loss),
-        "epochs_completed": len(history),
-        "history": history,
-        "wall_seconds": wall_seconds,
-        # The first epoch includes tracing and compilation: timed from the second.
-        "images_per_second": steps * recipe.batch_size * timed_epochs / train_seconds,
+        "epochs_completed": len(run_state.history),
+        "optimizer_steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+        "history": run_state.history,
+        # Over all processes of the run; speed without each process' first
+        # (tracing) step and without validation; see RunState.counters.
+        **run_state.counters(),
         "versions": versions(),
     }
     rd.write_json(os.path.join(run_dir, rd.RESULTS), results)
