@@ -101,7 +101,7 @@ def read_history(log_path):
 def versions():
     import tensorflow as tf
 
-    return {
+    found = {
         "keras_dropact": __version__,
         "keras": keras.__version__,
         "keras_backend": keras.backend.backend(),
@@ -109,6 +109,11 @@ def versions():
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
+    if found["keras_backend"] == "jax":
+        import jax
+
+        found["jax"] = jax.__version__
+    return found
 
 
 def train(config, resume=False, verbose=1, callbacks=(), model_builder=None):
@@ -165,7 +170,7 @@ def train(config, resume=False, verbose=1, callbacks=(), model_builder=None):
     if config.mixed_precision:
         keras.config.set_dtype_policy(_mixed_policy())
     try:
-        with distribution.worker_run_dir(run_dir, strategy) as out_dir:
+        with distribution.worker_run_dir(run_dir, strategy) as out_dir, distribution.run_scope(strategy):
             results = _fit(
                 config, recipe, info, strategy, out_dir, verbose,
                 callbacks, model_builder or build_model,
@@ -192,12 +197,14 @@ def _fit(config, recipe, info, strategy, run_dir, verbose, extra_callbacks, mode
             data_dir=config.data_dir,
             shuffle=True,
             seed=config.seed,
+            drop_remainder=distribution.drop_remainder(strategy),
         ),
     )
     test_data = distribution.distribute(
         strategy,
         pipelines.dataset_fn(
-            config.dataset, "test", recipe.batch_size, data_dir=config.data_dir
+            config.dataset, "test", recipe.batch_size, data_dir=config.data_dir,
+            drop_remainder=distribution.drop_remainder(strategy),
         ),
     )
     with strategy.scope():
@@ -254,6 +261,7 @@ def _fit(config, recipe, info, strategy, run_dir, verbose, extra_callbacks, mode
         "wall_seconds": wall_seconds,
         # The first epoch includes tracing and compilation: timed from the second.
         "images_per_second": steps * recipe.batch_size * timed_epochs / train_seconds,
+        "distribution": distribution.describe(strategy),
         "versions": versions(),
     }
     rd.write_json(os.path.join(run_dir, rd.RESULTS), results)
@@ -269,6 +277,4 @@ def count_trainable_parameters(model):
 
 
 def _mixed_policy():
-    import tensorflow as tf
-
-    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    return "mixed_float16" if distribution.has_gpu() else "mixed_bfloat16"
