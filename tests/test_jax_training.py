@@ -13,11 +13,13 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
 
 from keras_dropact.training import run_dir as rd
+from tests.conftest import tensorflow_only
 
 pytestmark = pytest.mark.slow
 
@@ -62,6 +64,40 @@ def _launch(commands):
 
 def _dropact(*args):
     return [sys.executable, "-m", "keras_dropact.cli", *args]
+
+
+def test_backend_and_strategy_mismatches_name_the_alternative(capsys, tmp_path):
+    import keras
+
+    from keras_dropact import cli
+    from keras_dropact.training import distribution
+
+    other = "jax" if keras.backend.backend() == "tensorflow" else "tensorflow"
+    # In a process that already loaded Keras, --backend cannot switch: a clear error.
+    assert cli.main(["train", "--backend", other, "--run-dir", str(tmp_path / "r")]) == 2
+    assert f"KERAS_BACKEND={other}" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "r")
+    if keras.backend.backend() == "tensorflow":
+        with pytest.raises(ValueError, match="needs the JAX backend.*mirrored or multiworker"):
+            distribution.resolve("data-parallel")
+
+
+@tensorflow_only
+def test_multi_worker_patch_is_tied_to_tested_keras_versions(monkeypatch):
+    import keras
+
+    from keras_dropact.training import distribution
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    monkeypatch.setattr(keras, "__version__", "3.99.0")
+    with pytest.warns(UserWarning, match="tested with Keras 3.15.x, not 3.99.0.*JAX backend"):
+        distribution._check_patchable_keras(model)
+    monkeypatch.setattr(keras, "__version__", "3.15.1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        distribution._check_patchable_keras(model)
+    with pytest.raises(RuntimeError, match="no _maybe_symbolic_build.*data-parallel"):
+        distribution._check_patchable_keras(object())  # A Keras without the patched methods.
 
 
 def test_jax_train_resumes_after_sigkill_and_exports(tmp_path):
