@@ -42,6 +42,13 @@ def devices(out, run_root):
             "distribution": results["distribution"],
         }
 
+    odd = os.path.join(run_root, "odd-batch")
+    try:
+        train(TrainConfig(**dict(QUICK, batch_size=33), strategy="data-parallel", run_dir=odd), verbose=0)
+    except ValueError as error:
+        report["odd_batch_error"] = str(error)
+    report["odd_batch_run_dir_exists"] = os.path.exists(odd)
+
     # Masks of a batch of negatives (0 where ReLU was kept, -1 where dropped),
     # drawn the way the train step draws them: a stateless call in one jitted
     # program, on the global batch sharded over the two devices, and on one device.

@@ -171,6 +171,9 @@ def test_data_parallel_on_two_devices_equals_one_device(tmp_path):
     assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)
     assert two["test_loss"] == pytest.approx(one["test_loss"], rel=1e-5)
     assert two["test_error"] == pytest.approx(one["test_error"], abs=1e-9)
+    # A global batch that does not split over the devices fails before anything is written.
+    assert "--batch-size 33" in report["odd_batch_error"] and "multiple of 2" in report["odd_batch_error"]
+    assert not report["odd_batch_run_dir_exists"]
     # The two devices drew different masks for their halves of the batch, and
     # together exactly the one-device draw: one mask per example.
     first, second = (np.array(mask) for mask in report["mask_shards"])

@@ -218,6 +218,20 @@ def steps(strategy, num_examples, global_batch_size, requested=None):
     return -(-num_examples // global_batch_size)
 
 
+def check_global_batch(strategy, global_batch_size):
+    """Raises a clear error if the batch cannot split evenly over JAX's devices.
+
+    tf.distribute strategies accept any batch (replicas may get one example
+    more or less); `keras.distribution.DataParallel` needs equal shares.
+    """
+    if isinstance(strategy, JaxDataParallel) and global_batch_size % strategy.num_replicas_in_sync:
+        raise ValueError(
+            f"--batch-size {global_batch_size} does not split over the "
+            f"{strategy.num_replicas_in_sync} devices of data-parallel training: "
+            f"choose a multiple of {strategy.num_replicas_in_sync}."
+        )
+
+
 def run_scope(strategy):
     """The scope `fit` and `evaluate` must run in: JAX's distribution scope.
 
@@ -238,8 +252,16 @@ def describe(strategy):
     """How the run is distributed, for `results.json`."""
     if isinstance(strategy, JaxDataParallel):
         return strategy.describe()
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        name = "multiworker"
+    elif isinstance(strategy, tf.distribute.MirroredStrategy):
+        name = "mirrored"
+    else:
+        name = "none"
     return {
-        "strategy": type(strategy).__name__,
+        "strategy": name,
         "replicas": strategy.num_replicas_in_sync,
         "processes": (
             max(num_workers_in_tf_config(), 1) if is_multi_worker(strategy) else 1

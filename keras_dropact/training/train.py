@@ -153,6 +153,7 @@ def train(config, resume=False, verbose=1, callbacks=(), model_builder=None):
     # The strategy before any TensorFlow work: MultiWorkerMirroredStrategy
     # configures the runtime. Only its chief creates the run directory.
     strategy = distribution.resolve(config.strategy)
+    distribution.check_global_batch(strategy, config.resolved_recipe().batch_size)
     if not resume:
         # Fail on an unavailable dataset before creating anything; with
         # --data-dir the data must be prepared there: never download.
