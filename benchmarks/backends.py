@@ -14,6 +14,8 @@ The data are CIFAR-shaped (32x32x3, 10 classes) random images written once to
 a temporary `folder:` dataset, so no download is needed and every backend
 reads the same pipeline. Images/s is `results.json`'s (epochs after the
 first, which traces and compiles). The global batch is the same everywhere.
+With `--rounds N` the configurations run N times, interleaved, and each
+reports its median: on a shared machine the load changes between runs.
 
 On a CPU-only host the devices and processes share the same cores: the data
 parallel rows measure the overhead of splitting the batch, not a speed-up.
@@ -25,6 +27,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,6 +114,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128, help="global batch")
     parser.add_argument("--steps", type=int, default=5, help="steps per epoch")
     parser.add_argument("--epochs", type=int, default=3, help="epochs (the first is not timed)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of every configuration (median)")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per configuration")
     args = parser.parse_args()
     configurations = [
@@ -118,15 +122,22 @@ def main():
         ("jax", "dropact", 1, 1), ("jax", "relu", 1, 1),
         ("jax", "dropact", 2, 1), ("jax", "dropact", 1, 2),
     ]
-    rows = {}
+    runs = {configuration: [] for configuration in configurations}
     with tempfile.TemporaryDirectory(prefix="dropact-bench-") as scratch:
         data = os.path.join(scratch, "images")
         write_images(data, train_per_class=args.batch_size * args.steps // 10 + 1, test_per_class=13)
-        for backend, activation, devices, processes in configurations:
-            row = launch(backend, activation, devices, processes, args, data, os.path.join(scratch, "runs"))
-            rows[(backend, activation, devices, processes)] = row
-            print(f"{row['configuration']:32s} {row['images_per_second']:9.1f} images/s"
-                  f"  ({row['wall_seconds']:.0f} s)", flush=True)
+        for round_index in range(args.rounds):
+            for configuration in configurations:
+                run_root = os.path.join(scratch, f"runs{round_index}")
+                row = launch(*configuration, args, data, run_root)
+                runs[configuration].append(row)
+                print(f"{row['configuration']:32s} {row['images_per_second']:9.1f} images/s"
+                      f"  ({row['wall_seconds']:.0f} s)", flush=True)
+    rows = {}
+    for configuration, results in runs.items():
+        speeds = sorted(row["images_per_second"] for row in results)
+        rows[configuration] = {**results[0], "images_per_second": statistics.median(speeds),
+                               "all_images_per_second": speeds}
 
     def ratio(a, b):
         return rows[a]["images_per_second"] / rows[b]["images_per_second"]
@@ -143,7 +154,7 @@ def main():
         print(f"{name:32s} {value:6.2f}")
     print(json.dumps({
         "cpu_count": os.cpu_count(), "model": args.model, "global_batch": args.batch_size,
-        "steps_per_epoch": args.steps, "epochs": args.epochs,
+        "steps_per_epoch": args.steps, "epochs": args.epochs, "rounds": args.rounds,
         "rows": list(rows.values()), "ratios": ratios,
     }, indent=2))
 

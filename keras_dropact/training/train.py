@@ -28,12 +28,18 @@ from keras_dropact.training.schedule import RecipeLearningRate
 
 
 class _EpochTimer(keras.callbacks.Callback):
-    """Logs `epoch_seconds`, the training time of each epoch (no validation)."""
+    """Logs `epoch_seconds`, the training time of each epoch (no validation).
+
+    JAX dispatches steps asynchronously: validation can begin before the
+    last training step has run. Reading the step counter, an output of that
+    step, waits for it.
+    """
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
 
     def on_test_begin(self, logs=None):
+        keras.ops.convert_to_numpy(self.model.optimizer.iterations)
         self._train_seconds = time.perf_counter() - self._start
 
     def on_epoch_end(self, epoch, logs=None):
