@@ -18,6 +18,7 @@ the one loaded, `dropact` sets KERAS_BACKEND and re-executes itself
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -202,6 +203,11 @@ def _switch_backend(backend, argv):
             f"--backend {backend}: Keras is already loaded with the {loaded!r} "
             f"backend in this process. Set KERAS_BACKEND={backend} before Keras is "
             f"imported (e.g. KERAS_BACKEND={backend} dropact ...)."
+        )
+    if importlib.util.find_spec(backend) is None:
+        raise MissingExtraError(
+            f"--backend {backend} needs {backend!r}, which is not installed. "
+            f"Install it with: pip install 'keras-dropact[{'jax' if backend == 'jax' else 'train'}]'"
         )
     os.environ["KERAS_BACKEND"] = backend
     sys.stdout.flush()
