@@ -9,14 +9,33 @@
 
 Every subcommand is a thin wrapper over `keras_dropact.training`, which tests
 and notebooks call directly.
+
+`--backend jax|tensorflow` (train, evaluate, export) picks the Keras backend.
+Keras reads KERAS_BACKEND once, when it is first imported, and importing
+`keras_dropact` imports Keras; so when the flag asks for another backend than
+the one loaded, `dropact` sets KERAS_BACKEND and re-executes itself
+(`python -m keras_dropact.cli ...`) before doing anything else.
+`KERAS_BACKEND=jax dropact ...` does the same without the restart.
 """
 
 import argparse
+import importlib.util
 import json
+import os
 import sys
 
 from keras_dropact import __version__
 from keras_dropact.extras import MissingExtraError
+
+BACKENDS = ("tensorflow", "jax")
+
+
+def _add_backend(parser):
+    parser.add_argument(
+        "--backend", choices=BACKENDS,
+        help="Keras backend (default: KERAS_BACKEND, else Keras' configured one); "
+        "jax trains with keras.distribution (--strategy data-parallel)",
+    )
 
 
 def _add_train(subparsers):
@@ -55,9 +74,10 @@ def _add_train(subparsers):
     parser.add_argument("--data-dir", help="TFDS data directory (prepared datasets, offline use)")
     parser.add_argument("--run-dir", help="where to write the run (default runs/MODEL-DATASET-ACTIVATION-TIME)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir exactly where its last backup left it (docs/runs.md)")
-    parser.add_argument("--strategy", default=defaults["strategy"], help="auto, none, mirrored, multiworker")
+    parser.add_argument("--strategy", default=defaults["strategy"], help="auto, none; TensorFlow: mirrored, multiworker; JAX: data-parallel")
     parser.add_argument("--backup-every", type=int, default=defaults["backup_every"], help=f"optimizer steps between resume backups (default {defaults['backup_every']})")
     parser.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism: a rerun or a resumed run gives bit-identical weights (slower)")
+    _add_backend(parser)
     # A flag not typed stays unset (TrainConfig's default applies), so that
     # --resume can refuse the flags that would change the run.
     for action in parser._actions:
@@ -141,6 +161,7 @@ def _add_evaluate(subparsers):
     parser.add_argument("--dataset", help="default: the dataset the run trained on")
     parser.add_argument("--data-dir")
     parser.add_argument("--batch-size", type=int, default=256)
+    _add_backend(parser)
     parser.set_defaults(handler=_evaluate)
 
 
@@ -162,6 +183,7 @@ def _add_export(subparsers):
     parser.add_argument("--version", type=int, help="version number (default: the next free one)")
     parser.add_argument("--root", default="saved_models", help="export root (default saved_models/)")
     parser.add_argument("--dataset", help="the dataset a bare .keras file was trained on (default: the run's)")
+    _add_backend(parser)
     parser.set_defaults(handler=_export)
 
 
@@ -245,7 +267,35 @@ def build_parser():
     return parser
 
 
+def _switch_backend(backend, argv):
+    """Runs this command again with KERAS_BACKEND=backend (never returns).
+
+    Only the `dropact` process itself (argv None) restarts; a caller that
+    passes argv has Keras loaded in its own process and gets an error.
+    """
+    import keras
+
+    loaded = keras.backend.backend()
+    if argv is not None or os.environ.get("KERAS_BACKEND") == backend:
+        raise RuntimeError(
+            f"--backend {backend}: Keras is already loaded with the {loaded!r} "
+            f"backend in this process. Set KERAS_BACKEND={backend} before Keras is "
+            f"imported (e.g. KERAS_BACKEND={backend} dropact ...)."
+        )
+    if importlib.util.find_spec(backend) is None:
+        raise MissingExtraError(
+            f"--backend {backend} needs {backend!r}, which is not installed. "
+            f"Install it with: pip install 'keras-dropact[{'jax' if backend == 'jax' else 'train'}]'"
+        )
+    os.environ["KERAS_BACKEND"] = backend
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "keras_dropact.cli", *sys.argv[1:]])
+
+
 def main(argv=None):
+    import keras
+
     try:
         parser = build_parser()
     except MissingExtraError as error:  # A core install: no `train` extra.
@@ -256,6 +306,9 @@ def main(argv=None):
         parser.print_help()
         return 0
     try:
+        backend = getattr(args, "backend", None)
+        if backend is not None and backend != keras.backend.backend():
+            _switch_backend(backend, argv)
         return args.handler(args)
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, MissingExtraError) as error:
         print(f"dropact {args.command}: error: {error}", file=sys.stderr)

@@ -57,7 +57,7 @@ def compile_model(model, recipe):
 def versions():
     import tensorflow as tf
 
-    return {
+    found = {
         "keras_dropact": __version__,
         "keras": keras.__version__,
         "keras_backend": keras.backend.backend(),
@@ -65,6 +65,11 @@ def versions():
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
+    if found["keras_backend"] == "jax":
+        import jax
+
+        found["jax"] = jax.__version__
+    return found
 
 
 def train(config, resume=False, verbose=1, callbacks=(), model_builder=None):
@@ -135,7 +140,7 @@ def train(config, resume=False, verbose=1, callbacks=(), model_builder=None):
         try:
             with _op_determinism(config.deterministic), distribution.worker_run_dir(
                 run_dir, strategy
-            ) as out_dir:
+            ) as out_dir, distribution.run_scope(strategy):
                 return _fit(
                     config, recipe, info, strategy, out_dir, verbose,
                     callbacks, model_builder or build_model, resume, started,
@@ -223,11 +228,17 @@ def _fit(config, recipe, info, strategy, run_dir, verbose, extra_callbacks,
     """
     keras.utils.set_random_seed(config.seed)
     batch_size = recipe.batch_size
-    steps_per_epoch = config.steps_per_epoch or -(-info["splits"]["train"] // batch_size)
+    # JAX data parallel needs full batches: every pass then drops its rest.
+    drop_remainder = distribution.drop_remainder(strategy)
+    steps_per_epoch = config.steps_per_epoch or (
+        info["splits"]["train"] // batch_size if drop_remainder
+        else -(-info["splits"]["train"] // batch_size)
+    )
     test_data = distribution.distribute(
         strategy,
         pipelines.dataset_fn(
-            config.dataset, "test", batch_size, data_dir=config.data_dir
+            config.dataset, "test", batch_size, data_dir=config.data_dir,
+            drop_remainder=drop_remainder,
         ),
     )
     test_steps = distribution.steps(strategy, info["splits"]["test"], batch_size)
@@ -243,14 +254,13 @@ def _fit(config, recipe, info, strategy, run_dir, verbose, extra_callbacks,
             state = backups.restore(model)
         if state is None:
             _check_nothing_to_lose(run_dir, backups)
-    num_pipelines = (
-        distribution.num_workers_in_tf_config() if distribution.is_multi_worker(strategy) else 1
-    )
+    num_pipelines, num_replicas = distribution.input_layout(strategy)
 
     def examples(first_step, stop_step):
         return pipelines.stream_examples(
             config.dataset, "train", batch_size, first_step, stop_step,
-            num_pipelines=num_pipelines, num_replicas=strategy.num_replicas_in_sync,
+            num_pipelines=num_pipelines, num_replicas=num_replicas,
+            drop_remainder=drop_remainder,
         )
 
     run_state = rs.RunState(
@@ -276,6 +286,7 @@ def _fit(config, recipe, info, strategy, run_dir, verbose, extra_callbacks,
                 data_dir=config.data_dir,
                 shuffle=True,
                 seed=config.seed,
+                drop_remainder=drop_remainder,
             ),
         )
         model.fit(
@@ -334,6 +345,7 @@ def _fit(config, recipe, info, strategy, run_dir, verbose, extra_callbacks,
         # Over all processes of the run; speed without each process' first
         # (tracing) step and without validation; see RunState.counters.
         **run_state.counters(),
+        "distribution": distribution.describe(strategy),
         "versions": versions(),
     }
     rd.write_json(os.path.join(run_dir, rd.RESULTS), results)
@@ -349,6 +361,4 @@ def count_trainable_parameters(model):
 
 
 def _mixed_policy():
-    import tensorflow as tf
-
-    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    return "mixed_float16" if distribution.has_gpu() else "mixed_bfloat16"

@@ -1,0 +1,172 @@
+"""Data parallelism on the JAX backend with `keras.distribution`.
+
+Keras 3 trains on several devices and machines through JAX and the public
+`keras.distribution` API (the Keras team's answer to keras issue 20585,
+which is why `MultiWorkerMirroredStrategy` needs a patch on TensorFlow):
+
+- `keras.distribution.initialize()` joins the processes of a multi-host run
+  (`jax.distributed.initialize`); it reads KERAS_DISTRIBUTION_JOB_ADDRESSES
+  (the coordinator's host:port first, or all processes' addresses, comma
+  separated), KERAS_DISTRIBUTION_NUM_PROCESSES and
+  KERAS_DISTRIBUTION_PROCESS_ID. Every process runs the same command.
+- `keras.distribution.DataParallel` replicates the variables on every device
+  of every process and splits the batch dimension over them. Each step is
+  one XLA program over the *global* batch, so BatchNorm statistics, the loss
+  mean and the gradients are those of single-device training on that batch.
+
+`JaxDataParallel` is what `distribution.resolve` returns on JAX: it gives
+`train.py` the same few things a `tf.distribute` strategy does (a `scope()`,
+the number of replicas, who writes the run directory) and feeds each process
+its own shard of the examples. The Drop-Activation masks need nothing
+special: `keras.random` draws over the global batch shape inside the step, so
+every example of every device and host gets its own mask (JAX's
+partitionable threefry gives the same numbers as on one device).
+"""
+
+import contextlib
+import os
+
+import keras
+
+# keras.distribution.initialize() reads these (Keras 3 documents them there).
+ENV_ADDRESSES = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
+ENV_NUM_PROCESSES = "KERAS_DISTRIBUTION_NUM_PROCESSES"
+ENV_PROCESS_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
+STRATEGIES = ("auto", "none", "data-parallel")
+
+
+def _hide_gpus_from_tensorflow():
+    """TensorFlow only feeds data here: keep it off the GPUs JAX uses.
+
+    Without this, TensorFlow (imported for tf.data) reserves most of every
+    GPU's memory before JAX allocates anything.
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # TensorFlow already initialised its devices.
+        pass
+
+
+def initialize_processes():
+    """Joins a multi-process run when the KERAS_DISTRIBUTION_* variables name one.
+
+    Returns the number of processes. Does nothing (and returns the count)
+    once JAX's distributed runtime is up, so that several runs in one
+    process share it.
+    """
+    import jax
+
+    requested = int(os.environ.get(ENV_NUM_PROCESSES, "1"))
+    if requested > 1 and not jax.distributed.is_initialized():
+        if ENV_ADDRESSES not in os.environ or ENV_PROCESS_ID not in os.environ:
+            raise ValueError(
+                f"{ENV_NUM_PROCESSES}={requested} needs {ENV_ADDRESSES} (the "
+                f"coordinator's host:port) and {ENV_PROCESS_ID} (0 to "
+                f"{requested - 1}) too."
+            )
+        keras.distribution.initialize()
+    return jax.process_count()
+
+
+class JaxDataParallel:
+    """Training on the JAX backend on one device, or data parallel on several.
+
+    Args:
+        data_parallel: a `keras.distribution.DataParallel` over every device
+            of every process, or None for plain single-device training.
+    """
+
+    def __init__(self, data_parallel=None):
+        import jax
+
+        self.data_parallel = data_parallel
+        self.num_processes = jax.process_count()
+        self.process_id = jax.process_index()
+        self.num_replicas_in_sync = (
+            1 if data_parallel is None else data_parallel.device_mesh.devices.size
+        )
+
+    @property
+    def name(self):
+        return "none" if self.data_parallel is None else "data-parallel"
+
+    def scope(self):
+        """The distribution scope: wrap model building, `fit` and `evaluate`."""
+        if self.data_parallel is None:
+            return contextlib.nullcontext()
+        return self.data_parallel.scope()
+
+    @property
+    def is_chief(self):
+        return self.process_id == 0
+
+    @property
+    def drop_remainder(self):
+        """Data parallel steps need every batch to split evenly over the devices."""
+        return self.data_parallel is not None
+
+    def distribute(self, dataset_fn):
+        """This process's pipeline: its shard of the examples, its share of the batch.
+
+        `dataset_fn(input_context)` (see `pipelines.dataset_fn`) reads shard
+        `process_id` of `num_processes` and batches global_batch /
+        num_processes examples; Keras assembles the processes' batches into
+        one global batch (`jax.make_array_from_process_local_data`). With
+        several processes every pipeline repeats and `fit` is given
+        `distribution.steps(...)` steps, so that all processes run the same
+        number of steps.
+        """
+        import tensorflow as tf
+
+        context = tf.distribute.InputContext(
+            num_input_pipelines=self.num_processes,
+            input_pipeline_id=self.process_id,
+            num_replicas_in_sync=self.num_processes,
+        )
+        dataset = dataset_fn(context)
+        return dataset.repeat() if self.num_processes > 1 else dataset
+
+    def describe(self):
+        return {
+            "strategy": self.name,
+            "replicas": self.num_replicas_in_sync,
+            "processes": self.num_processes,
+        }
+
+
+def resolve(name):
+    """The JAX training setup called `name` (see `STRATEGIES`).
+
+    auto: data-parallel when there is more than one device or process, else
+    none. data-parallel: `keras.distribution.DataParallel` over all devices
+    of all processes (GPUs/TPUs, or the CPU devices that
+    `XLA_FLAGS=--xla_force_host_platform_device_count=N` creates).
+    """
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"Unknown strategy {name!r} for the JAX backend. Valid strategies: "
+            f"{', '.join(STRATEGIES)}."
+        )
+    _hide_gpus_from_tensorflow()
+    num_processes = initialize_processes()
+    devices = keras.distribution.list_devices()
+    if name == "auto":
+        name = "data-parallel" if len(devices) > 1 or num_processes > 1 else "none"
+    if name == "none":
+        if num_processes > 1:
+            raise ValueError(
+                f"{num_processes} processes joined the run, but --strategy none "
+                "trains on one device. Use --strategy data-parallel (or auto)."
+            )
+        return JaxDataParallel()
+    return JaxDataParallel(
+        keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
+    )
+
+
+def has_gpu():
+    import jax
+
+    return any(device.platform == "gpu" for device in jax.devices())
