@@ -183,7 +183,6 @@ def _add_export(subparsers):
     parser.add_argument("--version", type=int, help="version number (default: the next free one)")
     parser.add_argument("--root", default="saved_models", help="export root (default saved_models/)")
     parser.add_argument("--dataset", help="the dataset a bare .keras file was trained on (default: the run's)")
-    _add_backend(parser)
     parser.set_defaults(handler=_export)
 
 
@@ -307,6 +306,10 @@ def main(argv=None):
         return 0
     try:
         backend = getattr(args, "backend", None)
+        if args.command == "export":
+            # Serving signatures are TensorFlow graphs; a .keras file of any
+            # backend loads there unchanged.
+            backend = "tensorflow"
         if backend is not None and backend != keras.backend.backend():
             _switch_backend(backend, argv)
         return args.handler(args)

@@ -104,6 +104,7 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
     if fmt not in FORMATS:
         raise ValueError(f"Unknown export format {fmt!r}. Valid formats: {', '.join(FORMATS)}.")
     require("train", "tensorflow", feature="export")
+    _require_tensorflow_backend()
     if fmt == "onnx":
         _require_onnx()
     artifacts.model_path(source)  # Fails early if there is no model.
@@ -141,6 +142,23 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
         "signatures": metadata["signatures"],
         "max_abs_difference": difference,
     }
+
+
+def _require_tensorflow_backend():
+    """The serving signatures are TensorFlow graphs around the model.
+
+    A `.keras` file holds no backend: a model trained on JAX exports from
+    the TensorFlow backend (`dropact export` switches to it by itself).
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            "Exports with serving signatures are built on the TensorFlow backend, "
+            f"not {keras.backend.backend()!r}: run `dropact export` (it switches "
+            "backend by itself) or set KERAS_BACKEND=tensorflow; the .keras file "
+            "of a JAX run loads there unchanged."
+        )
 
 
 def publish(temporary, version_dir):
