@@ -11,6 +11,9 @@ registry (`act_layer`), live in `keras_dropact.layers`.
 
 from keras_dropact.models.common import pytorch_l2
 from keras_dropact.models.densenet import densenet_bc
+from keras_dropact.models.mnist1d import mnist1d_cnn
+from keras_dropact.models.mnist1d import mnist1d_mlp
+from keras_dropact.models.mnist1d import simple_cnn_1d
 from keras_dropact.models.preresnet import preresnet
 from keras_dropact.models.presets import PRESETS
 from keras_dropact.models.registry import FAMILIES
@@ -34,11 +37,14 @@ __all__ = [
     "densenet_bc",
     "get_preset",
     "mlp",
+    "mnist1d_cnn",
+    "mnist1d_mlp",
     "names",
     "preresnet",
     "pytorch_l2",
     "resnet",
     "resnext",
     "simple_cnn",
+    "simple_cnn_1d",
     "wide_resnet",
 ]

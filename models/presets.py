@@ -119,4 +119,25 @@ PRESETS = {
         "description": "Regression MLP 1-1000-800-200-1 (scalar x, scalar y).",
         "paper": "Figure 3 (regression)",
     },
+    "simple-cnn-1d": {
+        "family": "simple_cnn_1d",
+        "kwargs": {"widths": (32, 64, 128), "hidden": 256, "input_shape": (40, 1)},
+        "params": {10: 197_930},
+        "description": "Figure 2's network in 1-D: [conv3-BN-act-avgpool2] x 3 (32/64/128), FC 256, FC; (40, 1) signals.",
+        "paper": "Figure 2's network on MNIST-1D (CPU scale)",
+    },
+    "mnist1d-mlp": {
+        "family": "mnist1d_mlp",
+        "kwargs": {"hidden": 100, "input_shape": (40, 1)},
+        "params": {10: 15_210},
+        "description": "MNIST-1D's reference MLPBase: 40-100-100 (residual)-10.",
+        "paper": "MNIST-1D reference model (Greydanus 2020; CPU scale)",
+    },
+    "mnist1d-cnn": {
+        "family": "mnist1d_cnn",
+        "kwargs": {"channels": 25, "kernel_sizes": (5, 3, 3), "input_shape": (40, 1)},
+        "params": {10: 5_210},
+        "description": "MNIST-1D's reference ConvBase: 3 x Conv1d(25, stride 2, padding 1), linear.",
+        "paper": "MNIST-1D reference model (Greydanus 2020; CPU scale)",
+    },
 }

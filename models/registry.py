@@ -5,6 +5,9 @@ import inspect
 from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
 from keras_dropact.layers import get_act_layer
 from keras_dropact.models.densenet import densenet_bc
+from keras_dropact.models.mnist1d import mnist1d_cnn
+from keras_dropact.models.mnist1d import mnist1d_mlp
+from keras_dropact.models.mnist1d import simple_cnn_1d
 from keras_dropact.models.preresnet import preresnet
 from keras_dropact.models.presets import PRESETS
 from keras_dropact.models.resnet import cifar_resnet
@@ -23,6 +26,9 @@ FAMILIES = {
     "resnext": resnext,
     "simple_cnn": simple_cnn,
     "mlp": mlp,
+    "mnist1d_mlp": mnist1d_mlp,
+    "mnist1d_cnn": mnist1d_cnn,
+    "simple_cnn_1d": simple_cnn_1d,
 }
 
 

@@ -42,6 +42,9 @@ ACTIVATION_SITES = {
     "resnet-18": 1 + 2 * 8,
     "simple-cnn": 3 + 1,
     "mlp": 3,
+    "simple-cnn-1d": 3 + 1,
+    "mnist1d-mlp": 2,
+    "mnist1d-cnn": 3,
 }
 # One preset per kind of layer (option-A shortcut, projections, dropout,
 # concatenation, grouped convolution, dense nets); the deep bottleneck
@@ -134,6 +137,9 @@ def test_names_are_the_presets_of_the_table():
         "resnet-18",
         "simple-cnn",
         "mlp",
+        "simple-cnn-1d",
+        "mnist1d-mlp",
+        "mnist1d-cnn",
     ]
     assert set(ACTIVATION_SITES) == set(models.names())
 
@@ -366,6 +372,59 @@ def test_simple_cnn_and_mlp_layers():
         200,
         1,
     ]
+
+
+def test_mnist1d_reference_networks_have_the_reference_counts():
+    # MNIST-1D's notebooks/models.py, counted by hand (weights + biases).
+    mlp_count = (40 * 100 + 100) + (100 * 100 + 100) + (100 * 10 + 10)
+    assert mlp_count == 15_210  # "Initialized MLPBase model with 15210 parameters"
+    lengths = [40]
+    for kernel in (5, 3, 3):  # stride 2, padding 1
+        lengths.append((lengths[-1] + 2 - kernel) // 2 + 1)
+    assert lengths == [40, 19, 10, 5]
+    cnn_count = (1 * 5 * 25 + 25) + 2 * (25 * 3 * 25 + 25) + (5 * 25 * 10 + 10)
+    assert cnn_count == 5_210  # "Initialized ConvBase model with 5210 parameters"
+    fig2_count = (3 * 1 * 32 + 3 * 32 * 64 + 3 * 64 * 128  # bias-free convolutions
+                  + 2 * (32 + 64 + 128)  # BatchNorm gamma and beta
+                  + 5 * 128 * 256 + 256 + 256 * 10 + 10)  # 40 -> 20 -> 10 -> 5 samples
+    assert fig2_count == 197_930
+    for name, expected in [("mnist1d-mlp", mlp_count), ("mnist1d-cnn", cnn_count),
+                           ("simple-cnn-1d", fig2_count)]:
+        model = preset_model(name)
+        assert model.input_shape == (None, 40, 1)
+        assert trainable_count(model) == expected == models.get_preset(name)["params"][10], name
+    cnn = preset_model("mnist1d-cnn")
+    assert [out_shape(cnn, f"conv{i}")[1:] for i in (1, 2, 3)] == [(19, 25), (10, 25), (5, 25)]
+    assert [cnn.get_layer(f"conv{i}").kernel_size for i in (1, 2, 3)] == [(5,), (3,), (3,)]
+    assert all(cnn.get_layer(f"conv{i}_pad").padding == (1, 1) for i in (1, 2, 3))
+    assert out_shape(preset_model("simple-cnn-1d"), "block3_pool") == (None, 5, 128)
+
+
+def test_portable_mnist1d_mlp_second_layer_is_residual():
+    # h = act(fc1(x)); h = h + act(fc2(h)): with fc2 zeroed, ReLU gives
+    # logits(h) exactly as without the second layer.
+    model = models.build("mnist1d-mlp", activation="relu", seed=0)
+    fc2 = model.get_layer("fc2")
+    fc2.set_weights([np.zeros_like(w) for w in fc2.get_weights()])
+    x = sample_input(model, batch=4)
+    fc1, logits = ([keras.ops.convert_to_numpy(w) for w in model.get_layer(n).weights]
+                   for n in ("fc1", "logits"))
+    h = np.maximum(x.reshape(4, 40) @ fc1[0] + fc1[1], 0.0)
+    expected = h @ logits[0] + logits[1]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_portable_mnist1d_reference_init_is_pytorchs_uniform():
+    # nn.Linear / nn.Conv1d: weights and biases uniform in +-1/sqrt(fan_in).
+    model = models.build("mnist1d-cnn", seed=0)
+    for name, fan_in in [("conv1", 1 * 5), ("conv2", 25 * 3), ("logits", 125)]:
+        layer = model.get_layer(name)
+        bound = 1 / math.sqrt(fan_in)
+        for weights in (layer.kernel, layer.bias):
+            values = keras.ops.convert_to_numpy(weights)
+            assert np.abs(values).max() <= bound
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
+        assert np.abs(kernel).max() > 0.8 * bound  # Spread over the interval, not tiny.
 
 
 # --- factory arguments ---------------------------------------------------

@@ -53,3 +53,19 @@ def test_callback_applies_warmup_then_milestones_per_step():
     history = model.fit(x, y, batch_size=4, epochs=2, callbacks=[RecipeLearningRate(recipe), record], verbose=0)
     np.testing.assert_allclose(record.rates, [0.01, 0.01, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01], rtol=1e-6)
     np.testing.assert_allclose(history.history["lr"], [0.1, 0.01], rtol=1e-6)
+
+
+def test_mnist1d_recipe_is_adam_and_optimizers_are_checked():
+    from keras_dropact.training.train import make_optimizer
+
+    r = recipes.get("mnist1d")
+    # MNIST-1D's benchmark: Adam 1e-2, batch 100, no weight decay, 6000 steps of 4000 signals.
+    assert (r.optimizer, r.lr, r.batch_size, r.weight_decay, r.milestones) == ("adam", 1e-2, 100, 0.0, ())
+    assert r.epochs * 4000 // r.batch_size == 6000
+    adam = make_optimizer(r)
+    assert isinstance(adam, keras.optimizers.Adam)
+    assert (adam.beta_1, adam.beta_2, adam.epsilon) == (0.9, 0.999, 1e-8)  # PyTorch's defaults
+    sgd = make_optimizer(recipes.get("quick"))
+    assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov and sgd.momentum == 0.9
+    with pytest.raises(ValueError, match="Unknown optimizer 'adamw'. Valid optimizers: sgd, adam"):
+        Recipe(epochs=1, optimizer="adamw")

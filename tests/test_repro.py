@@ -76,6 +76,64 @@ def test_fig2_on_mnist1d_uses_the_flattening_mlp(tmp_path):
     assert results["config"]["model"] == "mlp-1d"
 
 
+NEW_SETUPS = {  # MNIST-1D setup -> (model, recipe, trainable parameters)
+    "mnist1d-mlp": ("mnist1d-mlp", "mnist1d", 15_210),
+    "mnist1d-cnn": ("mnist1d-cnn", "mnist1d", 5_210),
+    "simple-cnn-1d": ("simple-cnn-1d", "quick", 197_930),
+}
+
+
+@tensorflow_only
+def test_fig2_new_mnist1d_setups_write_results_like_the_others(tmp_path):
+    repro(tmp_path, "fig2", "--dataset", "mnist1d", "--p-values", "0.95", *TINY)
+    with open(tmp_path / "fig2" / "mnist1d" / "p0.95" / "seed-0" / "results.json") as f:
+        reference = json.load(f)
+    header = read_csv(tmp_path / "fig2" / "mnist1d" / "fig2-mnist1d.csv")[0].keys()
+    for setup, (model, recipe, parameters) in NEW_SETUPS.items():
+        repro(tmp_path, "fig2", "--dataset", "mnist1d", "--setup", setup, "--p-values", "0.95", *TINY)
+        directory = tmp_path / "fig2" / f"mnist1d-{setup}"
+        with open(directory / "p0.95" / "seed-0" / "results.json") as f:
+            results = json.load(f)
+        assert results.keys() == reference.keys()
+        assert results["history"][0].keys() == reference["history"][0].keys()
+        assert results["config"]["model"] == model and results["config"]["recipe"] == recipe
+        assert results["trainable_parameters"] == parameters
+        assert results["epochs_completed"] == 1 and 0.0 <= results["test_error"] <= 1.0
+        rows = read_csv(directory / f"fig2-mnist1d-{setup}.csv")
+        assert rows[0].keys() == header and [r["p"] for r in rows] == ["0.95"]
+        train_error = 1 - results["history"][-1]["accuracy"]
+        assert float(rows[0]["mean_final_train_error"]) == pytest.approx(train_error, abs=1e-5)
+    # The MNIST-1D recipe: Adam 1e-2, batch 100, no weight decay.
+    assert results["recipe"]["optimizer"] == "sgd"  # simple-cnn-1d: the CPU recipe
+    with open(tmp_path / "fig2" / "mnist1d-mnist1d-cnn" / "p0.95" / "seed-0" / "results.json") as f:
+        recipe = json.load(f)["recipe"]
+    assert (recipe["optimizer"], recipe["lr"], recipe["batch_size"], recipe["weight_decay"]) == (
+        "adam", 0.01, 100, 0.0)
+
+
+@tensorflow_only
+def test_table_and_fig4_choose_a_setup(tmp_path, capsys):
+    repro(tmp_path, "table", "--setup", "mnist1d-cnn", *TINY)
+    text = (tmp_path / "table-cpu" / "table-mnist1d-cnn.md").read_text()
+    lines = text.splitlines()
+    assert lines[2].startswith("| cpu | mnist1d | mnist1d-cnn | 1 | ")
+    assert sum(line.startswith("| cpu |") for line in lines) == 2  # test and training errors
+    assert "Final training error" in text
+    capsys.readouterr()
+    # Figure 4 plots the table's ReLU and Drop-Activation runs: nothing new to train.
+    repro(tmp_path, "fig4", "--dataset", "mnist1d", "--setup", "mnist1d-cnn", *TINY)
+    assert capsys.readouterr().out.count("done before, skipped") == 2
+    rows = read_csv(tmp_path / "fig4" / "mnist1d-cnn-mnist1d" / "fig4.csv")
+    assert [(r["activation"], r["epoch"]) for r in rows] == [("relu", "1"), ("dropact", "1")]
+    # A finished run is reused only for the same configuration.
+    assert cli.main(["repro", "fig4", "--dataset", "mnist1d", "--setup", "mnist1d-cnn", "--seeds", "1",
+                     "--epochs", "2", "--steps-per-epoch", "2", "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "another configuration" in error and "epochs: 1 there, 2 asked" in error
+    assert cli.main(["repro", "fig2", "--dataset", "mnist1d", "--setup", "nope", "--out", str(tmp_path)]) == 2
+    assert "mnist1d-mlp, mnist1d-cnn, simple-cnn-1d" in capsys.readouterr().err
+
+
 def test_fig2_at_cpu_scale_rejects_other_datasets(tmp_path, capsys):
     assert cli.main(["repro", "fig2", "--dataset", "cifar10", "--out", str(tmp_path)]) == 2
     assert "digits, mnist1d" in capsys.readouterr().err
@@ -123,8 +181,11 @@ def test_table_tiny(tmp_path):
     line = next(line for line in text.splitlines() if "| digits |" in line)
     assert line.startswith("| cpu | digits | simple-cnn | 1 | ")
     assert "| baseline (ours) | paper | RReLU (ours) | paper | Drop-Activation (ours) | paper |" in text
-    for name in ("relu", "rrelu", "dropact"):
+    for name in ("relu", "rrelu"):
         assert (tmp_path / "table-cpu" / "simple-cnn-digits" / name / "seed-0" / "results.json").exists()
+    # The Drop-Activation column is Figure 2's run at p = 0.95 (the same configuration).
+    assert (tmp_path / "fig2" / "digits" / "p0.95" / "seed-0" / "results.json").exists()
+    assert not (tmp_path / "table-cpu" / "simple-cnn-digits" / "dropact").exists()
 
 
 def test_table_markdown_names_the_columns_of_augmentation_rows():

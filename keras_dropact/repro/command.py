@@ -19,6 +19,9 @@ def add_parser(subparsers):
     parser.add_argument("--dataset", help="fig2/fig4/fig6 (default: digits at cpu scale, "
                         "cifar10 for fig2 and cifar100 for fig4/fig6 at paper scale)")
     parser.add_argument("--model", help="fig4/fig6 model (default: the dataset's CPU setup, or resnet-164)")
+    parser.add_argument("--setup", help="--scale cpu: the CPU setup of the dataset (fig2, fig4, table; "
+                        "digits: simple-cnn; mnist1d: mlp-1d (default), mnist1d-mlp, mnist1d-cnn, "
+                        "simple-cnn-1d)")
     parser.add_argument("--seeds", type=int, default=5, help="runs per configuration (default 5)")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+N-1 (default 0)")
     parser.add_argument("--out", default="runs/repro", help="output directory (default runs/repro, git-ignored)")
@@ -42,6 +45,8 @@ def run(args):
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
+    if args.setup is not None and args.experiment not in ("fig2", "fig4", "table"):
+        raise ValueError(f"--setup is for fig2, fig4 and table, not {args.experiment}.")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     os.makedirs(args.out, exist_ok=True)
     common = dict(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, verbose=args.verbose)
@@ -50,7 +55,7 @@ def run(args):
 
         dataset = args.dataset or ("digits" if args.scale == "cpu" else "cifar10")
         p_values = tuple(args.p_values) if args.p_values else fig2.P_VALUES
-        fig2.run(dataset, seeds, args.out, scale=args.scale, p_values=p_values, **common)
+        fig2.run(dataset, seeds, args.out, scale=args.scale, p_values=p_values, setup_name=args.setup, **common)
     elif args.experiment == "fig3":
         from keras_dropact.repro import fig3
 
@@ -60,7 +65,8 @@ def run(args):
 
         dataset = args.dataset or ("digits" if args.scale == "cpu" else "cifar100")
         if args.experiment == "fig4":
-            curves.run_fig4(args.model, dataset, seeds, args.out, scale=args.scale, p=args.p, **common)
+            curves.run_fig4(args.model, dataset, seeds, args.out, scale=args.scale, p=args.p,
+                            setup=args.setup, **common)
         else:
             curves.run_fig6(args.model, dataset, seeds, args.out, scale=args.scale, p=args.p,
                             layer=args.layer, **common)
@@ -71,5 +77,5 @@ def run(args):
     else:
         from keras_dropact.repro import table
 
-        table.run(seeds, args.out, scale=args.scale, patterns=args.rows, p=args.p, **common)
+        table.run(seeds, args.out, scale=args.scale, patterns=args.rows, p=args.p, setup=args.setup, **common)
     return 0

@@ -1,7 +1,9 @@
 """Figures 4 and 6: error curves and the shift ratio during training.
 
 Figure 4 trains a model with ReLU and with Drop-Activation (`train`, N seeds
-each) and plots the mean training and test error per epoch. Figure 6 trains
+each) and plots the mean training and test error per epoch. At cpu scale the
+runs of a CPU setup are the table's (`runs.cpu_comparison_run`: the same
+configuration and directory), trained once between them. Figure 6 trains
 the Drop-Activation model with a `ShiftRatioMonitor` on one layer (the
 paper: the output of ResNet-164's second stage) and plots
 Var(X_test) / Var(X_train) per epoch next to eq. (15)'s value and 1.
@@ -24,9 +26,9 @@ from keras_dropact.repro import runs
 DEFAULT_LAYERS = {"simple-cnn": "block3_conv"}
 
 
-def _fields(model, dataset, scale, epochs, steps_per_epoch):
-    if scale == "cpu" and dataset in runs.CPU_SETUPS:
-        fields = dict(runs.CPU_SETUPS[dataset])
+def _fields(model, dataset, scale, epochs, steps_per_epoch, setup=None):
+    if scale == "cpu" and (dataset in runs.CPU_SETUPS or setup is not None):
+        fields = runs.cpu_setup(dataset, setup)[1]
         fields["model"] = model or fields["model"]
     else:
         fields = dict(model=model or "resnet-164")
@@ -36,23 +38,36 @@ def _fields(model, dataset, scale, epochs, steps_per_epoch):
     return fields
 
 
-def run_fig4(model, dataset, seeds, out, scale="cpu", p=DEFAULT_KEEP_PROBABILITY, epochs=None, steps_per_epoch=None, verbose=0):
-    """Mean training/test error per epoch, ReLU vs Drop-Activation."""
-    fields = _fields(model, dataset, scale, epochs, steps_per_epoch)
+def run_fig4(model, dataset, seeds, out, scale="cpu", p=DEFAULT_KEEP_PROBABILITY, epochs=None, steps_per_epoch=None, verbose=0,
+             setup=None):
+    """Mean training/test error per epoch, ReLU vs Drop-Activation.
+
+    `setup` picks a CPU setup of `dataset` (`runs.CPU_SETUPS`).
+    """
+    fields = _fields(model, dataset, scale, epochs, steps_per_epoch, setup)
+    shared = (scale == "cpu" and dataset in runs.CPU_SETUPS
+              and model in (None, runs.cpu_setup(dataset, setup)[1]["model"]))
     experiment = os.path.join("fig4", f"{fields['model']}-{dataset}")
     progress = runs.Progress("fig4", 2 * len(seeds))
     histories = {"relu": [], "dropact": []}
     for seed in seeds:
         for activation in histories:
-            name = activation if activation == "relu" else f"dropact-p{p:.2f}"
-            config = runs.make_config(out, experiment, name, seed, dataset=dataset,
-                                      activation=activation, p=p, **fields)
+            if shared:
+                # Literally the table's ReLU and Drop-Activation runs (same
+                # configuration, same directory): trained once, used by both.
+                config = runs.cpu_comparison_run(out, dataset, runs.cpu_setup(dataset, setup)[0],
+                                                 activation, p, seed, **fields)
+            else:
+                name = activation if activation == "relu" else f"dropact-p{p:.2f}"
+                config = runs.make_config(out, experiment, name, seed, dataset=dataset,
+                                          activation=activation, p=p, **fields)
             progress.start()
             results, skipped = runs.train_classifier(config, scale, verbose=verbose)
             histories[activation].append(results["history"])
             progress.finish(f"{fields['model']} on {dataset}, {activation}, seed {seed}",
                             f"test error {100 * results['test_error']:.2f}%", skipped)
     directory = os.path.join(out, experiment)
+    os.makedirs(directory, exist_ok=True)
     series, rows = {}, []
     for activation, runs_histories in histories.items():
         epochs_done = min(len(h) for h in runs_histories)

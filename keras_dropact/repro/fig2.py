@@ -15,20 +15,29 @@ from keras_dropact.repro.stats import mean_ci
 P_VALUES = tuple(round(0.60 + 0.05 * i, 2) for i in range(9))
 
 
-def setup(dataset, scale):
-    """The TrainConfig fields of a Figure 2 run on `dataset` at `scale`."""
+def setup(dataset, scale, setup_name=None):
+    """`(experiment directory, TrainConfig fields)` of Figure 2 on `dataset` at `scale`.
+
+    At cpu scale `setup_name` picks one of `runs.CPU_SETUPS[dataset]`; the
+    dataset's default setup keeps the directory `fig2/DATASET`, another
+    writes to `fig2/DATASET-SETUP`.
+    """
     if scale == "cpu":
-        if dataset not in runs.CPU_SETUPS:
-            raise ValueError(
-                f"Figure 2 at --scale cpu runs on offline data: dataset must be one of "
-                f"{', '.join(runs.CPU_SETUPS)}, got {dataset!r}."
-            )
-        return dict(runs.CPU_SETUPS[dataset])
+        name, fields = runs.cpu_setup(dataset, setup_name)
+        return runs.fig2_label(dataset, name), fields
+    if setup_name is not None:
+        raise ValueError(f"--setup is for --scale cpu; got --setup {setup_name!r} at --scale {scale}.")
     # The paper's setting: the simple CNN with the default recipe for it.
-    return dict(model="simple-cnn")
+    return dataset, dict(model="simple-cnn")
 
 
-def run(dataset, seeds, out, scale="cpu", p_values=P_VALUES, epochs=None, steps_per_epoch=None, verbose=0):
+def final_train_error(results):
+    """The last epoch's training error as `fit` logs it (training mode: random masks)."""
+    return 1.0 - results["history"][-1]["accuracy"]
+
+
+def run(dataset, seeds, out, scale="cpu", p_values=P_VALUES, epochs=None, steps_per_epoch=None, verbose=0,
+        setup_name=None):
     """Trains every (p, seed), writes the CSV and the plot; returns the rows.
 
     Seeds are the outer loop, so an interrupted sweep leaves every p with
@@ -36,14 +45,17 @@ def run(dataset, seeds, out, scale="cpu", p_values=P_VALUES, epochs=None, steps_
 
     Returns:
         A list of dicts, one per p: p, n, mean and half width of the test
-        error's 95% interval, its std, and the per-seed errors.
+        error's 95% interval, its std, the per-seed errors, the paired
+        difference to p = 1, and the mean and interval of the final
+        training error (as `fit` logs it).
     """
-    fields = setup(dataset, scale)
+    label, fields = setup(dataset, scale, setup_name)
     if epochs is not None:
         fields["epochs"] = epochs
-    experiment = os.path.join("fig2", dataset)
+    experiment = os.path.join("fig2", label)
     progress = runs.Progress("fig2", len(seeds) * len(p_values))
     errors = {p: [] for p in p_values}
+    train_errors = {p: [] for p in p_values}
     for seed in seeds:
         for p in p_values:
             config = runs.make_config(
@@ -53,6 +65,7 @@ def run(dataset, seeds, out, scale="cpu", p_values=P_VALUES, epochs=None, steps_
             progress.start()
             results, skipped = runs.train_classifier(config, scale, verbose=verbose)
             errors[p].append(results["test_error"])
+            train_errors[p].append(final_train_error(results))
             progress.finish(
                 f"{fields['model']} on {dataset}, p={p:.2f}, seed {seed}",
                 f"test error {100 * results['test_error']:.2f}%", skipped,
@@ -60,16 +73,18 @@ def run(dataset, seeds, out, scale="cpu", p_values=P_VALUES, epochs=None, steps_
     rows = []
     for p in p_values:
         summary = mean_ci(errors[p])
+        train = mean_ci(train_errors[p])
         # Runs of one seed share the initialisation and the data order, so
         # the difference to p = 1 (plain ReLU) is paired by seed.
         paired = mean_ci([e - r for e, r in zip(errors[p], errors[1.0])]) if 1.0 in errors else None
         rows.append(dict(p=p, n=summary.n, mean_error=summary.mean, ci95=summary.half_width,
                          std=summary.std, errors=errors[p],
                          diff_vs_relu=paired.mean if paired else float("nan"),
-                         diff_ci95=paired.half_width if paired else float("nan")))
+                         diff_ci95=paired.half_width if paired else float("nan"),
+                         mean_train_error=train.mean, train_ci95=train.half_width))
     directory = os.path.join(out, experiment)
-    write_csv(rows, os.path.join(directory, f"fig2-{dataset}.csv"))
-    plots.fig2(rows, os.path.join(directory, f"fig2-{dataset}.png"),
+    write_csv(rows, os.path.join(directory, f"fig2-{label}.csv"))
+    plots.fig2(rows, os.path.join(directory, f"fig2-{label}.png"),
                title=f"Figure 2: {fields['model']} on {dataset} ({len(seeds)} seeds per p)")
     return rows
 
@@ -78,10 +93,12 @@ def write_csv(rows, path):
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["p", "n", "mean_test_error", "ci95_half_width", "std",
-                         "paired_diff_vs_p1", "paired_diff_ci95_half_width", "test_errors"])
+                         "paired_diff_vs_p1", "paired_diff_ci95_half_width", "test_errors",
+                         "mean_final_train_error", "train_ci95_half_width"])
         for row in rows:
             writer.writerow([
                 f"{row['p']:.2f}", row["n"], f"{row['mean_error']:.5f}", f"{row['ci95']:.5f}",
                 f"{row['std']:.5f}", f"{row['diff_vs_relu']:.5f}", f"{row['diff_ci95']:.5f}",
                 " ".join(f"{e:.5f}" for e in row["errors"]),
+                f"{row['mean_train_error']:.5f}", f"{row['train_ci95']:.5f}",
             ])

@@ -25,14 +25,70 @@ from keras_dropact.training.run_dir import RESULTS
 from keras_dropact.training.run_dir import write_json
 from keras_dropact.training.train import train
 
-# The CPU-scale setups: offline data, small networks, a few seconds a run.
-# `simple-cnn` is the Figure 2 network (8x8 digits pool down to 1x1);
-# MNIST-1D signals are (40, 1), which neither `simple-cnn` (2-D) nor the
-# `mlp` preset (flat input) takes, so it gets `mlp-1d` (flatten + MLP).
+# The CPU-scale setups: offline data and small networks, by dataset and
+# setup name (the first setup of a dataset is its default). `simple-cnn` is
+# the Figure 2 network (8x8 digits pool down to 1x1); `mlp-1d` flattens
+# MNIST-1D's (40, 1) signals into an MLP (the first MNIST-1D setup, 12
+# epochs). `mnist1d-mlp` and `mnist1d-cnn` are MNIST-1D's reference networks
+# with its own recipe (`recipes.RECIPES["mnist1d"]`: Adam 1e-2, batch 100,
+# 6000 steps); `simple-cnn-1d` is Figure 2's network (with BatchNorm) in 1-D
+# with the CPU recipe of the other setups.
+_QUICK = dict(epochs=12, batch_size=64)
 CPU_SETUPS = {
-    "digits": dict(model="simple-cnn", epochs=12, batch_size=64),
-    "mnist1d": dict(model="mlp-1d", epochs=12, batch_size=64),
+    "digits": {"simple-cnn": dict(model="simple-cnn", **_QUICK)},
+    "mnist1d": {
+        "mlp-1d": dict(model="mlp-1d", **_QUICK),
+        "mnist1d-mlp": dict(model="mnist1d-mlp", recipe="mnist1d"),
+        "mnist1d-cnn": dict(model="mnist1d-cnn", recipe="mnist1d"),
+        "simple-cnn-1d": dict(model="simple-cnn-1d", **_QUICK),
+    },
 }
+
+
+def cpu_setup(dataset, setup=None):
+    """`(name, TrainConfig fields)` of CPU setup `setup` (default: the dataset's first).
+
+    Raises a ValueError naming the valid datasets or setups.
+    """
+    if dataset not in CPU_SETUPS:
+        raise ValueError(
+            f"--scale cpu runs on offline data: dataset must be one of "
+            f"{', '.join(CPU_SETUPS)}, got {dataset!r}."
+        )
+    setups = CPU_SETUPS[dataset]
+    if setup is None:
+        setup = next(iter(setups))
+    if setup not in setups:
+        raise ValueError(
+            f"Unknown --setup {setup!r} for {dataset}: valid setups are {', '.join(setups)}."
+        )
+    return setup, dict(setups[setup])
+
+
+def is_default_setup(dataset, setup):
+    """True for the dataset's first setup (whose output paths predate `--setup`)."""
+    return setup == next(iter(CPU_SETUPS[dataset]))
+
+
+def fig2_label(dataset, setup):
+    """Figure 2's name for a CPU setup: `DATASET` for the default, else `DATASET-SETUP`."""
+    return dataset if is_default_setup(dataset, setup) else f"{dataset}-{setup}"
+
+
+def cpu_comparison_run(out, dataset, setup, activation, p, seed, **fields):
+    """The config of a CPU setup's ReLU / RReLU / Drop-Activation run (table, Figure 4).
+
+    The Drop-Activation run is Figure 2's run at the same p (literally the
+    same configuration, so it lives in Figure 2's directory and is trained
+    once); ReLU and RReLU runs live in `table-cpu/MODEL-DATASET/ACTIVATION`.
+    """
+    model = fields["model"]
+    if activation == "dropact":
+        experiment, name = os.path.join("fig2", fig2_label(dataset, setup)), f"p{p:.2f}"
+    else:
+        experiment, name = os.path.join("table-cpu", f"{model}-{dataset}"), activation
+    return make_config(out, experiment, name, seed, dataset=dataset, activation=activation, p=p, **fields)
+
 
 # Hidden widths of `mlp-1d`, our choice (the paper has no MNIST-1D model).
 MLP_1D_HIDDEN = (512, 256)
@@ -89,14 +145,38 @@ def write_results(path, results):
     write_json(os.path.join(path, RESULTS), results)
 
 
+# The TrainConfig fields that define what a run trains (not where or how it
+# is logged): a finished run is reused only if they all match.
+RUN_FIELDS = ("model", "dataset", "activation", "p", "augment", "recipe", "epochs", "batch_size", "lr",
+              "weight_decay", "dropout", "seed", "steps_per_epoch", "mixed_precision")
+
+
+def check_same_run(config, results):
+    """Raises a ValueError unless the finished `results` are a run of `config`.
+
+    Guards the reuse of a finished run: two experiments (e.g. the table and
+    Figure 4) share a directory only for literally the same run.
+    """
+    done = results["config"]
+    differ = [f"{name}: {done.get(name)!r} there, {getattr(config, name)!r} asked"
+              for name in RUN_FIELDS if done.get(name) != getattr(config, name)]
+    if differ:
+        raise ValueError(
+            f"{config.run_dir} holds a finished run of another configuration ({'; '.join(differ)}); "
+            f"use another --out."
+        )
+
+
 def train_classifier(config, scale, callbacks=(), verbose=0):
     """Trains `config` into `config.run_dir` unless it has finished there.
 
     Returns `(results, skipped)`. Runs at `scale="cpu"` are light (see the
-    module docstring); a run that started but did not finish is resumed.
+    module docstring); a run that started but did not finish is resumed. A
+    finished run is reused only if it is a run of `config` (`check_same_run`).
     """
     results = load_results(config.run_dir)
     if results is not None:
+        check_same_run(config, results)
         return results, True
     keras.backend.clear_session()
     config.light = scale != "paper"

@@ -2,7 +2,9 @@
 
 `--scale paper` runs the paper's rows with their full recipes (GPU, days);
 `--scale cpu` runs the same three columns on the offline datasets with the
-small CPU setups, so the whole table runs on a laptop. Every cell is N
+small CPU setups, so the whole table runs on a laptop; there the
+Drop-Activation column is Figure 2's run at the same p (the same
+configuration, trained once: `runs.cpu_comparison_run`). Every cell is N
 seeds; the Markdown table gives mean +- 95% t-interval half width (%), the
 paper's single number where it has one, and the Drop-Activation minus
 baseline difference paired by seed.
@@ -60,15 +62,25 @@ PAPER_ROWS = [Row(t, d, m, _STANDARD, tuple(numbers)) for t, d, m, *numbers in _
     Row(6, "cifar100", "resnet-164", _augmented("autoaugment"), (25.16, 21.12, 20.39)),
     Row(6, "cifar100", "wrn-28-10", _augmented("autoaugment"), (18.85, 17.09, 16.20)),
 ]
-CPU_ROWS = [Row("cpu", dataset, setup["model"], _STANDARD, (None, None, None))
-            for dataset, setup in runs.CPU_SETUPS.items()]
+# One row per CPU setup; a row's model is its setup's name.
+CPU_ROWS = [Row("cpu", dataset, name, _STANDARD, (None, None, None))
+            for dataset, setups in runs.CPU_SETUPS.items() for name in setups]
 
 
-def select_rows(scale, patterns=()):
-    """The rows of `scale` whose "table dataset model" contains every pattern."""
+def select_rows(scale, patterns=(), setup=None):
+    """The rows of `scale` whose "table dataset model" contains every pattern.
+
+    `setup` (cpu scale) keeps only the row of that CPU setup.
+    """
     if scale not in ("cpu", "paper"):
         raise ValueError(f"Invalid scale {scale!r}: valid scales are cpu, paper.")
     rows = CPU_ROWS if scale == "cpu" else PAPER_ROWS
+    if setup is not None:
+        setups = [r.model for r in CPU_ROWS]
+        if scale != "cpu" or setup not in setups:
+            raise ValueError(f"Unknown --setup {setup!r} for table at --scale {scale}: "
+                             f"valid setups (--scale cpu) are {', '.join(setups)}.")
+        rows = [r for r in rows if r.model == setup]
     chosen = [r for r in rows if all(p in f"{r.table} {r.dataset} {r.model}" for p in patterns)]
     if not chosen:
         raise ValueError(
@@ -80,7 +92,7 @@ def select_rows(scale, patterns=()):
 
 def _fields(row, scale, epochs):
     if scale == "cpu":
-        fields = dict(runs.CPU_SETUPS[row.dataset])
+        fields = runs.cpu_setup(row.dataset, row.model)[1]
     else:
         fields = dict(model=row.model)
     if epochs is not None:
@@ -88,56 +100,74 @@ def _fields(row, scale, epochs):
     return fields
 
 
-def run(seeds, out, scale="cpu", patterns=(), p=DEFAULT_KEEP_PROBABILITY, epochs=None, steps_per_epoch=None, verbose=0):
-    """Trains every (row, column, seed); writes and returns the Markdown table."""
-    rows = select_rows(scale, patterns)
+def run(seeds, out, scale="cpu", patterns=(), p=DEFAULT_KEEP_PROBABILITY, epochs=None, steps_per_epoch=None, verbose=0,
+        setup=None):
+    """Trains every (row, column, seed); writes and returns the Markdown tables.
+
+    The file is `table-SCALE/table.md`, or `table-cpu/table-SETUP.md` for
+    one `setup`. Below the test errors, a second table gives the final
+    training errors (as `fit` logs them) of the same runs.
+    """
+    rows = select_rows(scale, patterns, setup)
     progress = runs.Progress("table", len(seeds) * sum(len(r.columns) for r in rows))
     errors = collections.defaultdict(dict)
+    train_errors = collections.defaultdict(dict)
     for seed in seeds:
         for row in rows:
             fields = _fields(row, scale, epochs)
             experiment = os.path.join(f"table-{scale}", f"{row.model}-{row.dataset}")
             for column in row.columns:
-                name = column.activation + (f"-{column.augment}" if column.augment else "")
-                config = runs.make_config(
-                    out, experiment, name, seed, dataset=row.dataset, activation=column.activation,
-                    p=p, augment=column.augment, steps_per_epoch=steps_per_epoch, **fields,
-                )
+                if scale == "cpu":
+                    config = runs.cpu_comparison_run(
+                        out, row.dataset, row.model, column.activation, p, seed,
+                        steps_per_epoch=steps_per_epoch, **fields,
+                    )
+                else:
+                    name = column.activation + (f"-{column.augment}" if column.augment else "")
+                    config = runs.make_config(
+                        out, experiment, name, seed, dataset=row.dataset, activation=column.activation,
+                        p=p, augment=column.augment, steps_per_epoch=steps_per_epoch, **fields,
+                    )
                 progress.start()
                 results, skipped = runs.train_classifier(config, scale, verbose=verbose)
                 errors[row].setdefault(column, {})[seed] = results["test_error"]
+                train_errors[row].setdefault(column, {})[seed] = 1.0 - results["history"][-1]["accuracy"]
                 progress.finish(f"{row.model} on {row.dataset}, {column.label}, seed {seed}",
                                 f"test error {100 * results['test_error']:.2f}%", skipped)
-    text = markdown(rows, errors, seeds)
+    text = markdown(rows, errors, seeds) + "\n" + markdown(
+        rows, train_errors, seeds, what="Final training error (the last epoch's, as `fit` logs it: "
+        "random masks for Drop-Activation and RReLU)", paper=False)
     directory = os.path.join(out, f"table-{scale}")
-    with open(os.path.join(directory, "table.md"), "w") as f:
+    with open(os.path.join(directory, f"table-{setup}.md" if setup else "table.md"), "w") as f:
         f.write(text)
     print(text, flush=True)
     return text
 
 
-def markdown(rows, errors, seeds):
+def markdown(rows, errors, seeds, what="Test error", paper=True):
     """The table: per column our mean +- 95% CI (%) and the paper's number.
 
     The column headers are the first row's column labels; a cell of a row
     whose columns differ (Tables 5-6: augmentations) names its own column.
+    `paper=False` leaves out the paper's columns (for training errors).
     """
     labels = [column.label for column in rows[0].columns]
     header = ["table", "dataset", "model", "seeds"]
     for label in labels:
-        header += [f"{label} (ours)", "paper"]
+        header += [f"{label} (ours)", "paper"] if paper else [f"{label} (ours)"]
     header.append(f"{labels[-1]} - {labels[0]}, paired (ours)")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [str(row.table), row.dataset, row.model, str(len(seeds))]
-        for column, label, paper in zip(row.columns, labels, row.paper):
+        for column, label, number in zip(row.columns, labels, row.paper):
             ours = format_ci(mean_ci([errors[row][column][s] for s in seeds]))
-            cells += [ours if column.label == label else f"{column.label}: {ours}",
-                      "-" if paper is None else f"{paper:.2f}"]
+            cells.append(ours if column.label == label else f"{column.label}: {ours}")
+            if paper:
+                cells.append("-" if number is None else f"{number:.2f}")
         base = np.array([errors[row][row.columns[0]][s] for s in seeds])
         drop = np.array([errors[row][row.columns[-1]][s] for s in seeds])
         cells.append(format_ci(mean_ci(drop - base)))
         lines.append("| " + " | ".join(cells) + " |")
-    note = ("\nTest error in %, mean +- half width of the 95% Student-t interval over the seeds; "
-            "the paper reports single numbers.\n")
+    note = (f"\n{what} in %, mean +- half width of the 95% Student-t interval over the seeds"
+            + ("; the paper reports single numbers.\n" if paper else ".\n"))
     return "\n".join(lines) + "\n" + note

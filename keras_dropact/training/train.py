@@ -44,11 +44,18 @@ def build_model(config, info, recipe):
     )
 
 
+def make_optimizer(recipe):
+    """The recipe's optimizer: SGD with momentum, or Adam with PyTorch's defaults."""
+    if recipe.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=recipe.lr, epsilon=1e-8)
+    return keras.optimizers.SGD(
+        learning_rate=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov
+    )
+
+
 def compile_model(model, recipe):
     model.compile(
-        optimizer=keras.optimizers.SGD(
-            learning_rate=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov
-        ),
+        optimizer=make_optimizer(recipe),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
