@@ -46,10 +46,17 @@ def get_preset(name):
     return PRESETS[name]
 
 
-# The rank of one example each family takes: (H, W, C) images, or flat
-# (features,) vectors for the MLP.
-INPUT_RANKS = {family: 3 for family in FAMILIES} | {"mlp": 1}
-_INPUT_KINDS = {3: "images (height, width, channels)", 1: "flat vectors (features,)"}
+# The rank of one example each family takes: (H, W, C) images, (length,
+# channels) signals for the MNIST-1D networks, or flat (features,) vectors
+# for the MLP.
+INPUT_RANKS = {family: 3 for family in FAMILIES} | {
+    "mlp": 1, "mnist1d_mlp": 2, "mnist1d_cnn": 2, "simple_cnn_1d": 2,
+}
+_INPUT_KINDS = {
+    3: "images (height, width, channels)",
+    2: "1-D signals (length, channels)",
+    1: "flat vectors (features,)",
+}
 
 
 def check_build(name, input_shape=None, **overrides):

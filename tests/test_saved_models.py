@@ -27,7 +27,8 @@ from keras_dropact.training.train import train
 
 pytestmark = [tensorflow_only, pytest.mark.slow]
 
-# family -> the builder's arguments for a small member taking 8x8x1 digits.
+# family -> the builder's arguments for a small member: the image families
+# take 8x8x1 digits, the 1-D ones MNIST-1D's (40, 1) signals.
 SMALL_FAMILY_MEMBERS = {
     "cifar_resnet": dict(depth=8, block="basic", shortcut="A"),
     "resnet": dict(stage_blocks=(1, 1), stage_widths=(8, 16), stem_width=8, block="bottleneck"),
@@ -36,7 +37,11 @@ SMALL_FAMILY_MEMBERS = {
     "densenet_bc": dict(depth=10, growth_rate=4),
     "resnext": dict(depth=11, cardinality=2, base_width=2, widen_factor=1),
     "simple_cnn": dict(widths=(4, 8, 16), hidden=8),
+    "mnist1d_mlp": dict(hidden=8),
+    "mnist1d_cnn": dict(channels=4),
+    "simple_cnn_1d": dict(widths=(4, 8, 16), hidden=8),
 }
+SIGNAL_FAMILIES = ("mnist1d_mlp", "mnist1d_cnn", "simple_cnn_1d")
 
 
 def _family_builder(family, config, info, recipe):
@@ -62,8 +67,9 @@ def saved_files(tmp_path_factory):
     builders["mlp"] = build_mlp_1d
     files = {}
     for family, builder in builders.items():
+        dataset = "mnist1d" if family in SIGNAL_FAMILIES else "digits"
         config = TrainConfig(
-            model=f"small-{family}", dataset="digits", epochs=1, steps_per_epoch=1,
+            model=f"small-{family}", dataset=dataset, epochs=1, steps_per_epoch=1,
             batch_size=128, seed=1, run_dir=str(root / family),
         )
         train(config, verbose=0, model_builder=builder)
@@ -72,8 +78,12 @@ def saved_files(tmp_path_factory):
 
 
 def test_saved_models_load_with_keras_dropact_alone(saved_files, tmp_path):
-    x = np.random.default_rng(0).uniform(-1, 2, (5, 8, 8, 1)).astype("float32")
-    np.save(tmp_path / "x.npy", x)
+    rng = np.random.default_rng(0)
+    inputs = {
+        family: rng.uniform(-1, 2, (5, 40, 1) if family in SIGNAL_FAMILIES else (5, 8, 8, 1)).astype("float32")
+        for family in saved_files
+    }
+    np.savez(tmp_path / "x.npz", **inputs)
     script = textwrap.dedent(
         f"""
         import json, sys
@@ -81,8 +91,8 @@ def test_saved_models_load_with_keras_dropact_alone(saved_files, tmp_path):
         import keras
         import keras_dropact
         files = json.loads({json.dumps(json.dumps(saved_files))})
-        x = np.load({str(tmp_path / "x.npy")!r})
-        out = {{f: keras.saving.load_model(p).predict(x, verbose=0) for f, p in files.items()}}
+        x = np.load({str(tmp_path / "x.npz")!r})
+        out = {{f: keras.saving.load_model(p).predict(x[f], verbose=0) for f, p in files.items()}}
         np.savez({str(tmp_path / "out.npz")!r}, **out)
         loaded = sorted(m for m in sys.modules if m.startswith("keras_dropact"))
         print(json.dumps(loaded))
@@ -97,5 +107,5 @@ def test_saved_models_load_with_keras_dropact_alone(saved_files, tmp_path):
     assert not [m for m in loaded_modules if m.startswith(("keras_dropact.models", "keras_dropact.training"))]
     fresh = np.load(tmp_path / "out.npz")
     for family, path in saved_files.items():
-        expected = keras.saving.load_model(path).predict(x, verbose=0)
+        expected = keras.saving.load_model(path).predict(inputs[family], verbose=0)
         np.testing.assert_allclose(fresh[family], expected, rtol=0, atol=1e-6, err_msg=family)

@@ -88,9 +88,9 @@ def test_config_rejects_wrong_types():
         (["--model", "mlp", "--dataset", "digits"],
          ["--model mlp does not fit --dataset digits", "takes flat vectors", "(8, 8, 1)",
           "presets that take them: resnet-20"]),
-        # MNIST-1D signals are (40, 1): no preset takes them.
+        # MNIST-1D signals are (40, 1): the 1-D presets take them.
         (["--model", "resnet-20", "--dataset", "mnist1d"],
-         ["--model resnet-20 does not fit --dataset mnist1d", "(40, 1)", "no preset takes them"]),
+         ["--model resnet-20 does not fit --dataset mnist1d", "(40, 1)", "presets that take them: simple-cnn-1d, mnist1d-mlp, mnist1d-cnn"]),
         # Only the Wide ResNets have dropout.
         (["--model", "resnet-20", "--dropout", "0.3"],
          ["Dropout 0.3 (from --dropout) needs a model with dropout (wrn-28-10", "'resnet-20' has none"]),
