@@ -1,6 +1,8 @@
 """Shared test helpers. The Keras backend is chosen by KERAS_BACKEND before import."""
 
 import os
+import signal
+import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -49,3 +51,31 @@ def value_and_grad(fn, x):
         y.float().sum().backward()
         return y.detach().cpu().numpy(), x.grad.cpu().numpy()
     raise NotImplementedError(BACKEND)
+
+
+def launch(commands, timeout, cwd=None):
+    """Runs `(argv, env)` processes together, each in its own session.
+
+    Kills them all (process groups included) when one has not finished
+    within `timeout` seconds, and fails the test unless each exits 0.
+    Returns their combined stdout/stderr outputs.
+    """
+    processes = [
+        subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for argv, env in commands
+    ]
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=timeout)[0])
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"a process did not finish in {timeout} s")
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    for process, output in zip(processes, outputs):
+        assert process.returncode == 0, output[-3000:]
+    return outputs

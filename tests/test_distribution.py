@@ -6,13 +6,12 @@ devices and TF_CONFIG must be set before TensorFlow starts.
 
 import json
 import os
-import signal
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from conftest import launch
 from conftest import tensorflow_only
 from keras_dropact.training import distribution
 
@@ -30,25 +29,7 @@ def _env(tf_config=None):
 
 
 def _launch(argv_list, envs):
-    """Runs processes in their own sessions; kills them all on timeout or error."""
-    processes = [
-        subprocess.Popen(argv, env=env, start_new_session=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for argv, env in zip(argv_list, envs)
-    ]
-    outputs = []
-    try:
-        for process in processes:
-            outputs.append(process.communicate(timeout=TIMEOUT)[0])
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"a worker did not finish in {TIMEOUT} s")
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-    for process, output in zip(processes, outputs):
-        assert process.returncode == 0, output[-3000:]
+    return launch(list(zip(argv_list, envs)), TIMEOUT)
 
 
 def _two_workers(run_dir, epochs, out_prefix):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from keras_dropact.training import run_dir as rd
+from tests.conftest import launch
 from tests.conftest import tensorflow_only
 
 pytestmark = pytest.mark.slow
@@ -39,26 +40,7 @@ def _env(backend="jax", **extra):
 
 
 def _launch(commands):
-    """Runs `(argv, env)` processes together; kills them all on timeout. Returns outputs."""
-    processes = [
-        subprocess.Popen(argv, env=env, cwd=ROOT, start_new_session=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for argv, env in commands
-    ]
-    outputs = []
-    try:
-        for process in processes:
-            outputs.append(process.communicate(timeout=TIMEOUT)[0])
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"a JAX process did not finish in {TIMEOUT} s")
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-    for process, output in zip(processes, outputs):
-        assert process.returncode == 0, output[-3000:]
-    return outputs
+    return launch(commands, TIMEOUT, cwd=ROOT)
 
 
 def _dropact(*args):
