@@ -79,3 +79,67 @@ def launch(commands, timeout, cwd=None):
     for process, output in zip(processes, outputs):
         assert process.returncode == 0, output[-3000:]
     return outputs
+
+
+def free_port():
+    """A loopback TCP port that was free a moment ago, for a test cluster."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def assert_same_training(results, reference, tolerance=0.0):
+    """Asserts that two runs' `results.json` record the same training.
+
+    The same optimizer steps, epochs, per-epoch history (every logged value
+    but the timing `epoch_seconds`) and final test loss and error, equal
+    exactly with `tolerance=0.0`, else to `tolerance` (absolute).
+    """
+    assert results["status"] == reference["status"] == "finished"
+    assert results["optimizer_steps"] == reference["optimizer_steps"]
+    assert results["epochs_completed"] == reference["epochs_completed"]
+    assert [row["epoch"] for row in results["history"]] == [row["epoch"] for row in reference["history"]]
+    for row, expected in zip(results["history"], reference["history"]):
+        assert row.keys() == expected.keys()
+        for key in expected.keys() - {"epoch", "epoch_seconds"}:
+            assert row[key] == pytest.approx(expected[key], rel=0, abs=tolerance), (row["epoch"], key)
+    for key in ("test_loss", "test_error"):
+        assert results[key] == pytest.approx(reference[key], rel=0, abs=tolerance), key
+
+
+def saved_weights(run_dir):
+    """The weights of the run's final `model.keras`, as NumPy arrays."""
+    import keras_dropact  # noqa: F401 - registers the layers for loading.
+
+    model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
+    return [np.asarray(w) for w in model.get_weights()]
+
+
+def fingerprint(example):
+    """The SHA-1 of one example's bytes, as tests/dist_worker.py records it."""
+    import hashlib
+
+    return hashlib.sha1(np.asarray(example).tobytes()).hexdigest()
+
+
+def split_fingerprints(dataset, split="train"):
+    """The fingerprints of every example of a split, as training normalises them, in split order."""
+    from keras_dropact import pipelines
+
+    size = pipelines.info(dataset)["splits"][split]
+    examples, _ = next(iter(pipelines.load(dataset, split, size, shuffle=False)))
+    return [fingerprint(example) for example in np.asarray(examples)]
+
+
+def examples_read(stream, count):
+    """The first `count` examples a `fit` read from a stream tests/dist_worker.py recorded.
+
+    `fit` iterates the stream last; Keras may first read a batch or two
+    through iterators of its own, which start the same way.
+    """
+    *peeks, training = stream["iterations"]
+    assert len(training) >= count
+    assert all(training[: len(seen)] == seen for seen in peeks)
+    return training[:count]
