@@ -1,105 +1,96 @@
-"""One tiny training run under a strategy, for tests/test_distribution.py.
+"""One process of a multi-process test: `dropact train` as users run it.
 
-Run as a script (one process per worker, TF_CONFIG set by the test) or
-imported for the single-device reference. It trains with `model.fit` and the
-same callbacks as `keras_dropact.training.train` (backup, checkpoint, CSV
-log), through `keras_dropact.training.distribution`, and writes a JSON report
-plus the final weights to OUT.
+Devices, TF_CONFIG and the KERAS_DISTRIBUTION_* variables must be set before
+TensorFlow or JAX starts, so tests/test_distribution.py and
+tests/test_jax_training.py launch this script, one process per worker:
 
-    python tests/dist_worker.py STRATEGY RUN_DIR EPOCHS OUT [LOGICAL_CPUS]
+    python tests/dist_worker.py cli OUT.json LOGICAL_CPUS -- DROPACT_ARGS...
+        `dropact DROPACT_ARGS` through `keras_dropact.cli.main` (the
+        project's own training path, callbacks and run directory), on
+        LOGICAL_CPUS logical TensorFlow CPU devices (0: as TensorFlow
+        starts). It records a fingerprint of every training example this
+        process's input pipeline yields, and writes the exit code and the
+        fingerprints to OUT.json.
+    python tests/dist_worker.py masks OUT.json
+        the Drop-Activation masks this worker's replica draws under
+        MultiWorkerMirroredStrategy (TF_CONFIG), written to OUT.json.
 """
 
 import json
-import os
 import sys
 
-NUM_EXAMPLES = 64
-GLOBAL_BATCH = 16
-FEATURES = 6
+
+def cli(out, logical_cpus, argv):
+    import tensorflow as tf
+
+    if logical_cpus:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus
+        )
+    from conftest import fingerprint
+    from keras_dropact import cli as dropact_cli
+    from keras_dropact import pipelines
+
+    # Only the training data goes through `pipelines.stream_fn` (the test
+    # split is read with `dataset_fn`): wrapping it fingerprints every
+    # training batch this process's pipeline yields. Each stream (one per
+    # `fit`) and each iteration of it is recorded on its own, in order:
+    # Keras may read a batch or two through an iterator of its own before
+    # training, and prefetching reads a few batches past the last step.
+    streams = []
+    stream_fn = pipelines.stream_fn
+
+    def recording_stream_fn(*args, **kwargs):
+        make = stream_fn(*args, **kwargs)
+
+        def recorded(input_context):
+            iterations = []
+            streams.append({"start_step": kwargs.get("start_step", 0), "iterations": iterations})
+
+            def remember(index, examples):
+                if int(index) == 0:
+                    iterations.append([])
+                iterations[-1].extend(fingerprint(example) for example in examples.numpy())
+                return 0
+
+            def record(index, batch):
+                examples, labels = batch
+                done = tf.py_function(remember, [index, examples], tf.int32)
+                with tf.control_dependencies([done]):
+                    return tf.identity(examples), labels
+
+            return make(input_context).enumerate().map(record)
+
+        return recorded
+
+    pipelines.stream_fn = recording_stream_fn
+    code = dropact_cli.main(argv)
+    with open(out, "w") as f:
+        json.dump({"code": code, "streams": streams}, f)
+    return code
 
 
-def run(strategy_name, run_dir, epochs, out, p=1.0):
-    import keras
+def masks(out):
     import numpy as np
     import tensorflow as tf
 
     from keras_dropact import DropActivation
-    from keras_dropact.training import distribution
 
-    strategy = distribution.resolve(strategy_name)
-    if distribution.is_chief(strategy):
-        os.makedirs(run_dir, exist_ok=True)  # as train.py's open_run_dir
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(NUM_EXAMPLES, FEATURES)).astype("float32")
-    y = (x[:, 0] + x[:, 1] > 0).astype("int32")
-
-    def dataset_fn(input_context):
-        data = tf.data.Dataset.from_tensor_slices((x, y)).shard(
-            input_context.num_input_pipelines, input_context.input_pipeline_id
-        )
-        return data.batch(input_context.get_per_replica_batch_size(GLOBAL_BATCH))
-
-    keras.utils.set_random_seed(0)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
     with strategy.scope():
-        model = keras.Sequential(
-            [
-                keras.Input((FEATURES,)),
-                keras.layers.Dense(8),
-                DropActivation(p=p, seed=1),
-                keras.layers.Dense(2),
-            ]
-        )
-        model.compile(
-            optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-        masks = DropActivation(p=0.5, seed=7)
-    distribution.allow_multi_worker_fit(model, strategy)
-
-    train_data = distribution.distribute(strategy, dataset_fn)
-    steps = distribution.steps(strategy, NUM_EXAMPLES, GLOBAL_BATCH)
-    with distribution.worker_run_dir(run_dir, strategy) as write_dir:
-        model.fit(
-            train_data,
-            epochs=epochs,
-            steps_per_epoch=steps,
-            shuffle=False,  # A fixed order: the tests compare runs.
-            verbose=0,
-            callbacks=[
-                keras.callbacks.BackupAndRestore(
-                    os.path.join(write_dir, "backup"), save_freq="epoch",
-                    delete_checkpoint=False,
-                ),
-                keras.callbacks.ModelCheckpoint(os.path.join(write_dir, "checkpoint.keras")),
-                keras.callbacks.CSVLogger(os.path.join(write_dir, "log.csv"), append=True),
-            ],
-        )
-        with open(os.path.join(write_dir, "log.csv")) as f:
-            losses = [float(line.split(",")[1]) for line in f.read().split()[1:]]
-
-    # Drop-Activation masks of this replica on a fixed input of negatives
-    # (zero where the nonlinearity was kept).
+        layer = DropActivation(p=0.5, seed=7)
+    # Zero where the nonlinearity was kept, on a fixed input of negatives.
     mask = strategy.experimental_local_results(
-        strategy.run(tf.function(lambda: masks(-tf.ones((32, 32)), training=True)))
+        strategy.run(tf.function(lambda: layer(-tf.ones((32, 32)), training=True)))
     )[0].numpy() == 0
-    np.savez(out + ".npz", *model.get_weights(), mask=mask)
-    report = {
-        "chief": distribution.is_chief(strategy),
-        "replicas": strategy.num_replicas_in_sync,
-        "write_dir": write_dir,
-        "losses": losses,
-    }
-    with open(out + ".json", "w") as f:
-        json.dump(report, f)
-    return report
+    with open(out, "w") as f:
+        json.dump({"mask": np.asarray(mask, int).tolist()}, f)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 5:
-        import tensorflow as tf
-
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * int(sys.argv[5])
-        )
-    run(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    if sys.argv[1] == "masks":
+        masks(sys.argv[2])
+    else:
+        assert sys.argv[1] == "cli" and sys.argv[4] == "--", sys.argv
+        sys.exit(cli(sys.argv[2], int(sys.argv[3]), sys.argv[5:]))

@@ -1,15 +1,13 @@
-"""JAX-backend runs for tests/test_jax_training.py, one per fresh process.
+"""A JAX-backend run for tests/test_jax_training.py, in a fresh process.
 
-KERAS_BACKEND=jax (and XLA_FLAGS, KERAS_DISTRIBUTION_*) must be set before
-Keras and JAX start, so the test launches this script:
+KERAS_BACKEND=jax and XLA_FLAGS must be set before Keras and JAX start, so
+the test launches this script (its multi-process runs launch
+tests/dist_worker.py):
 
     python tests/jax_worker.py devices OUT.json RUN_ROOT
         one process with 2 CPU devices: the same short training with
         --strategy none and data-parallel, and Drop-Activation masks of a
         batch sharded over the two devices.
-    python tests/jax_worker.py cli OUT.json -- DROPACT_TRAIN_ARGS...
-        `dropact train ...` through `cli.main`, recording a fingerprint of
-        every training example this process's input pipeline yields.
 """
 
 import json
@@ -73,48 +71,6 @@ def devices(out, run_root):
         json.dump(report, f)
 
 
-def cli(out, argv):
-    import hashlib
-
-    import tensorflow as tf
-
-    from keras_dropact import cli as dropact_cli
-    from keras_dropact.training import distribution
-
-    seen = []
-    distribute = distribution.distribute
-
-    def fingerprint(images):
-        for image in images.numpy():
-            seen.append(hashlib.sha1(image.tobytes()).hexdigest())
-        return 0
-
-    def recording_distribute(strategy, dataset_fn):
-        def recorded_fn(input_context):
-            dataset = dataset_fn(input_context)
-            if recording_distribute.first:
-                recording_distribute.first = False  # train.py builds the training pipeline first.
-
-                def record(images, labels):
-                    done = tf.py_function(fingerprint, [images], tf.int32)
-                    with tf.control_dependencies([done]):
-                        return tf.identity(images), labels
-
-                return dataset.map(record)
-            return dataset
-
-        return distribute(strategy, recorded_fn)
-
-    recording_distribute.first = True
-    distribution.distribute = recording_distribute
-    code = dropact_cli.main(argv)
-    with open(out, "w") as f:
-        json.dump({"code": code, "examples": seen}, f)
-    return code
-
-
 if __name__ == "__main__":
-    if sys.argv[1] == "devices":
-        devices(sys.argv[2], sys.argv[3])
-    else:
-        sys.exit(cli(sys.argv[2], sys.argv[4:]))
+    assert sys.argv[1] == "devices", sys.argv
+    devices(sys.argv[2], sys.argv[3])

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import warnings
@@ -17,16 +16,20 @@ import warnings
 import numpy as np
 import pytest
 
-from keras_dropact.training import run_dir as rd
+from tests.conftest import assert_same_training
+from tests.conftest import examples_read
+from tests.conftest import free_port
 from tests.conftest import launch
+from tests.conftest import saved_weights
+from tests.conftest import split_fingerprints
 from tests.conftest import tensorflow_only
 
 pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "jax_worker.py")
+PROCESS = os.path.join(ROOT, "tests", "dist_worker.py")  # One process of a multi-process run.
 TIMEOUT = 180  # seconds for any one launch; a hung process fails the test.
-QUICK = ["--model", "simple-cnn", "--dataset", "digits", "--epochs", "2", "--steps-per-epoch", "4", "--batch-size", "32"]
 
 
 def _env(backend="jax", **extra):
@@ -37,6 +40,11 @@ def _env(backend="jax", **extra):
         if name not in extra:
             env.pop(name, None)
     return env
+
+
+def _results(run_dir):
+    with open(os.path.join(run_dir, "results.json")) as f:
+        return json.load(f)
 
 
 def _launch(commands):
@@ -51,7 +59,6 @@ def test_backend_and_strategy_mismatches_name_the_alternative(capsys, tmp_path):
     import keras
 
     from keras_dropact import cli
-    from keras_dropact.training import distribution
 
     other = "jax" if keras.backend.backend() == "tensorflow" else "tensorflow"
     # In a process that already loaded Keras, --backend cannot switch: a clear error.
@@ -59,8 +66,9 @@ def test_backend_and_strategy_mismatches_name_the_alternative(capsys, tmp_path):
     assert f"KERAS_BACKEND={other}" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "r")
     if keras.backend.backend() == "tensorflow":
-        with pytest.raises(ValueError, match="needs the JAX backend.*mirrored or multiworker"):
-            distribution.resolve("data-parallel")
+        assert cli.main(["train", "--strategy", "data-parallel", "--run-dir", str(tmp_path / "r")]) == 2
+        assert re.search("needs the JAX backend.*mirrored or multiworker", capsys.readouterr().err)
+        assert not os.path.exists(tmp_path / "r")
 
 
 @tensorflow_only
@@ -81,32 +89,44 @@ def test_multi_worker_patch_is_tied_to_tested_keras_versions(monkeypatch):
         distribution._check_patchable_keras(object())  # A Keras without the patched methods.
 
 
-def test_jax_train_resumes_after_sigkill_and_exports(tmp_path):
-    run = str(tmp_path / "killed")
-    # --backend jax from a TensorFlow environment: the CLI restarts itself on JAX.
-    argv = _dropact("train", "--backend", "jax", "--model", "simple-cnn", "--dataset", "digits",
-                    "--epochs", "4", "--steps-per-epoch", "40", "--batch-size", "8",
-                    "--backup-every", "5", "--run-dir", run)
+def test_jax_train_resumes_after_sigkill_bit_for_bit_and_exports(tmp_path):
+    run, reference = str(tmp_path / "killed"), str(tmp_path / "reference")
+    flags = ["--model", "simple-cnn", "--dataset", "digits", "--epochs", "3", "--steps-per-epoch", "20",
+             "--batch-size", "8", "--backup-every", "5"]
     # Killed (SIGKILL, by the fault-injection hook) right after optimizer
-    # step 50: epoch 0 (40 steps) finished, epoch 1 half done, its last
-    # backup at step 45.
-    process = subprocess.run(argv, env=_env("tensorflow", DROPACT_FAULT="step:50"), cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=TIMEOUT)
-    assert process.returncode == -signal.SIGKILL
-    assert not os.path.exists(os.path.join(run, rd.RESULTS))
-    killed_in = 1
+    # step 27: epoch 0 (20 steps) finished, epoch 1 at its step 7, its last
+    # backup at step 25. --backend jax from a TensorFlow environment: the
+    # CLI restarts itself on JAX. The uninterrupted run trains meanwhile.
+    killed = subprocess.Popen(
+        _dropact("train", "--backend", "jax", *flags, "--run-dir", run),
+        env=_env("tensorflow", DROPACT_FAULT="step:27"), cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        _launch([(_dropact("train", *flags, "--run-dir", reference), _env("jax"))])
+        assert killed.wait(timeout=TIMEOUT) == -signal.SIGKILL
+    finally:
+        if killed.poll() is None:
+            os.killpg(killed.pid, signal.SIGKILL)
+            killed.wait()
+    assert not os.path.exists(os.path.join(run, "results.json"))
 
     _launch([(_dropact("train", "--run-dir", run, "--resume"), _env("jax"))])
-    with open(os.path.join(run, rd.RESULTS)) as f:
-        results = json.load(f)
+    results, expected = _results(run), _results(reference)
     assert results["versions"]["keras_backend"] == "jax" and "jax" in results["versions"]
     assert results["distribution"] == {"strategy": "none", "replicas": 1, "processes": 1}
-    assert [row["epoch"] for row in results["history"]] == [0, 1, 2, 3]
-    assert results["optimizer_steps"] == 4 * 40  # The interrupted epoch was not restarted.
+    assert results["optimizer_steps"] == 3 * 20 and results["processes"] == 2
     # Every epoch was logged exactly once: no finished epoch ran again.
-    with open(os.path.join(run, rd.LOG)) as f:
+    with open(os.path.join(run, "log.csv")) as f:
         logged = [line.split(",")[0] for line in f.read().split()[1:]]
-    assert logged == ["0", "1", "2", "3"], f"killed in epoch {killed_in}, log {logged}"
+    assert logged == ["0", "1", "2"]
+    # The resumed run IS the uninterrupted one, bit for bit on JAX's CPU
+    # (without --deterministic): optimizer steps, every logged value of
+    # every epoch (the interrupted epoch's averages too), test loss and
+    # error, and the final weights.
+    assert_same_training(results, expected, tolerance=0.0)
+    for resumed, uninterrupted in zip(saved_weights(run), saved_weights(reference)):
+        np.testing.assert_array_equal(resumed, uninterrupted)
 
     # SavedModel export from JAX (jax2tf), checked against model.predict by `export`.
     root = str(tmp_path / "exports")
@@ -149,20 +169,17 @@ def test_data_parallel_on_two_devices_equals_one_device(tmp_path):
     np.testing.assert_array_equal(np.concatenate([first, second]), np.array(report["mask_one_device"]))
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_processes_train_data_parallel_on_loopback(tmp_path):
+def test_two_processes_read_disjoint_training_shards_on_loopback(tmp_path):
+    # One whole epoch of digits (1437 training images) at a global batch of
+    # 32 on 2 processes: each process batches 16 of its own shard.
     run = str(tmp_path / "two-processes")
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     commands = []
     for process_id in range(2):
         out = str(tmp_path / f"process{process_id}.json")
-        argv = [sys.executable, WORKER, "cli", out, "--", "train", *QUICK, "--strategy", "data-parallel",
-                "--run-dir", run, "--backup-every", "2"]
+        argv = [sys.executable, PROCESS, "cli", out, "0", "--", "train", "--model", "simple-cnn", "--dataset",
+                "digits", "--epochs", "1", "--batch-size", "32", "--strategy", "data-parallel",
+                "--run-dir", run, "--backup-every", "20"]
         env = _env("jax", KERAS_DISTRIBUTION_JOB_ADDRESSES=address,
                    KERAS_DISTRIBUTION_NUM_PROCESSES="2", KERAS_DISTRIBUTION_PROCESS_ID=str(process_id))
         commands.append((argv, env))
@@ -174,14 +191,33 @@ def test_two_processes_train_data_parallel_on_loopback(tmp_path):
     assert [report["code"] for report in reports] == [0, 0]
     # One run directory, written by process 0; process 1 wrote a temporary one it removed.
     assert sorted(os.listdir(tmp_path)) == ["process0.json", "process1.json", "two-processes"]
-    with open(os.path.join(run, rd.RESULTS)) as f:
-        results = json.load(f)
+    results = _results(run)
     assert results["distribution"] == {"strategy": "data-parallel", "replicas": 2, "processes": 2}
-    assert results["epochs_completed"] == 2 and np.isfinite(results["test_loss"])
+    # An epoch is floor(1437 / 32) = 44 global steps: every batch full.
+    steps, per_process = 1437 // 32, 16
+    assert results["epochs_completed"] == 1 and results["optimizer_steps"] == steps
     # Both processes report the same global test error and loss.
     summaries = [re.findall(r"test error [0-9.]+%, test loss [0-9.]+", output) for output in outputs]
     assert len(summaries[0]) == 1 and summaries[0] == summaries[1]
-    # Each read its own half of the examples: 16 of each 32-example global batch.
-    first, second = (report["examples"] for report in reports)
-    assert len(first) >= 2 * 4 * 16 and len(second) >= 2 * 4 * 16
-    assert not set(first) & set(second)
+
+    # The training stream of each process: one stream, from step 0.
+    split = split_fingerprints("digits")
+    assert len(set(split)) == len(split) == 1437  # Every image of the split is distinct.
+    epochs = []
+    for process_id, report in enumerate(reports):
+        (stream,) = report["streams"]
+        assert stream["start_step"] == 0
+        epoch = examples_read(stream, steps * per_process)
+        # Process i reads shard i of the split (examples i, i + 2, ...), each
+        # example at most once per epoch, shuffled: all of its shard but the
+        # remainder that does not fill a batch of 16 (719 - 704 = 15, 718 - 704 = 14).
+        shard = split[process_id::2]
+        assert len(set(epoch)) == len(epoch) and set(epoch) <= set(shard)
+        assert len(shard) - len(epoch) == len(shard) % per_process
+        assert epoch != [example for example in shard if example in set(epoch)]  # Shuffled.
+        epochs.append(epoch)
+    # The two shards are disjoint: together the processes read 44 x 32 = 1408
+    # distinct examples, as one process does in an epoch of 44 full global
+    # batches; the 29 left out are the two shards' remainders.
+    assert not set(epochs[0]) & set(epochs[1])
+    assert len(set(epochs[0]) | set(epochs[1])) == steps * 32 == 1408
