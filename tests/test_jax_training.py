@@ -111,7 +111,11 @@ def test_jax_train_resumes_after_sigkill_bit_for_bit_and_exports(tmp_path):
             killed.wait()
     assert not os.path.exists(os.path.join(run, "results.json"))
 
-    _launch([(_dropact("train", "--run-dir", run, "--resume"), _env("jax"))])
+    # The resume, and meanwhile a SavedModel export of the uninterrupted run
+    # from JAX (jax2tf), checked against model.predict by `export`.
+    root = str(tmp_path / "exports")
+    _, out = _launch([(_dropact("train", "--run-dir", run, "--resume"), _env("jax")),
+                      (_dropact("export", reference, "--name", "net", "--root", root), _env("jax"))])
     results, expected = _results(run), _results(reference)
     assert results["versions"]["keras_backend"] == "jax" and "jax" in results["versions"]
     assert results["distribution"] == {"strategy": "none", "replicas": 1, "processes": 1}
@@ -128,9 +132,6 @@ def test_jax_train_resumes_after_sigkill_bit_for_bit_and_exports(tmp_path):
     for resumed, uninterrupted in zip(saved_weights(run), saved_weights(reference)):
         np.testing.assert_array_equal(resumed, uninterrupted)
 
-    # SavedModel export from JAX (jax2tf), checked against model.predict by `export`.
-    root = str(tmp_path / "exports")
-    out = _launch([(_dropact("export", run, "--name", "net", "--root", root), _env("jax"))])[0]
     exported = json.loads(out[out.index("{"):])
     assert exported["max_abs_difference"] <= 1e-5
     # The same export served by TensorFlow equals the JAX-trained model run by Keras here.
@@ -138,7 +139,7 @@ def test_jax_train_resumes_after_sigkill_bit_for_bit_and_exports(tmp_path):
     from keras_dropact.training.export import run_exported
 
     x = np.random.default_rng(1).uniform(0, 1, (5, 8, 8, 1)).astype("float32")
-    model = artifacts.load_model(run)
+    model = artifacts.load_model(reference)
     served = run_exported(exported["path"], "saved_model", x, signature="serve_normalized")
     np.testing.assert_allclose(served["logits"], model.predict(x, verbose=0), atol=1e-5)
 
