@@ -61,6 +61,24 @@ def load_model(source):
         ) from error
 
 
+def load_saved_model(path):
+    """`tf.saved_model.load(path)`, with a one-line error if it is damaged.
+
+    TensorFlow reports truncated variables, index or graph files with
+    IndexError, OpError or OSError tracebacks that do not say what to do.
+    """
+    import tensorflow as tf
+
+    try:
+        return tf.saved_model.load(path)
+    except Exception as error:  # noqa: BLE001 - any failure means unusable.
+        raise RuntimeError(
+            f"Cannot load the SavedModel in {path!r}: its files are damaged or "
+            f"incomplete ({type(error).__name__}: {_first_line(error)}); export "
+            "the run again (`dropact export`)."
+        ) from None
+
+
 def _first_line(error):
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__

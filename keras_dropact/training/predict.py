@@ -46,7 +46,12 @@ class Predictor:
                 )
             spec = serving.ServingSpec.from_metadata(export_lib.read_metadata(source, "saved_model"))
             self._check_image(spec, source)
-            self._loaded = tf.saved_model.load(source)  # Keeps the functions alive.
+            self._loaded = artifacts.load_saved_model(source)  # Keeps the functions alive.
+            if serving.BYTES not in self._loaded.signatures:
+                raise RuntimeError(
+                    f"The SavedModel in {source!r} has no {serving.BYTES!r} signature: "
+                    "was it written by `dropact export`?"
+                )
             self._function = self._loaded.signatures[serving.BYTES]
         else:
             artifacts.model_path(source)  # Fails early if there is no model.
