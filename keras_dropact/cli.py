@@ -40,6 +40,7 @@ def _add_backend(parser):
 
 def _add_train(subparsers):
     from keras_dropact.layers import ACTIVATIONS
+    from keras_dropact.training import run_dataset
     from keras_dropact.training.config import TrainConfig
 
     defaults = {name: field.default for name, field in TrainConfig.__dataclass_fields__.items()}
@@ -72,6 +73,7 @@ def _add_train(subparsers):
     parser.add_argument("--steps-per-epoch", type=int, help="limit each epoch to N steps (smoke tests)")
     parser.add_argument("--mixed-precision", action="store_true", help="float16 on GPU, bfloat16 on CPU")
     parser.add_argument("--data-dir", help="TFDS data directory (prepared datasets, offline use)")
+    parser.add_argument("--image-size", type=run_dataset.image_size_argument, metavar="N|HxW", help="folder: datasets: read the images at this size (default: their most common size)")
     parser.add_argument("--run-dir", help="where to write the run (default runs/MODEL-DATASET-ACTIVATION-TIME)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir exactly where its last backup left it (docs/runs.md)")
     parser.add_argument("--strategy", default=defaults["strategy"], help="auto, none; TensorFlow: mirrored, multiworker; JAX: data-parallel")

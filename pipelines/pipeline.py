@@ -96,8 +96,9 @@ class Pipeline:
         drop_remainder=False,
         cutout_size=None,
         download=True,
+        image_size=None,
     ):
-        self.spec = registry.get(name)
+        self.spec = registry.get(name, image_size)
         registry.check_split(split)
         if seed is not None and (
             isinstance(seed, bool)

@@ -494,3 +494,133 @@ def test_predict_with_a_model_whose_answer_is_known(tmp_path, capsys):
     # Logits 3 - 1.5 = 1.5 vs 0 (white), 0 - 1.5 vs 0 (black), 2.4 - 1.5 = 0.9 vs 0 (204/255 = 0.8).
     expected = [1 / (1 + np.exp(-1.5)), 1 / (1 + np.exp(-1.5)), 1 / (1 + np.exp(-0.9))]
     np.testing.assert_allclose([a["probability"] for a in answers], expected, atol=1e-5)
+
+
+# Folder runs keep their classes and image size (issue 20) -------------------
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    """A `folder:` run on dark "a" and bright "b" 12x10 images, read at
+    --image-size 8 (simple-cnn needs 8x8); returns (data folder, run)."""
+    root = tmp_path_factory.mktemp("folder-run")
+    data = root / "data"
+    for name, value in (("a", 30), ("b", 220)):
+        (data / name).mkdir(parents=True)
+        for i in range(10):
+            (data / name / f"{i}.png").write_bytes(encode_png(np.full((12, 10, 3), value + i, "uint8")))
+    run = str(root / "run")
+    argv = ["train", "--model", "simple-cnn", "--dataset", f"folder:{data}", "--image-size", "8",
+            "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8", "--run-dir", run]
+    assert cli.main(argv) == 0
+    return data, run
+
+
+class renamed:
+    """Renames `folder` for a `with` block, then puts it back."""
+
+    def __init__(self, folder, name):
+        self.folder, self.other = folder, folder.parent / name
+
+    def __enter__(self):
+        self.folder.rename(self.other)
+
+    def __exit__(self, *exc):
+        self.other.rename(self.folder)
+
+
+def test_a_folder_run_records_its_classes_and_image_size(folder_run):
+    data, run = folder_run
+    with open(os.path.join(run, "dataset.json")) as f:
+        record = json.load(f)
+    assert record == {"dataset": f"folder:{data}", "shape": [8, 8, 3], "class_names": ["a", "b"],
+                      "splits": {"train": 16, "test": 4}, "split_digests": record["split_digests"]}
+    assert sorted(record["split_digests"]) == ["test", "train"] and len(record["split_digests"]["test"]) == 64
+    with open(os.path.join(run, rd.CONFIG)) as f:
+        assert json.load(f)["image_size"] == [8, 8]
+    assert load_model(run).inputs[0].shape[1:] == (8, 8, 3)
+
+
+def test_export_and_predict_keep_the_runs_classes_when_the_folder_changes(folder_run, tmp_path, capsys):
+    """Issue 20: with class folder a renamed to zz, the export called class 0 "b"."""
+    data, run = folder_run
+    (tmp_path / "bright.png").write_bytes(encode_png(np.full((5, 5, 3), 230, "uint8")))
+    expected = export_lib.run_exported(os.path.join(run, rd.MODEL), "keras", np.full((1, 8, 8, 3), 230, "uint8"),
+                                       spec=serving.ServingSpec.for_record(
+                                           export_lib.run_dataset.DatasetRecord.of(f"folder:{data}", 8), load_model(run)))
+    with renamed(data / "a", "zz"):
+        result = export_lib.export(run, "saved_model", name="f", root=str(tmp_path / "models"))
+        metadata = export_lib.read_metadata(result["path"], "saved_model")
+        assert metadata["class_names"] == ["a", "b"] and metadata["input_shape"] == [8, 8, 3]
+    with renamed(data, "gone"):  # The run's own record: the folder is not needed.
+        for source in (run, result["path"]):
+            assert cli.main(["predict", source, str(tmp_path / "bright.png"), "--json", "--top-k", "2"]) == 0
+            (answer,) = json.loads(capsys.readouterr().out)
+            names = [row["class_name"] for row in answer["predictions"]]
+            assert sorted(names) == ["a", "b"]
+            assert names[0] == expected["class_name"][0].decode()
+
+
+@pytest.mark.parametrize("change", ["rename", "add_class", "remove_image", "replace_image"])
+def test_evaluate_refuses_a_folder_that_no_longer_matches_the_run(folder_run, capsys, change):
+    data, run = folder_run
+    assert cli.main(["evaluate", run]) == 0
+    with open(os.path.join(run, rd.RESULTS)) as f:
+        assert json.loads(capsys.readouterr().out)["test_error"] == pytest.approx(json.load(f)["test_error"])
+    moved = data.parent / "moved"
+    if change == "rename":
+        (data / "a").rename(data / "zz")
+        expected = "classes ('a', 'b') -> ('b', 'zz')"
+    elif change == "add_class":
+        (data / "c").mkdir()
+        (data / "c" / "0.png").write_bytes(encode_png(np.zeros((12, 10, 3), "uint8")))
+        expected = "classes ('a', 'b') -> ('a', 'b', 'c')"
+    elif change == "remove_image":
+        moved.mkdir()
+        (data / "b" / "9.png").rename(moved / "9.png")
+        expected = "test images 4 -> 3"  # 19 images: 16 train, 3 test.
+    else:
+        (data / "b" / "9.png").rename(data / "b" / "90.png")
+        expected = "other train files (as many, other names)"
+    try:
+        assert cli.main(["evaluate", run]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"dropact evaluate: error: folder:{data} no longer matches run {run!r} (dataset.json): ")
+        assert expected in err and len(err.strip().splitlines()) == 1
+    finally:
+        if change == "rename":
+            (data / "zz").rename(data / "a")
+        elif change == "add_class":
+            import shutil
+
+            shutil.rmtree(data / "c")
+        elif change == "remove_image":
+            (moved / "9.png").rename(data / "b" / "9.png")
+            moved.rmdir()
+        else:
+            (data / "b" / "90.png").rename(data / "b" / "9.png")
+
+
+def test_resume_refuses_a_folder_that_no_longer_matches_the_run(folder_run, tmp_path, capsys):
+    """A run killed after its first step, resumed with class folder a renamed."""
+    from keras_dropact.training import faults
+
+    data, _ = folder_run
+    run = str(tmp_path / "killed")
+    argv = ["train", "--model", "simple-cnn", "--dataset", f"folder:{data}", "--image-size", "8",
+            "--epochs", "1", "--steps-per-epoch", "4", "--batch-size", "8", "--backup-every", "1", "--run-dir", run]
+    env = {**os.environ, faults.ENV: "step:2", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.run([sys.executable, "-m", "keras_dropact.cli", *argv], env=env, capture_output=True, text=True)
+    assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
+
+    def snapshot():
+        return {os.path.relpath(os.path.join(d, n), run): open(os.path.join(d, n), "rb").read()
+                for d, _, names in os.walk(run) for n in names}
+
+    before = snapshot()
+    with renamed(data / "a", "zz"):
+        assert cli.main(["train", "--resume", "--run-dir", run]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dropact train: error: folder:{data} no longer matches run {run!r}")
+    assert "classes ('a', 'b') -> ('b', 'zz')" in err and len(err.strip().splitlines()) == 1
+    assert snapshot() == before

@@ -69,6 +69,30 @@ def test_impossible_values_are_rejected(flags, expected, tmp_path, capsys):
     _one_line(_train_fails([*QUICK, *flags], tmp_path, capsys, *expected))
 
 
+def test_augmentations_are_listed_once(tmp_path, capsys):
+    """Issue 20: the list read "Valid augmentations: none, none, standard, ..."."""
+    err = _train_fails([*QUICK, "--augment", "mixup"], tmp_path, capsys)
+    assert err.strip().endswith("Unknown augmentation 'mixup'. Valid augmentations: none, standard, cutout, autoaugment.")
+
+
+def test_image_size_is_for_folders_and_positive(tmp_path, capsys):
+    _one_line(_train_fails(
+        [*QUICK, "--image-size", "8"], tmp_path, capsys,
+        "--image-size is for folder:PATH datasets, whose images may have any size; 'digits' examples are 8x8x1.",
+    ))
+    for text in ("0", "8x", "axb", "1x2x3", "-4"):
+        with pytest.raises(SystemExit) as exit_status:
+            cli.main(["train", *QUICK, "--image-size", text, "--run-dir", str(tmp_path / "run")])
+        assert exit_status.value.code == 2
+        err = capsys.readouterr().err
+        assert "argument --image-size: --image-size must be a positive size in pixels, N or HEIGHTxWIDTH" in err
+        assert f"got {text!r}." in err
+    assert not (tmp_path / "run").exists()
+    assert TrainConfig(dataset="folder:x", image_size=(32, 24)).image_size == [32, 24]
+    with pytest.raises(ValueError, match=r"--image-size must be .* got \[32, 0\]"):
+        TrainConfig(dataset="folder:x", image_size=[32, 0])
+
+
 def test_config_rejects_wrong_types():
     with pytest.raises(ValueError, match=r"--seed must be an integer, got 1.5"):
         TrainConfig(seed=1.5)

@@ -69,6 +69,7 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: bool = False
     data_dir: str | None = None
+    image_size: list[int] | None = None
     run_dir: str | None = None
     strategy: str = "auto"
     steps_per_epoch: int | None = None
@@ -122,8 +123,12 @@ class TrainConfig:
             if self.augment not in pipelines.augmentations():
                 raise ValueError(
                     f"Unknown augmentation {self.augment!r}. Valid augmentations: "
-                    f"none, {', '.join(pipelines.augmentations())}."
+                    f"{', '.join(pipelines.augmentations())}."
                 )
+        if self.image_size is not None:
+            from keras_dropact import pipelines
+
+            self.image_size = pipelines.check_image_size(self.image_size)
         if self.recipe is None:
             self.recipe = recipes.default_for(self.model, self.dataset)
         recipes.get(self.recipe)  # Fails early, listing the recipes.

@@ -35,6 +35,7 @@ import numpy as np
 
 from keras_dropact.extras import require
 from keras_dropact.training import artifacts
+from keras_dropact.training import run_dataset
 from keras_dropact.training import run_dir as rd
 
 FORMATS = ("saved_model", "onnx", "keras")
@@ -134,26 +135,11 @@ def metadata_path(version_dir, fmt):
     return os.path.join(version_dir, METADATA)
 
 
-def resolve_dataset(source, dataset):
-    """The dataset a model was trained on: `dataset`, or the run's own."""
-    if dataset is not None:
-        return dataset
-    config = artifacts.run_config(source) if os.path.isdir(source) else None
-    if config is None:
-        from keras_dropact import pipelines
-
-        raise ValueError(
-            f"{source!r} is a model file, not a run directory: name the dataset it "
-            f"was trained on with --dataset (one of {', '.join(pipelines.names())}); "
-            "the export normalises raw images the way that dataset's pipeline does."
-        )
-    return config.dataset
-
-
 def export(source, fmt="saved_model", name=None, version=None, root="saved_models", dataset=None):
     """Exports the model behind `source` (a run directory or `.keras` file).
 
-    `dataset` defaults to the run's; a bare `.keras` file needs it. Returns a
+    `dataset` defaults to the run's (its recorded class names and input
+    shape, `run_dataset`); a bare `.keras` file needs it. Returns a
     dict with the written `path`, the `signatures` and the largest absolute
     difference of the export's outputs to `model.predict` on a random probe
     batch of raw inputs.
@@ -168,7 +154,7 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
         check_name(name)
     check_root(root)
     artifacts.model_path(source)  # Fails early if there is no model.
-    dataset = resolve_dataset(source, dataset)
+    record, _ = run_dataset.resolve(source, dataset)
     training = run_record(source)
     name = name or os.path.basename(os.path.normpath(source)).removesuffix(".keras")
     version_dir = export_path(root, name, fmt, version)
@@ -176,7 +162,7 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
     from keras_dropact.training import serving
 
     model = artifacts.load_model(source)
-    spec = serving.ServingSpec.for_dataset(dataset, model)
+    spec = serving.ServingSpec.for_record(record, model)
     functions = serving.ServingFunctions(model, spec)
     model_root = os.path.dirname(version_dir)
     created = _make_folders(model_root)
@@ -200,7 +186,7 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
     return {
         "path": model_file(version_dir, fmt),
         "format": fmt,
-        "dataset": dataset,
+        "dataset": record.dataset,
         "signatures": metadata["signatures"],
         "max_abs_difference": difference,
     }

@@ -41,7 +41,6 @@ from typing import Tuple
 import numpy as np
 import tensorflow as tf
 
-from keras_dropact import pipelines
 from keras_dropact.pipelines import augment
 from keras_dropact.pipelines import registry
 
@@ -66,24 +65,31 @@ class ServingSpec:
     is_image: bool
 
     @classmethod
-    def for_dataset(cls, dataset, model):
-        """The spec of `dataset`, checked against `model`'s input and output.
+    def for_record(cls, record, model):
+        """The spec of the data a model was trained on, checked against it.
+
+        `record` is a `run_dataset.DatasetRecord` (the run's, or a dataset
+        named for a bare model file). A folder's images have no size of
+        their own: its spec takes the model's input height and width, and
+        needs the record's channels.
 
         Raises:
-            ValueError: unknown dataset, or a model whose input shape or
-                number of classes is not the dataset's.
+            ValueError: a model whose input shape or number of classes is
+                not the dataset's.
         """
-        spec = registry.get(dataset)
-        names = pipelines.class_names(dataset)
+        normalisation, is_image = registry.values(record.dataset)
         input_shape = tuple(model.inputs[0].shape[1:])
         num_outputs = model.outputs[0].shape[-1]
-        if input_shape != tuple(spec.shape) or num_outputs != spec.num_classes:
+        shape = tuple(record.shape)
+        if record.is_folder and len(input_shape) == len(shape):
+            shape = (*input_shape[:-1], shape[-1])
+        if input_shape != shape or num_outputs != len(record.class_names):
             raise ValueError(
                 f"The model takes {input_shape} and gives {num_outputs} classes, "
-                f"but dataset {dataset!r} has shape {tuple(spec.shape)} and "
-                f"{spec.num_classes} classes: name the dataset it was trained on."
+                f"but dataset {record.dataset!r} has shape {shape} and "
+                f"{len(record.class_names)} classes: name the dataset it was trained on."
             )
-        return cls(dataset, tuple(spec.shape), names, spec.normalisation, spec.is_image)
+        return cls(record.dataset, shape, tuple(record.class_names), normalisation, is_image)
 
     @classmethod
     def from_metadata(cls, metadata):

@@ -24,6 +24,7 @@ from keras_dropact import __version__
 from keras_dropact.training import distribution
 from keras_dropact.training import faults
 from keras_dropact.training import resume as rs
+from keras_dropact.training import run_dataset
 from keras_dropact.training import run_dir as rd
 from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.schedule import RecipeLearningRate
@@ -132,14 +133,16 @@ def train(config, resume=False, verbose=1, callbacks=(), model_builder=None):
                 rd.open_run_dir(run_dir, resume=False)
             stack.enter_context(rd.locked(run_dir))
             if not resume:
+                run_dataset.write(run_dir, config)  # Before config.json: see run_dataset.
                 config.save(os.path.join(run_dir, rd.CONFIG))
         if resume:
             previous = rd.read_results(run_dir)
             if previous is not None:
                 return _finished(run_dir, previous)
+            run_dataset.check_unchanged(run_dir, config)
             if chief:
                 rd.remove_temporaries(run_dir)
-        info = pipelines.info(config.dataset)
+        info = pipelines.info(config.dataset, image_size=config.image_size)
         recipe = config.resolved_recipe()
         previous_policy = keras.config.dtype_policy()
         if config.mixed_precision:
@@ -245,7 +248,7 @@ def _fit(config, recipe, info, strategy, run_dir, verbose, extra_callbacks,
         strategy,
         pipelines.dataset_fn(
             config.dataset, "test", batch_size, data_dir=config.data_dir,
-            drop_remainder=drop_remainder,
+            drop_remainder=drop_remainder, image_size=config.image_size,
         ),
     )
     test_steps = distribution.steps(strategy, info["splits"]["test"], batch_size)
@@ -294,6 +297,7 @@ def _fit(config, recipe, info, strategy, run_dir, verbose, extra_callbacks,
                 shuffle=True,
                 seed=config.seed,
                 drop_remainder=drop_remainder,
+                image_size=config.image_size,
             ),
         )
         model.fit(

@@ -82,7 +82,8 @@ def validate(config, model_builder=None, num_replicas=1):
             prepared in `config.data_dir` nor downloadable.
         MissingExtraError: a package the dataset needs is not installed.
     """
-    info = pipelines.info(config.dataset)  # Lists the datasets; folder layout.
+    # Lists the datasets; a folder's layout, images and size.
+    info = pipelines.info(config.dataset, image_size=config.image_size)
     recipe = config.resolved_recipe()
     if recipe.batch_size % num_replicas:
         multiple = num_replicas * -(-recipe.batch_size // num_replicas)
@@ -96,7 +97,7 @@ def validate(config, model_builder=None, num_replicas=1):
     # Pipelines check their arguments (augmentation vs data, seed) when made.
     pipelines.dataset_fn(
         config.dataset, "train", recipe.batch_size, augment=augmentation(config, info),
-        data_dir=config.data_dir, shuffle=True, seed=config.seed,
+        data_dir=config.data_dir, shuffle=True, seed=config.seed, image_size=config.image_size,
     )
     # With --data-dir the data must be prepared there: never download.
     pipelines.ensure_available(
