@@ -225,7 +225,7 @@ def test_a_tf_serving_rest_body_gets_the_documented_fields(loaded, test_batch, e
     bodies = [
         json.dumps({"signature_name": "serving_default", "instances": raw.tolist()}),
         json.dumps({"signature_name": "serve_image_bytes",
-                    "instances": [{"b64": base64.b64encode(encode_png(image)).decode()} for image in raw]}),
+                    "instances": [{"b64": base64.b64encode(encode_png(image)).decode()} for image in as_8bit(raw)]}),
     ]
     for body in bodies:
         predictions = rest_predict(loaded, body)["predictions"]

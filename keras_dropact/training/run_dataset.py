@@ -95,7 +95,8 @@ class DatasetRecord:
         expected = set(cls.__dataclass_fields__)
         if set(values) != expected:
             missing, unknown = sorted(expected - set(values)), sorted(set(values) - expected)
-            raise bad(f"missing keys {missing}, unknown keys {unknown}")
+            raise bad(", ".join(f"{what} keys {keys}" for what, keys in
+                                (("missing", missing), ("unknown", unknown)) if keys))
         checks = {
             "dataset": lambda v: isinstance(v, str) and bool(v),
             "shape": lambda v: isinstance(v, list) and bool(v) and all(_positive(d) for d in v),
