@@ -13,9 +13,10 @@ and keeps them however the folder changes afterwards: `export` and
 may be gone), `--resume` and `evaluate` refuse a folder that no longer
 matches it (classes renamed, added or removed, other split sizes, files
 or image shape; `split_digests` fingerprint the names of each split's
-files, not their contents) with one line saying what changed. Runs on registered datasets
-write the same record; a run without one (started by an older version)
-falls back to the registry's description, which a folder cannot.
+files, not their contents) with one line saying what changed. Runs on
+registered datasets write the same record; for a run without one (started
+by an older version) the registry's description stands in, while a
+`folder:` run without one is refused: its classes are unknown.
 
 The record is a file of its own rather than part of `config.json`:
 config.json holds what the user asked for (`--image-size` may be unset),
