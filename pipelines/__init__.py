@@ -10,7 +10,8 @@ emnist-balanced through TFDS; digits and mnist1d offline; `folder:PATH` for
 your own images. Augmentations (`augmentations()`): none, standard, cutout,
 autoaugment (see `pipelines.augment`). `info(name)` describes a dataset;
 `dataset_fn` serves `strategy.distribute_datasets_from_function`;
-`stream_fn` does too, with the endless, resumable stream training reads;
+`stream_fn` does too, with the endless, resumable stream training reads
+(`batches_per_pass` batches per pass over the data);
 `ensure_available` checks (or fetches) the data before a run creates anything;
 `prepare` builds a TFDS dataset from archives copied by hand; `class_names(name)`
 lists the label names (what exported models answer). A folder's images are
@@ -26,6 +27,7 @@ from keras_dropact.pipelines import offline as _offline  # noqa: E402
 from keras_dropact.pipelines import registry as _registry  # noqa: E402
 from keras_dropact.pipelines import tfds_source as _tfds_source  # noqa: E402
 from keras_dropact.pipelines.pipeline import Pipeline as _Pipeline  # noqa: E402
+from keras_dropact.pipelines.pipeline import batches_per_pass  # noqa: E402
 from keras_dropact.pipelines.pipeline import check_positive_int as _check_positive_int  # noqa: E402
 from keras_dropact.pipelines.pipeline import stream_examples as _stream_examples  # noqa: E402
 from keras_dropact.pipelines.tfds_source import DatasetNotPreparedError  # noqa: E402
@@ -33,6 +35,7 @@ from keras_dropact.pipelines.tfds_source import DatasetNotPreparedError  # noqa:
 __all__ = [
     "DatasetNotPreparedError",
     "augmentations",
+    "batches_per_pass",
     "check_image_size",
     "class_names",
     "dataset_fn",

@@ -3,7 +3,7 @@
 Run as a script (one process per worker, TF_CONFIG set by the test) or
 imported for the single-device reference. It trains with `model.fit` and the
 same callbacks as `keras_dropact.training.train` (backup, checkpoint, CSV
-log), through `keras_dropact.training.distribution`, and writes a JSON report
+log), through `keras_dropact.training.runtime`, and writes a JSON report
 plus the final weights to OUT.
 
     python tests/dist_worker.py STRATEGY RUN_DIR EPOCHS OUT [LOGICAL_CPUS]
@@ -24,11 +24,12 @@ def run(strategy_name, run_dir, epochs, out, p=1.0):
     import tensorflow as tf
 
     from keras_dropact import DropActivation
-    from keras_dropact.training import distribution
+    from keras_dropact.training import runtime
 
-    strategy = distribution.resolve(strategy_name)
-    if distribution.is_chief(strategy):
-        os.makedirs(run_dir, exist_ok=True)  # as train.py's open_run_dir
+    here = runtime.make(strategy_name)
+    strategy = here.strategy
+    if here.is_chief:
+        os.makedirs(run_dir, exist_ok=True)  # as Run.fit's RunDir.create
     rng = np.random.default_rng(0)
     x = rng.normal(size=(NUM_EXAMPLES, FEATURES)).astype("float32")
     y = (x[:, 0] + x[:, 1] > 0).astype("int32")
@@ -54,11 +55,11 @@ def run(strategy_name, run_dir, epochs, out, p=1.0):
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
         masks = DropActivation(p=0.5, seed=7)
-    distribution.allow_multi_worker_fit(model, strategy)
+    here.prepare(model)
 
-    train_data = distribution.distribute(strategy, dataset_fn)
-    steps = distribution.steps(strategy, NUM_EXAMPLES, GLOBAL_BATCH)
-    with distribution.worker_run_dir(run_dir, strategy) as write_dir:
+    train_data = here.distribute(dataset_fn)
+    steps = here.steps(NUM_EXAMPLES, GLOBAL_BATCH)
+    with here.writable_dir(run_dir) as write_dir:
         model.fit(
             train_data,
             epochs=epochs,
@@ -84,7 +85,7 @@ def run(strategy_name, run_dir, epochs, out, p=1.0):
     )[0].numpy() == 0
     np.savez(out + ".npz", *model.get_weights(), mask=mask)
     report = {
-        "chief": distribution.is_chief(strategy),
+        "chief": here.is_chief,
         "replicas": strategy.num_replicas_in_sync,
         "write_dir": write_dir,
         "losses": losses,

@@ -79,17 +79,17 @@ def cli(out, argv):
     import tensorflow as tf
 
     from keras_dropact import cli as dropact_cli
-    from keras_dropact.training import distribution
+    from keras_dropact.training.jax_runtime import JaxRuntime
 
     seen = []
-    distribute = distribution.distribute
+    distribute = JaxRuntime.distribute
 
     def fingerprint(images):
         for image in images.numpy():
             seen.append(hashlib.sha1(image.tobytes()).hexdigest())
         return 0
 
-    def recording_distribute(strategy, dataset_fn):
+    def recording_distribute(runtime, dataset_fn):
         def recorded_fn(input_context):
             dataset = dataset_fn(input_context)
             if recording_distribute.first:
@@ -103,10 +103,10 @@ def cli(out, argv):
                 return dataset.map(record)
             return dataset
 
-        return distribute(strategy, recorded_fn)
+        return distribute(runtime, recorded_fn)
 
     recording_distribute.first = True
-    distribution.distribute = recording_distribute
+    JaxRuntime.distribute = recording_distribute
     code = dropact_cli.main(argv)
     with open(out, "w") as f:
         json.dump({"code": code, "examples": seen}, f)

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import launch
 from conftest import tensorflow_only
-from keras_dropact.training import distribution
+from keras_dropact.training import runtime
+from keras_dropact.training.tf_runtime import local_tf_configs
 
 WORKER = os.path.join(os.path.dirname(__file__), "dist_worker.py")
 TIMEOUT = 120  # seconds for any one launch; a hung worker fails the test.
@@ -33,7 +34,7 @@ def _launch(argv_list, envs):
 
 
 def _two_workers(run_dir, epochs, out_prefix):
-    tf_configs = distribution.local_tf_configs(2)
+    tf_configs = local_tf_configs(2)
     argv = [[sys.executable, WORKER, "multiworker", str(run_dir), str(epochs), f"{out_prefix}{i}"]
             for i in range(2)]
     envs = [_env(json.loads(tf_config)) for tf_config in tf_configs]
@@ -50,25 +51,21 @@ def _weights(npz):
 
 
 def test_unknown_strategy_lists_the_valid_ones():
-    from keras_dropact.training import distribution
-
     with pytest.raises(ValueError, match="'ring'.*auto, none, mirrored, multiworker"):
-        distribution.resolve("ring")
+        runtime.make("ring")
 
 
 @tensorflow_only
 def test_auto_without_cluster_or_gpus_is_the_default_strategy(monkeypatch):
     import tensorflow as tf
 
-    from keras_dropact.training import distribution
-
     monkeypatch.delenv("TF_CONFIG", raising=False)
     if tf.config.list_logical_devices("GPU"):
         pytest.skip("GPUs visible")
-    strategy = distribution.resolve("auto")
-    assert strategy is tf.distribute.get_strategy()
-    assert distribution.is_chief(strategy)
-    assert distribution.steps(strategy, 100, 16) is None
+    auto = runtime.make("auto")
+    assert auto.strategy is tf.distribute.get_strategy()
+    assert auto.is_chief
+    assert auto.steps(100, 16) is None
 
 
 @tensorflow_only
@@ -128,7 +125,7 @@ def test_dropact_train_with_two_workers_end_to_end(tmp_path):
     argv = [sys.executable, "-m", "keras_dropact.cli", "train", "--model", "simple-cnn", "--dataset", "digits",
             "--epochs", "2", "--batch-size", "32", "--steps-per-epoch", "3", "--strategy", "multiworker",
             "--run-dir", str(run_dir)]
-    tf_configs = distribution.local_tf_configs(2)
+    tf_configs = local_tf_configs(2)
     _launch([argv, argv], [_env(json.loads(tf_config)) for tf_config in tf_configs])
     with open(run_dir / "results.json") as f:
         results = json.load(f)

@@ -51,7 +51,7 @@ def test_backend_and_strategy_mismatches_name_the_alternative(capsys, tmp_path):
     import keras
 
     from keras_dropact import cli
-    from keras_dropact.training import distribution
+    from keras_dropact.training import runtime
 
     other = "jax" if keras.backend.backend() == "tensorflow" else "tensorflow"
     # In a process that already loaded Keras, --backend cannot switch: a clear error.
@@ -60,25 +60,25 @@ def test_backend_and_strategy_mismatches_name_the_alternative(capsys, tmp_path):
     assert not os.path.exists(tmp_path / "r")
     if keras.backend.backend() == "tensorflow":
         with pytest.raises(ValueError, match="needs the JAX backend.*mirrored or multiworker"):
-            distribution.resolve("data-parallel")
+            runtime.make("data-parallel")
 
 
 @tensorflow_only
 def test_multi_worker_patch_is_tied_to_tested_keras_versions(monkeypatch):
     import keras
 
-    from keras_dropact.training import distribution
+    from keras_dropact.training import tf_runtime
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     monkeypatch.setattr(keras, "__version__", "3.99.0")
     with pytest.warns(UserWarning, match="tested with Keras 3.15.x, not 3.99.0.*JAX backend"):
-        distribution._check_patchable_keras(model)
+        tf_runtime._check_patchable_keras(model)
     monkeypatch.setattr(keras, "__version__", "3.15.1")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        distribution._check_patchable_keras(model)
+        tf_runtime._check_patchable_keras(model)
     with pytest.raises(RuntimeError, match="no _maybe_symbolic_build.*data-parallel"):
-        distribution._check_patchable_keras(object())  # A Keras without the patched methods.
+        tf_runtime._check_patchable_keras(object())  # A Keras without the patched methods.
 
 
 def test_jax_train_resumes_after_sigkill_and_exports(tmp_path):

@@ -9,7 +9,7 @@ from keras_dropact.layers import ACTIVATIONS
 from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
 from keras_dropact.layers import check_keep_probability
 from keras_dropact.training import recipes
-from keras_dropact.training.distribution import STRATEGIES
+from keras_dropact.training.runtime import STRATEGIES
 from keras_dropact.training.run_dir import write_json
 
 # The largest --seed: models give activation site i the seed `seed + i`, and
@@ -141,6 +141,23 @@ class TrainConfig:
             if getattr(self, name) is not None
         }
         return dataclasses.replace(recipes.get(self.recipe), **overrides)
+
+    def augmentation(self, info):
+        """The training augmentation: `augment`, else the dataset's recipe default.
+
+        `info` is `pipelines.info(self.dataset)`.
+        """
+        if self.augment is None:
+            return info["recipe_augment"]
+        return None if self.augment == "none" else self.augment
+
+    def model_arguments(self):
+        """The arguments `models.build` gets beyond the preset's: seed, decay, dropout."""
+        recipe = self.resolved_recipe()
+        arguments = {"seed": self.seed, "weight_decay": recipe.weight_decay}
+        if recipe.dropout is not None:
+            arguments["dropout"] = recipe.dropout
+        return arguments
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -376,13 +376,13 @@ def run_record(source):
     if not os.path.isdir(source):
         return None, {}
     config = artifacts.run_config(source)
-    return (config.to_dict() if config else None), rd.read_results(source) or {}
+    return (config.to_dict() if config else None), rd.RunDir(source).read_results() or {}
 
 
 def build_metadata(source, fmt, spec, functions, difference, training):
     """What a server operator needs to know about an export; `training` is
     `run_record(source)`."""
-    from keras_dropact.training.train import versions
+    from keras_dropact.training.run import versions
 
     config, results = training
     normalisation = spec.normalisation
