@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from keras_dropact.training import distribution
+from keras_dropact.training.tf_runtime import local_tf_configs
 
 CHILD = r"""
 import json, os, sys, time
@@ -34,8 +34,9 @@ if devices > 1:
         tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * devices)
 import keras
 from keras_dropact import DropActivation
-from keras_dropact.training import distribution
-strategy = distribution.resolve(strategy_name)
+from keras_dropact.training import runtime
+here = runtime.make(strategy_name)
+strategy = here.strategy
 x = np.random.default_rng(0).normal(size=(batch * steps, 32, 32, 3)).astype("float32")
 y = np.random.default_rng(1).integers(0, 10, size=batch * steps).astype("int32")
 def dataset_fn(ctx):
@@ -48,14 +49,14 @@ with strategy.scope():
             keras.layers.MaxPooling2D())] + [keras.layers.Flatten(), keras.layers.Dense(10)])
     model.compile(keras.optimizers.SGD(0.01, momentum=0.9),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-distribution.allow_multi_worker_fit(model, strategy)
-data = distribution.distribute(strategy, dataset_fn)
-epoch_steps = distribution.steps(strategy, batch * steps, batch)
+here.prepare(model)
+data = here.distribute(dataset_fn)
+epoch_steps = here.steps(batch * steps, batch)
 model.fit(data, epochs=1, steps_per_epoch=epoch_steps, verbose=0)  # tracing
 start = time.perf_counter()
 model.fit(data, epochs=2, steps_per_epoch=epoch_steps, verbose=0)
 seconds = time.perf_counter() - start
-if distribution.is_chief(strategy):
+if here.is_chief:
     print("RESULT", json.dumps({"replicas": strategy.num_replicas_in_sync,
                                 "images_per_second": 2 * steps * batch / seconds}))
 """
@@ -66,7 +67,7 @@ def launch(devices, strategy, workers, args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow",
                PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     env.pop("TF_CONFIG", None)
-    tf_configs = distribution.local_tf_configs(workers)
+    tf_configs = local_tf_configs(workers)
     processes = []
     for index in range(workers):
         if strategy == "multiworker":

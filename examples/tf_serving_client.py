@@ -4,8 +4,9 @@
 
 The model is a `dropact export` SavedModel. Each file's bytes go as they are
 (base64, `{"b64": ...}`) to the `serve_image_bytes` signature, which decodes,
-resizes and normalises them inside the graph, so this client does no image
-processing and needs only the Python standard library.
+resizes, maps the file's 8-bit pixels to the dataset's stored range and
+normalises them inside the graph, so this client does no image processing
+and needs only the Python standard library.
 """
 
 import argparse

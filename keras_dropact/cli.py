@@ -40,6 +40,7 @@ def _add_backend(parser):
 
 def _add_train(subparsers):
     from keras_dropact.layers import ACTIVATIONS
+    from keras_dropact.training import run_dataset
     from keras_dropact.training.config import TrainConfig
 
     defaults = {name: field.default for name, field in TrainConfig.__dataclass_fields__.items()}
@@ -72,6 +73,7 @@ def _add_train(subparsers):
     parser.add_argument("--steps-per-epoch", type=int, help="limit each epoch to N steps (smoke tests)")
     parser.add_argument("--mixed-precision", action="store_true", help="float16 on GPU, bfloat16 on CPU")
     parser.add_argument("--data-dir", help="TFDS data directory (prepared datasets, offline use)")
+    parser.add_argument("--image-size", type=run_dataset.image_size_argument, metavar="N|HxW", help="folder: datasets: read the images at this size (default: their most common size)")
     parser.add_argument("--run-dir", help="where to write the run (default runs/MODEL-DATASET-ACTIVATION-TIME)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir exactly where its last backup left it (docs/runs.md)")
     parser.add_argument("--strategy", default=defaults["strategy"], help="auto, none; TensorFlow: mirrored, multiworker; JAX: data-parallel")
@@ -87,10 +89,9 @@ def _add_train(subparsers):
 
 
 def _train(args):
-    from keras_dropact.training import resume
-    from keras_dropact.training import run_dir as rd
+    from keras_dropact.training import stops
     from keras_dropact.training.config import TrainConfig
-    from keras_dropact.training.train import train
+    from keras_dropact.training.run import Run
 
     given = {
         name: getattr(args, name)
@@ -100,23 +101,23 @@ def _train(args):
     if args.resume:
         if not args.run_dir:
             raise ValueError("--resume needs --run-dir, the run to continue.")
-        _check_resume_flags(args.run_dir, given)
-        previous = rd.read_results(args.run_dir)
-        if previous is not None and previous.get("status") == "finished":
+        run = Run.resume(args.run_dir)
+        _check_resume_flags(run.config, given)
+        previous = run.ended()
+        if previous is not None:
             print(
                 f"dropact train: {args.run_dir} already finished (test error "
                 f"{100 * previous['test_error']:.2f}%); nothing to do."
             )
             return 0
-        config = TrainConfig(run_dir=args.run_dir)
     else:
-        config = TrainConfig(run_dir=args.run_dir, **given)
+        run = Run.new(TrainConfig(run_dir=args.run_dir, **given))
     try:
-        results = train(config, resume=args.resume)
-    except resume.TrainingInterrupted as stop:
+        results = run.fit()
+    except stops.TrainingInterrupted as stop:
         print(f"dropact train: {stop}", file=sys.stderr)
         return 128 + stop.signum
-    except resume.TrainingDiverged as error:
+    except stops.TrainingDiverged as error:
         print(f"dropact train: error: {error}", file=sys.stderr)
         return 3
     speed = results["images_per_second"]
@@ -129,19 +130,11 @@ def _train(args):
     return 0
 
 
-def _check_resume_flags(run_dir, given):
+def _check_resume_flags(config, given):
     """Refuses flags that would change a resumed run (its config.json rules)."""
-    import os
-
     from keras_dropact.training import run_dir as rd
-    from keras_dropact.training.config import TrainConfig
 
-    rd.open_run_dir(run_dir, resume=True)
-    path = os.path.join(run_dir, rd.CONFIG)
-    try:
-        saved = TrainConfig.load(path).to_dict()
-    except (OSError, ValueError, TypeError) as error:
-        raise RuntimeError(f"Cannot resume {run_dir!r}: {path!r} is unreadable ({error}).") from error
+    saved = config.to_dict()
     changed = [
         f"--{name.replace('_', '-')} {value!r} (saved: {saved[name]!r})"
         for name, value in given.items()
@@ -149,7 +142,7 @@ def _check_resume_flags(run_dir, given):
     ]
     if changed:
         raise ValueError(
-            f"--resume continues {run_dir} with the configuration in its "
+            f"--resume continues {config.run_dir} with the configuration in its "
             f"{rd.CONFIG}; these flags would change it: {', '.join(changed)}. "
             "Drop them, or start a new run in another --run-dir."
         )

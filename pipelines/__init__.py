@@ -10,10 +10,12 @@ emnist-balanced through TFDS; digits and mnist1d offline; `folder:PATH` for
 your own images. Augmentations (`augmentations()`): none, standard, cutout,
 autoaugment (see `pipelines.augment`). `info(name)` describes a dataset;
 `dataset_fn` serves `strategy.distribute_datasets_from_function`;
-`stream_fn` does too, with the endless, resumable stream training reads;
+`stream_fn` does too, with the endless, resumable stream training reads
+(`batches_per_pass` batches per pass over the data);
 `ensure_available` checks (or fetches) the data before a run creates anything;
 `prepare` builds a TFDS dataset from archives copied by hand; `class_names(name)`
-lists the label names (what exported models answer).
+lists the label names (what exported models answer). A folder's images are
+read at `image_size=` (`load`, `info`, ...), by default their most common size.
 """
 
 from keras_dropact.extras import require as _require
@@ -25,6 +27,7 @@ from keras_dropact.pipelines import offline as _offline  # noqa: E402
 from keras_dropact.pipelines import registry as _registry  # noqa: E402
 from keras_dropact.pipelines import tfds_source as _tfds_source  # noqa: E402
 from keras_dropact.pipelines.pipeline import Pipeline as _Pipeline  # noqa: E402
+from keras_dropact.pipelines.pipeline import batches_per_pass  # noqa: E402
 from keras_dropact.pipelines.pipeline import check_positive_int as _check_positive_int  # noqa: E402
 from keras_dropact.pipelines.pipeline import stream_examples as _stream_examples  # noqa: E402
 from keras_dropact.pipelines.tfds_source import DatasetNotPreparedError  # noqa: E402
@@ -32,6 +35,8 @@ from keras_dropact.pipelines.tfds_source import DatasetNotPreparedError  # noqa:
 __all__ = [
     "DatasetNotPreparedError",
     "augmentations",
+    "batches_per_pass",
+    "check_image_size",
     "class_names",
     "dataset_fn",
     "ensure_available",
@@ -66,6 +71,7 @@ def load(
     drop_remainder=False,
     cutout_size=None,
     download=True,
+    image_size=None,
 ):
     """A batched `tf.data.Dataset` of (float32 images, int32 labels) for fit.
 
@@ -87,6 +93,8 @@ def load(
         cutout_size: Cutout side in pixels, replacing the default (16
             CIFAR-10, 8 CIFAR-100, 20 SVHN; 16 for "autoaugment").
         download: let TFDS download a dataset that is not prepared.
+        image_size: `folder:PATH` only: [height, width] (or N for N x N)
+            to read the images at; default: their most common size.
 
     Raises:
         ValueError: unknown dataset, split or augmentation (the message lists
@@ -104,6 +112,7 @@ def load(
         drop_remainder=drop_remainder,
         cutout_size=cutout_size,
         download=download,
+        image_size=image_size,
     )
     return pipeline.build(batch_size)
 
@@ -176,15 +185,16 @@ def stream_examples(name, split, global_batch_size, start_step, stop_step,
     return total
 
 
-def info(name):
-    """What `load(name, ...)` yields, as a dict.
+def info(name, image_size=None):
+    """What `load(name, ..., image_size=image_size)` yields, as a dict.
 
     Keys: name, shape (one example), num_classes, splits (examples per
     split), normalisation (text), mean, std, cutout_size (the "cutout"
     default), recipe_augment (the Drop-Activation paper's training
-    augmentation), source, description.
+    augmentation), source, description, note (a line to tell the user, or
+    "": a folder's images of other sizes resized to the most common one).
     """
-    spec = _registry.get(name)
+    spec = _registry.get(name, image_size)
     return {
         "name": spec.name,
         "shape": spec.shape,
@@ -197,6 +207,7 @@ def info(name):
         "recipe_augment": spec.recipe_augment,
         "source": f"tfds:{spec.tfds_name}" if spec.tfds_name else "offline",
         "description": spec.description,
+        "note": spec.note,
     }
 
 
@@ -207,8 +218,8 @@ def ensure_available(name, data_dir=None, download=True):
       else downloaded now if `download` and the download host answers;
       otherwise a `DatasetNotPreparedError` within seconds, with nothing
       written (not even the data folder).
-    - `folder:PATH`: every image decodes (the error names the first bad
-      file); the layout checks of `info` pass.
+    - `folder:PATH`: the layout checks pass and every image decodes (the
+      error names the first bad file), as for `info`.
     - digits, mnist1d: their generator packages are installed.
 
     Raises:
@@ -219,10 +230,14 @@ def ensure_available(name, data_dir=None, download=True):
     spec = _registry.get(name)
     if spec.tfds_name:
         _tfds_source.ensure_prepared(spec, data_dir=data_dir, download=download)
-    elif spec.loader is _offline.load_folder:
-        _offline.check_folder_images(name[len(_registry.FOLDER_PREFIX):])
-    else:
+    elif spec.loader is not _offline.load_folder:  # `get` decoded a folder's images.
         spec.loader(spec, "test", data_dir=data_dir, download=download)
+
+
+def check_image_size(image_size):
+    """`image_size` (None, N or [height, width]) as [height, width] or None;
+    ValueError naming the value otherwise."""
+    return _offline.check_image_size(image_size)
 
 
 def class_names(name):

@@ -6,8 +6,11 @@ quick runs and CPU experiments work on a machine without network or TFDS data.
 `folder:PATH` reads a user's own images.
 """
 
+import collections
 import dataclasses
 import functools
+import hashlib
+import numbers
 import os
 import random
 import re
@@ -96,25 +99,91 @@ def load_mnist1d(spec, split, data_dir=None, download=True):
 
 @dataclasses.dataclass(frozen=True)
 class FolderContents:
-    """What `scan_folder` found: classes, files per split, image shape."""
+    """What `scan_folder` found: classes, files per split, image shape.
+
+    `other_sizes` counts the images whose height and width are not
+    `shape`'s (they are resized to it when read); `size_given` says whether
+    the size was asked for (`image_size`) or chosen as the most common one.
+    """
 
     class_names: Tuple[str, ...]
     files: Mapping[str, Tuple[Tuple[str, int], ...]]
     shape: Tuple[int, int, int]
+    other_sizes: int = 0
+    size_given: bool = False
 
     @property
     def split_sizes(self):
         return {split: len(files) for split, files in self.files.items()}
 
+    def digests(self, root):
+        """{split: SHA-256 of its (label, file path under `root`) list}: a
+        fingerprint of which files a split holds, not of their contents."""
+        digests = {}
+        for split, pairs in self.files.items():
+            listing = hashlib.sha256()
+            for file, label in pairs:
+                listing.update(b"%d\t%s\n" % (label, os.fsencode(os.path.relpath(file, root))))
+            digests[split] = listing.hexdigest()
+        return digests
 
-def _list_classes(root):
+    def note(self, path):
+        """One line on images resized to a size chosen from the folder, or ""."""
+        if self.size_given or not self.other_sizes:
+            return ""
+        total = sum(self.split_sizes.values())
+        return (
+            f"folder:{path}: images are read at {self.shape[0]}x{self.shape[1]}, the most "
+            f"common size; {self.other_sizes} of {total} images have another size and are "
+            "resized to it (choose the size with --image-size)."
+        )
+
+
+def check_image_size(image_size):
+    """`image_size` as [height, width], or None; ValueError for anything else.
+
+    An int N means [N, N].
+    """
+    if image_size is None:
+        return None
+    values = [image_size] if isinstance(image_size, numbers.Integral) else image_size
+    if (
+        not isinstance(values, (list, tuple))
+        or len(values) not in (1, 2)
+        or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in values)
+    ):
+        raise ValueError(
+            "--image-size must be a positive size in pixels, N or HEIGHTxWIDTH "
+            f"(e.g. 32 or 48x64); got {image_size!r}."
+        )
+    return [int(values[0]), int(values[-1])]
+
+
+def _text(name, path, what):
+    """`name` (from os.listdir) unless it is not UTF-8: class names are text."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"folder:{path}: the {what} {name!r} is not UTF-8 (undecodable bytes "
+            "shown as \\udcXX); class names are served as text: rename it."
+        ) from None
+    return name
+
+
+def _list_classes(root, path):
     return sorted(
-        entry.name for entry in os.scandir(root) if entry.is_dir()
+        _text(entry.name, path, "class folder name")
+        for entry in os.scandir(root) if entry.is_dir()
     )
 
 
 def _list_images(root, class_names):
-    """(path, label) pairs, in a fixed order (class, then file name)."""
+    """(path, label) pairs, in a fixed order (class, then file name).
+
+    File names need not be UTF-8: paths are kept as os.listdir gives them
+    (undecodable bytes as surrogates) and given to TensorFlow as bytes.
+    """
     pairs = []
     for label, class_name in enumerate(class_names):
         folder = os.path.join(root, class_name)
@@ -127,6 +196,7 @@ def _list_images(root, class_names):
 
 
 def _decode(path, channels=0):
+    """Decodes the image at `path` (a string tensor, or bytes)."""
     return tf.io.decode_image(
         tf.io.read_file(path), channels=channels, expand_animations=False
     )
@@ -155,7 +225,44 @@ def _check_layout(path, class_names, files):
             )
 
 
-def scan_folder(path):
+def _split_layout(path, split_roots):
+    """Classes and files of PATH/train/<class>/... and PATH/test/<class>/..."""
+    class_names = tuple(_list_classes(split_roots["train"], path))
+    test_classes = tuple(_list_classes(split_roots["test"], path))
+    if class_names != test_classes:
+        only_train = sorted(set(class_names) - set(test_classes)) or ["none"]
+        only_test = sorted(set(test_classes) - set(class_names)) or ["none"]
+        raise ValueError(
+            f"folder:{path}: train/ and test/ must hold the same class folders; "
+            f"only in train/: {', '.join(only_train)}; only in test/: "
+            f"{', '.join(only_test)}."
+        )
+    files = {split: _list_images(root, class_names) for split, root in split_roots.items()}
+    _check_layout(path, class_names, {f"{s}/": files[s] for s in files})
+    return class_names, files
+
+
+def _class_layout(path):
+    """Classes and files of PATH/<class>/..., split 80/20 by a fixed permutation."""
+    class_names = tuple(_list_classes(path, path))
+    everything = _list_images(path, class_names)
+    _check_layout(path, class_names, {path: everything})
+    order = np.random.RandomState(FOLDER_SPLIT_SEED).permutation(len(everything))
+    cut = len(everything) - int(len(everything) * FOLDER_TEST_FRACTION)
+    files = {
+        "train": tuple(everything[i] for i in order[:cut]),
+        "test": tuple(everything[i] for i in order[cut:]),
+    }
+    if not files["test"]:
+        raise ValueError(
+            f"folder:{path}: {len(everything)} image(s) leave the test split "
+            f"empty ({FOLDER_TEST_FRACTION:.0%} of the images, rounded down); "
+            "add images, or give train/ and test/ sub-folders."
+        )
+    return class_names, files
+
+
+def scan_folder(path, image_size=None):
     """Finds classes, split files and image shape under PATH.
 
     Two layouts are accepted:
@@ -163,14 +270,20 @@ def scan_folder(path):
       class folders in both; or
       PATH/<class>/<image>, split 80/20 by a fixed permutation.
     Class names are the sub-folder names in sorted order (label = position).
-    The first image fixes the shape; other sizes are resized to it. Only the
-    first image is decoded here: `check_folder_images` decodes them all.
+    Every image is decoded (in parallel; cached while the files are
+    unchanged). The shape is `image_size` (`check_image_size`), else the
+    most common height x width of all images (a tie goes to the larger),
+    with 1 channel if every image is grayscale, else 3; images of another
+    size are resized to it when read.
 
     Raises:
         ValueError: PATH is missing; or it has fewer than 2 classes, a class
-            or split without images, or different classes in train/ and
-            test/. The message names the folder and what to fix.
+            or split without images, different classes in train/ and
+            test/, a class folder name that is not UTF-8, or an image that
+            does not decode. The message names the folder or file and what
+            to fix.
     """
+    image_size = check_image_size(image_size)
     if not os.path.isdir(path):
         raise ValueError(f"folder:{path}: {path!r} is not a directory.")
     split_roots = {s: os.path.join(path, s) for s in ("train", "test")}
@@ -183,75 +296,63 @@ def scan_folder(path):
             f"class folders directly in {path!r}."
         )
     if all(has_split.values()):
-        class_names = tuple(_list_classes(split_roots["train"]))
-        test_classes = tuple(_list_classes(split_roots["test"]))
-        if class_names != test_classes:
-            only_train = sorted(set(class_names) - set(test_classes)) or ["none"]
-            only_test = sorted(set(test_classes) - set(class_names)) or ["none"]
-            raise ValueError(
-                f"folder:{path}: train/ and test/ must hold the same class folders; "
-                f"only in train/: {', '.join(only_train)}; only in test/: "
-                f"{', '.join(only_test)}."
-            )
-        files = {
-            split: _list_images(root, class_names)
-            for split, root in split_roots.items()
-        }
-        _check_layout(path, class_names, {f"{s}/": files[s] for s in files})
+        class_names, files = _split_layout(path, split_roots)
     else:
-        class_names = tuple(_list_classes(path))
-        everything = _list_images(path, class_names)
-        files = {"train": everything, "test": ()}
-        if everything:
-            order = np.random.RandomState(FOLDER_SPLIT_SEED).permutation(
-                len(everything)
-            )
-            num_test = int(len(everything) * FOLDER_TEST_FRACTION)
-            cut = len(everything) - num_test
-            files = {
-                "train": tuple(everything[i] for i in order[:cut]),
-                "test": tuple(everything[i] for i in order[cut:]),
-            }
-        _check_layout(path, class_names, {path: everything})
-        if not files["test"]:
-            raise ValueError(
-                f"folder:{path}: {len(everything)} image(s) leave the test split "
-                f"empty ({FOLDER_TEST_FRACTION:.0%} of the images, rounded down); "
-                "add images, or give train/ and test/ sub-folders."
-            )
-    first = _decode_named(path, files["train"][0][0])
-    channels = 1 if first.shape[-1] == 1 else 3
-    shape = (int(first.shape[0]), int(first.shape[1]), channels)
-    return FolderContents(class_names=class_names, files=files, shape=shape)
+        class_names, files = _class_layout(path)
+    paths = [p for split in ("train", "test") for p, _ in files[split]]
+    shapes = _image_shapes(path, paths)
+    channels = 1 if np.all(shapes[:, 2] <= 2) else 3  # Gray (+ alpha) only.
+    sizes = collections.Counter(map(tuple, shapes[:, :2].tolist()))
+    size = tuple(image_size) if image_size else max(sizes, key=lambda s: (sizes[s], s[0] * s[1], s))
+    return FolderContents(
+        class_names=class_names, files=files, shape=(*size, channels),
+        other_sizes=len(paths) - sizes[size], size_given=image_size is not None,
+    )
 
 
-def check_folder_images(path):
-    """Decodes every image of `folder:PATH`, naming the first that fails.
+def _image_shapes(root, paths):
+    """int array [len(paths), 3]: (height, width, channels) of every image.
+
+    Raises:
+        ValueError: naming the first file that cannot be read or decoded.
+    """
+    stamps = []
+    for path in paths:
+        stat = os.stat(path)
+        stamps.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    return _decoded_shapes(root, tuple(paths), tuple(stamps))
+
+
+@functools.lru_cache(maxsize=4)
+def _decoded_shapes(root, paths, stamps):
+    """`_image_shapes`, cached on the files' (inode, size, mtime) `stamps`.
 
     The images are decoded in parallel by tf.data; those that fail are
     dropped (`ignore_errors`) and found by their missing paths, then the
     first one is decoded again to report TensorFlow's reason.
-
-    Raises:
-        ValueError: naming the first undecodable file and the reason.
     """
-    contents = scan_folder(path)
-    paths = [p for pairs in contents.files.values() for p, _ in pairs]
+    del stamps  # Only part of the cache key.
+    encoded = [os.fsencode(p) for p in paths]
     decoded = (
-        tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
+        tf.data.Dataset.from_tensor_slices(tf.constant(encoded, tf.string))
         .map(lambda p: (p, tf.shape(_decode(p))), num_parallel_calls=tf.data.AUTOTUNE)
         .ignore_errors()
     )
-    readable = {p.numpy().decode() for p, _ in decoded}
-    bad = [p for p in paths if p not in readable]
+    shapes = {p: s for p, s in decoded.as_numpy_iterator()}
+    bad = [p for p, e in zip(paths, encoded) if e not in shapes]
     if bad:
-        _decode_named(path, bad[0], f" (and {len(bad) - 1} more file(s))" if len(bad) > 1 else "")
+        _decode_named(root, bad[0], f" (and {len(bad) - 1} more file(s))" if len(bad) > 1 else "")
+    return np.array([shapes[e] for e in encoded]).reshape(-1, 3)
 
 
 def _decode_named(root, file, others=""):
-    """`_decode(file)`, or a one-line ValueError naming the file and the reason."""
+    """`_decode(file)`, or a one-line ValueError naming the file and the reason.
+
+    The file is named with repr(): bytes of a name that are not UTF-8 show
+    as \\udcXX escapes, and the line stays printable.
+    """
     try:
-        return _decode(file)
+        return _decode(os.fsencode(file))
     except (tf.errors.OpError, ValueError) as error:
         # TensorFlow wraps the reason: "{{function_node ...}} REASON [Op:DecodeImage] ...".
         text = str(getattr(error, "message", error)).strip().splitlines()
@@ -265,8 +366,8 @@ def _decode_named(root, file, others=""):
 def load_folder(spec, split, data_dir=None, download=True):
     """A folder's images as (uint8 image of spec.shape, int32 label)."""
     del data_dir, download
-    contents = scan_folder(spec.name.split(":", 1)[1])
-    paths = [p for p, _ in contents.files[split]]
+    contents = scan_folder(spec.name.split(":", 1)[1], spec.shape[:2])
+    paths = [os.fsencode(p) for p, _ in contents.files[split]]
     labels = np.array([label for _, label in contents.files[split]])
     height, width, channels = spec.shape
 

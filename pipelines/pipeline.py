@@ -96,8 +96,9 @@ class Pipeline:
         drop_remainder=False,
         cutout_size=None,
         download=True,
+        image_size=None,
     ):
-        self.spec = registry.get(name)
+        self.spec = registry.get(name, image_size)
         registry.check_split(split)
         if seed is not None and (
             isinstance(seed, bool)
@@ -143,19 +144,26 @@ class Pipeline:
         check_positive_int("batch_size", batch_size)
         if self.seed is None:
             raise ValueError("A stream needs an int seed, got None.")
-        per_pass = batches_per_pass(
-            self.shard_size(num_pipelines, pipeline_id), batch_size, self.drop_remainder
-        )
+        shard_size = self.shard_size(num_pipelines, pipeline_id)
+        per_pass = batches_per_pass(shard_size, batch_size, self.drop_remainder)
         if per_pass < 1:
             raise ValueError(
-                f"batch_size {batch_size} exceeds the {self.shard_size(num_pipelines, pipeline_id)} "
+                f"batch_size {batch_size} exceeds the {shard_size} "
                 f"examples of the {self.split!r} shard with drop_remainder."
             )
         first_pass, skip = divmod(int(start), per_pass)
+        dataset = (
+            tf.data.Dataset.range(first_pass, 2**62)
+            .flat_map(self._one_pass_fn(batch_size, num_pipelines, pipeline_id))
+            .skip(skip)
+        )
+        return self._prepared_stream(dataset, pipeline_id)
+
+    def _one_pass_fn(self, batch_size, num_pipelines, pipeline_id):
+        """`one_pass(k)`: the (k, j, batch) of pass k over this shard, shuffled by pass."""
         shard = self._cached_shard(num_pipelines, pipeline_id)
         buffer_size = self.shard_size(num_pipelines, pipeline_id)
         shuffle_seed = _derived_seed(self.seed, pipeline_id, _SHUFFLE_STREAM)
-        augment_seed = _derived_seed(self.seed, pipeline_id, _AUGMENT_STREAM)
         shuffle, drop_remainder = self.shuffle, self.drop_remainder
 
         def one_pass(index):
@@ -172,13 +180,13 @@ class Pipeline:
             data = data.batch(batch_size, drop_remainder=drop_remainder)
             return data.enumerate().map(lambda j, batch: (index, j, batch))
 
-        dataset = (
-            tf.data.Dataset.range(first_pass, 2**62)
-            .flat_map(one_pass)
-            .skip(skip)
-        )
+        return one_pass
+
+    def _prepared_stream(self, dataset, pipeline_id):
+        """The (k, j, batch) stream augmented (seeded by (k, j)), normalised, prefetched."""
         batch_fn = self.batch_fn
         if self.augmentation.is_random:
+            augment_seed = _derived_seed(self.seed, pipeline_id, _AUGMENT_STREAM)
 
             def augment(index, j, batch):
                 seed = tf.random.experimental.stateless_fold_in(

@@ -63,6 +63,11 @@ class DatasetSpec:
         description: one line for `info` and the README.
         class_names: the label names: label i is `class_names[i]` (what
             an export's serving signatures return).
+        note: one line a user should read before training on the data
+            (a folder's images resized to its most common size), or "".
+        split_digests: a folder's {split: digest of its file list}, to
+            notice files replaced between a run and its resumption; None
+            for datasets whose files do not change.
     """
 
     name: str
@@ -82,6 +87,8 @@ class DatasetSpec:
     archives: Tuple[Tuple[str, str], ...] = ()
     description: str = ""
     class_names: Tuple[str, ...] = ()
+    note: str = ""
+    split_digests: Optional[Mapping[str, str]] = None
 
     def __post_init__(self):
         if len(self.class_names) != self.num_classes:
@@ -127,6 +134,7 @@ CIFAR_NORMALISATION = Normalisation(
     std=(0.2023, 0.1994, 0.2010),
 )
 UNIT_RANGE = Normalisation(max_value=255.0)
+FOLDER_NORMALISATION = UNIT_RANGE
 
 _SPECS = (
     DatasetSpec(
@@ -231,32 +239,59 @@ def names():
     return tuple(SPECS) + (FOLDER_PREFIX + "PATH",)
 
 
-def get(name):
+def is_folder(name):
+    return isinstance(name, str) and name.startswith(FOLDER_PREFIX)
+
+
+def get(name, image_size=None):
     """The `DatasetSpec` for `name`; `folder:PATH` scans PATH.
 
+    `image_size` ([height, width] or N) is the size a folder's images are
+    read at; None picks their most common size (`offline.scan_folder`).
+    Other datasets have their own size and take None.
+
     Raises:
-        ValueError: for an unknown name, listing the valid ones.
+        ValueError: for an unknown name, listing the valid ones; an
+            `image_size` for a dataset that is not a folder.
     """
-    if isinstance(name, str) and name.startswith(FOLDER_PREFIX):
+    if is_folder(name):
         path = name[len(FOLDER_PREFIX):]
-        found = offline.scan_folder(path)
+        found = offline.scan_folder(path, image_size)
         return DatasetSpec(
             name=name,
             shape=found.shape,
             num_classes=len(found.class_names),
             splits=found.split_sizes,
-            normalisation=UNIT_RANGE,
+            normalisation=FOLDER_NORMALISATION,
             loader=offline.load_folder,
             description=(
                 f"images from {path}, classes {', '.join(found.class_names)}"
             ),
             class_names=found.class_names,
+            note=found.note(path),
+            split_digests=found.digests(path),
         )
     if name not in SPECS:
         raise ValueError(
             f"Unknown dataset {name!r}. Valid names: {', '.join(names())}."
         )
+    if image_size is not None:
+        shape = "x".join(map(str, SPECS[name].shape))
+        raise ValueError(
+            f"--image-size is for folder:PATH datasets, whose images may have any "
+            f"size; {name!r} examples are {shape}. Leave out --image-size."
+        )
     return SPECS[name]
+
+
+def values(name):
+    """(Normalisation, is_image) of dataset `name`, without reading any data
+    (a folder is not scanned): what serving needs besides the shape and
+    class names a run records."""
+    if is_folder(name):
+        return FOLDER_NORMALISATION, True
+    spec = get(name)
+    return spec.normalisation, spec.is_image
 
 
 def check_split(split):

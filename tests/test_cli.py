@@ -19,7 +19,7 @@ from keras_dropact.training import run_dir as rd
 from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.export import export
 from keras_dropact.training.export import run_exported
-from keras_dropact.training.resume import Backups
+from keras_dropact.training.backups import Backups
 from keras_dropact.training.train import train
 from tests.conftest import tensorflow_only
 

@@ -76,6 +76,11 @@ def encode_png(image):
     return tf.io.encode_png(image).numpy()
 
 
+def as_8bit(raw):
+    """Digits' stored 0..16 as the 0..255 pixels of an ordinary image file."""
+    return np.round(raw.astype("float64") * 255 / 16).astype("uint8")
+
+
 def call(loaded, signature, value):
     import tensorflow as tf
 
@@ -99,11 +104,43 @@ def test_signatures_match_predict_on_the_pipeline_batch(loaded, test_batch, expe
     raw, normalised = test_batch
     assert raw.dtype == np.uint8 and raw.max() <= 16  # The stored digits values.
     assert_matches(call(loaded, "serving_default", raw), expected)
-    assert_matches(call(loaded, "serve_image_bytes", np.array([encode_png(image) for image in raw])), expected)
+    # Image files are 8-bit: 0..255 maps back to the stored 0..16.
+    files = as_8bit(raw)
+    assert_matches(call(loaded, "serve_image_bytes", np.array([encode_png(image) for image in files])), expected)
     # RGBA files of gray pixels: alpha dropped, RGB to grayscale, same answer.
-    rgba = np.concatenate([np.repeat(raw, 3, axis=-1), np.full_like(raw, 255)], axis=-1)
+    rgba = np.concatenate([np.repeat(files, 3, axis=-1), np.full_like(files, 255)], axis=-1)
     assert_matches(call(loaded, "serve_image_bytes", np.array([encode_png(image) for image in rgba])), expected)
     assert_matches(call(loaded, "serve_normalized", normalised), expected)
+
+
+def test_an_empty_batch_gives_empty_outputs(loaded):
+    """Issue 20: a batch of 0 failed with "Incompatible shapes" (TensorFlow's
+    batch norm) while ONNX answered it; every signature now answers [0, ...]."""
+    shapes = {"logits": (0, 10), "probabilities": (0, 10), "class_id": (0,), "class_name": (0,),
+              "top_k_ids": (0, 5), "top_k_scores": (0, 5), "top_k_names": (0, 5)}
+    empty = {"serving_default": np.zeros((0, 8, 8, 1), "uint8"), "serve_normalized": np.zeros((0, 8, 8, 1), "float32"),
+             "serve_image_bytes": np.array([], dtype=object).astype(bytes)}
+    for signature, value in empty.items():
+        outputs = call(loaded, signature, value)
+        assert {k: v.shape for k, v in outputs.items()} == shapes, signature
+
+
+def test_an_8bit_png_of_a_digit_gets_the_models_answer_on_the_stored_array(run, tmp_path, capsys):
+    """Issue 20: an ordinary 8-bit PNG of an 8 was answered "4" with
+    probability 1.0 (its 0..255 pixels were taken as digits' 0..16)."""
+    spec = pipelines.registry.get("digits")
+    stored, label = next((x, y) for x, y in spec.loader(spec, "test").as_numpy_iterator() if y == 8)
+    png = tmp_path / "eight.png"
+    png.write_bytes(encode_png(as_8bit(stored)))
+    assert as_8bit(stored).max() > 200  # An ordinary black-and-white image.
+    model = load_model(run)
+    logits = model.predict((stored[None] / 16.0).astype("float32"), verbose=0).astype("float64")
+    expected = export_lib.softmax(logits)[0]
+    assert cli.main(["predict", run, str(png), "--json", "--top-k", "10"]) == 0
+    (answer,) = json.loads(capsys.readouterr().out)
+    probabilities = {row["class_id"]: row["probability"] for row in answer["predictions"]}
+    np.testing.assert_allclose([probabilities[i] for i in range(10)], expected, atol=1e-5)
+    assert answer["predictions"][0]["class_id"] == expected.argmax()
 
 
 def test_export_reports_its_check_and_metadata(run, saved_model):
@@ -188,7 +225,7 @@ def test_a_tf_serving_rest_body_gets_the_documented_fields(loaded, test_batch, e
     bodies = [
         json.dumps({"signature_name": "serving_default", "instances": raw.tolist()}),
         json.dumps({"signature_name": "serve_image_bytes",
-                    "instances": [{"b64": base64.b64encode(encode_png(image)).decode()} for image in raw]}),
+                    "instances": [{"b64": base64.b64encode(encode_png(image)).decode()} for image in as_8bit(raw)]}),
     ]
     for body in bodies:
         predictions = rest_predict(loaded, body)["predictions"]
@@ -225,6 +262,11 @@ def test_onnx_on_uint8_equals_the_saved_model(run, root, loaded, test_batch):
     assert np.max(np.abs(onnx_outputs["probabilities"] - reference["probabilities"])) <= 1e-5
     np.testing.assert_array_equal(onnx_outputs["class_id"], reference["class_id"])
     np.testing.assert_array_equal(onnx_outputs["top_k_names"].astype(str), reference["top_k_names"].astype(str))
+    # An empty batch: empty outputs, as from the SavedModel.
+    onnx_empty = export_lib.run_exported(result["path"], "onnx", test_batch[0][:0])
+    saved_model_empty = call(loaded, "serving_default", test_batch[0][:0])
+    assert {k: v.shape for k, v in onnx_empty.items()} == {k: v.shape for k, v in saved_model_empty.items()}
+    assert onnx_empty["logits"].shape == (0, 10)
 
 
 def test_keras_export_keeps_the_plain_model_and_writes_metadata(run, root, test_batch, expected):
@@ -253,6 +295,53 @@ def test_a_killed_export_leaves_no_version(run, tmp_path):
     leftovers = os.listdir(model_root)
     assert version_folders(model_root) == [] and len(leftovers) == 1 and leftovers[0].startswith(".1.tmp-")
     assert export_lib.next_version(model_root) == 1
+    # The next export of that name removes the killed one's folder, never
+    # the folder of an export whose process still runs.
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        os.makedirs(os.path.join(model_root, f".1.tmp-{live.pid}", "variables"))
+        export_lib.export(run, "saved_model", name="m", root=root)
+        assert sorted(os.listdir(model_root)) == [f".1.tmp-{live.pid}", "1"]
+    finally:
+        live.kill()
+        live.wait()
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".", "", "/abs"])
+def test_a_name_is_one_folder_under_the_root(run, tmp_path, capsys, name):
+    """Issue 20: `--name ../x` wrote the export outside --root."""
+    root = tmp_path / "root" / "models"
+    assert cli.main(["export", run, "--name", name, "--root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dropact export: error: --name ") and repr(name) in err and "one folder name" in err
+    assert len(err.strip().splitlines()) == 1
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_root_that_is_a_file_is_refused(run, tmp_path, capsys):
+    """Issue 20: `export --root FILE` gave a NotADirectoryError traceback."""
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    for root in (file, file / "models"):
+        assert cli.main(["export", run, "--root", str(root)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"dropact export: error: --root {str(root)!r} ") and "not a folder" in err
+        assert len(err.strip().splitlines()) == 1
+    assert os.listdir(tmp_path) == ["notes.txt"] and file.read_text() == "mine"
+
+
+def test_predict_names_a_savedmodel_with_truncated_variables(saved_model, tmp_path, capsys):
+    """Issue 20: a truncated variables file gave an IndexError traceback."""
+    import shutil
+
+    version = tmp_path / "1"
+    shutil.copytree(saved_model["path"], version)
+    data = version / "variables" / "variables.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    assert cli.main(["predict", str(version), "x.png"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dropact predict: error: Cannot load the SavedModel in {str(version)!r}: its files are damaged")
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_a_failed_check_publishes_nothing(run, tmp_path, monkeypatch):
@@ -292,7 +381,7 @@ def image_files(tmp_path_factory, test_batch, expected):
     import tensorflow as tf
 
     folder = tmp_path_factory.mktemp("images")
-    raw = test_batch[0]
+    raw = as_8bit(test_batch[0])  # Files hold 8-bit pixels.
     files = {
         "gray.png": encode_png(raw[0]),  # The model's own size and channels.
         "rgb.png": encode_png(np.repeat(raw[1], 3, axis=-1)),  # Converted to grayscale.
@@ -405,3 +494,133 @@ def test_predict_with_a_model_whose_answer_is_known(tmp_path, capsys):
     # Logits 3 - 1.5 = 1.5 vs 0 (white), 0 - 1.5 vs 0 (black), 2.4 - 1.5 = 0.9 vs 0 (204/255 = 0.8).
     expected = [1 / (1 + np.exp(-1.5)), 1 / (1 + np.exp(-1.5)), 1 / (1 + np.exp(-0.9))]
     np.testing.assert_allclose([a["probability"] for a in answers], expected, atol=1e-5)
+
+
+# Folder runs keep their classes and image size (issue 20) -------------------
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    """A `folder:` run on dark "a" and bright "b" 12x10 images, read at
+    --image-size 8 (simple-cnn needs 8x8); returns (data folder, run)."""
+    root = tmp_path_factory.mktemp("folder-run")
+    data = root / "data"
+    for name, value in (("a", 30), ("b", 220)):
+        (data / name).mkdir(parents=True)
+        for i in range(10):
+            (data / name / f"{i}.png").write_bytes(encode_png(np.full((12, 10, 3), value + i, "uint8")))
+    run = str(root / "run")
+    argv = ["train", "--model", "simple-cnn", "--dataset", f"folder:{data}", "--image-size", "8",
+            "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8", "--run-dir", run]
+    assert cli.main(argv) == 0
+    return data, run
+
+
+class renamed:
+    """Renames `folder` for a `with` block, then puts it back."""
+
+    def __init__(self, folder, name):
+        self.folder, self.other = folder, folder.parent / name
+
+    def __enter__(self):
+        self.folder.rename(self.other)
+
+    def __exit__(self, *exc):
+        self.other.rename(self.folder)
+
+
+def test_a_folder_run_records_its_classes_and_image_size(folder_run):
+    data, run = folder_run
+    with open(os.path.join(run, "dataset.json")) as f:
+        record = json.load(f)
+    assert record == {"dataset": f"folder:{data}", "shape": [8, 8, 3], "class_names": ["a", "b"],
+                      "splits": {"train": 16, "test": 4}, "split_digests": record["split_digests"]}
+    assert sorted(record["split_digests"]) == ["test", "train"] and len(record["split_digests"]["test"]) == 64
+    with open(os.path.join(run, rd.CONFIG)) as f:
+        assert json.load(f)["image_size"] == [8, 8]
+    assert load_model(run).inputs[0].shape[1:] == (8, 8, 3)
+
+
+def test_export_and_predict_keep_the_runs_classes_when_the_folder_changes(folder_run, tmp_path, capsys):
+    """Issue 20: with class folder a renamed to zz, the export called class 0 "b"."""
+    data, run = folder_run
+    (tmp_path / "bright.png").write_bytes(encode_png(np.full((5, 5, 3), 230, "uint8")))
+    expected = export_lib.run_exported(os.path.join(run, rd.MODEL), "keras", np.full((1, 8, 8, 3), 230, "uint8"),
+                                       spec=serving.ServingSpec.for_record(
+                                           export_lib.run_dataset.DatasetRecord.of(f"folder:{data}", 8), load_model(run)))
+    with renamed(data / "a", "zz"):
+        result = export_lib.export(run, "saved_model", name="f", root=str(tmp_path / "models"))
+        metadata = export_lib.read_metadata(result["path"], "saved_model")
+        assert metadata["class_names"] == ["a", "b"] and metadata["input_shape"] == [8, 8, 3]
+    with renamed(data, "gone"):  # The run's own record: the folder is not needed.
+        for source in (run, result["path"]):
+            assert cli.main(["predict", source, str(tmp_path / "bright.png"), "--json", "--top-k", "2"]) == 0
+            (answer,) = json.loads(capsys.readouterr().out)
+            names = [row["class_name"] for row in answer["predictions"]]
+            assert sorted(names) == ["a", "b"]
+            assert names[0] == expected["class_name"][0].decode()
+
+
+@pytest.mark.parametrize("change", ["rename", "add_class", "remove_image", "replace_image"])
+def test_evaluate_refuses_a_folder_that_no_longer_matches_the_run(folder_run, capsys, change):
+    data, run = folder_run
+    assert cli.main(["evaluate", run]) == 0
+    with open(os.path.join(run, rd.RESULTS)) as f:
+        assert json.loads(capsys.readouterr().out)["test_error"] == pytest.approx(json.load(f)["test_error"])
+    moved = data.parent / "moved"
+    if change == "rename":
+        (data / "a").rename(data / "zz")
+        expected = "classes ('a', 'b') -> ('b', 'zz')"
+    elif change == "add_class":
+        (data / "c").mkdir()
+        (data / "c" / "0.png").write_bytes(encode_png(np.zeros((12, 10, 3), "uint8")))
+        expected = "classes ('a', 'b') -> ('a', 'b', 'c')"
+    elif change == "remove_image":
+        moved.mkdir()
+        (data / "b" / "9.png").rename(moved / "9.png")
+        expected = "test images 4 -> 3"  # 19 images: 16 train, 3 test.
+    else:
+        (data / "b" / "9.png").rename(data / "b" / "90.png")
+        expected = "other train files (as many, other names)"
+    try:
+        assert cli.main(["evaluate", run]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"dropact evaluate: error: folder:{data} no longer matches run {run!r} (dataset.json): ")
+        assert expected in err and len(err.strip().splitlines()) == 1
+    finally:
+        if change == "rename":
+            (data / "zz").rename(data / "a")
+        elif change == "add_class":
+            import shutil
+
+            shutil.rmtree(data / "c")
+        elif change == "remove_image":
+            (moved / "9.png").rename(data / "b" / "9.png")
+            moved.rmdir()
+        else:
+            (data / "b" / "90.png").rename(data / "b" / "9.png")
+
+
+def test_resume_refuses_a_folder_that_no_longer_matches_the_run(folder_run, tmp_path, capsys):
+    """A run killed after its first step, resumed with class folder a renamed."""
+    from keras_dropact.training import faults
+
+    data, _ = folder_run
+    run = str(tmp_path / "killed")
+    argv = ["train", "--model", "simple-cnn", "--dataset", f"folder:{data}", "--image-size", "8",
+            "--epochs", "1", "--steps-per-epoch", "4", "--batch-size", "8", "--backup-every", "1", "--run-dir", run]
+    env = {**os.environ, faults.ENV: "step:2", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.run([sys.executable, "-m", "keras_dropact.cli", *argv], env=env, capture_output=True, text=True)
+    assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
+
+    def snapshot():
+        return {os.path.relpath(os.path.join(d, n), run): open(os.path.join(d, n), "rb").read()
+                for d, _, names in os.walk(run) for n in names}
+
+    before = snapshot()
+    with renamed(data / "a", "zz"):
+        assert cli.main(["train", "--resume", "--run-dir", run]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dropact train: error: folder:{data} no longer matches run {run!r}")
+    assert "classes ('a', 'b') -> ('b', 'zz')" in err and len(err.strip().splitlines()) == 1
+    assert snapshot() == before

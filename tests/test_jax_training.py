@@ -75,18 +75,18 @@ def test_backend_and_strategy_mismatches_name_the_alternative(capsys, tmp_path):
 def test_multi_worker_patch_is_tied_to_tested_keras_versions(monkeypatch):
     import keras
 
-    from keras_dropact.training import distribution
+    from keras_dropact.training import tf_runtime
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     monkeypatch.setattr(keras, "__version__", "3.99.0")
     with pytest.warns(UserWarning, match="tested with Keras 3.15.x, not 3.99.0.*JAX backend"):
-        distribution._check_patchable_keras(model)
+        tf_runtime._check_patchable_keras(model)
     monkeypatch.setattr(keras, "__version__", "3.15.1")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        distribution._check_patchable_keras(model)
+        tf_runtime._check_patchable_keras(model)
     with pytest.raises(RuntimeError, match="no _maybe_symbolic_build.*data-parallel"):
-        distribution._check_patchable_keras(object())  # A Keras without the patched methods.
+        tf_runtime._check_patchable_keras(object())  # A Keras without the patched methods.
 
 
 def test_jax_train_resumes_after_sigkill_bit_for_bit_and_exports(tmp_path):

@@ -6,6 +6,7 @@ files, where `models/` and `pipelines/` sit at their installed place
 (`keras_dropact/models`, `keras_dropact/pipelines`).
 """
 
+import ast
 import os
 import shutil
 import subprocess
@@ -74,17 +75,79 @@ def _lint_imports(unpacked):
 def test_the_layering_contracts_hold(unpacked):
     result = _lint_imports(unpacked)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 kept, 0 broken" in result.stdout
+    assert "3 kept, 0 broken" in result.stdout
 
 
-def test_an_upward_import_breaks_the_contracts(unpacked, tmp_path):
+@pytest.mark.parametrize("module, line, chain", [
+    ("layers/shortcut.py", "from keras_dropact.training import recipes  # upward",
+     "keras_dropact.layers.shortcut -> keras_dropact.training"),
+    ("training/run.py", "import jax  # a backend dependency outside the runtime",
+     "keras_dropact.training.run -> jax"),
+])
+def test_a_forbidden_import_breaks_the_contracts(unpacked, tmp_path, module, line, chain):
     broken = tmp_path / "broken"
     shutil.copytree(unpacked / "keras_dropact", broken / "keras_dropact")
-    with open(broken / "keras_dropact" / "layers" / "shortcut.py", "a") as f:
-        f.write("\nfrom keras_dropact.training import recipes  # upward\n")
+    with open(broken / "keras_dropact" / module, "a") as f:
+        f.write(f"\n{line}\n")
     result = _lint_imports(broken)
     assert result.returncode != 0
-    assert "keras_dropact.layers.shortcut -> keras_dropact.training" in result.stdout
+    assert chain in result.stdout
+
+
+# The modules of training/ that may use tf.distribute: the runtimes.
+RUNTIMES = ("tf_runtime.py", "jax_runtime.py")
+
+
+def tf_distribute_uses(source):
+    """Lines of `source` that import tensorflow.distribute or use `tf.distribute`.
+
+    import-linter sees imports of packages only, not `tf.distribute.X`
+    attribute use after `import tensorflow as tf`; this sees both.
+    """
+    tree = ast.parse(source)
+    distribute = ("tensorflow.distribute", "tensorflow.python.distribute")
+    names, lines = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "tensorflow" or alias.name.startswith("tensorflow."):
+                    names.add(alias.asname or "tensorflow")
+                if alias.name.startswith(distribute):
+                    lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.startswith(distribute) or (
+                node.module in ("tensorflow", "tensorflow.python")
+                and any(alias.name == "distribute" for alias in node.names)
+            ):
+                lines.append(node.lineno)
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr == "distribute"
+                and isinstance(node.value, ast.Name) and node.value.id in names):
+            lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+def test_only_the_runtimes_use_tf_distribute():
+    folder = os.path.join(ROOT, "keras_dropact", "training")
+    uses = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            with open(os.path.join(folder, name)) as f:
+                uses[name] = tf_distribute_uses(f.read())
+    assert {name: lines for name, lines in uses.items() if lines and name not in RUNTIMES} == {}
+    assert uses["tf_runtime.py"] and uses["jax_runtime.py"]  # The check sees real uses.
+
+
+@pytest.mark.parametrize("planted", [
+    "import tensorflow as tf\nstrategy = tf.distribute.get_strategy()\n",
+    "import tensorflow\nstrategy = tensorflow.distribute.MirroredStrategy()\n",
+    "from tensorflow import distribute\n",
+    "import tensorflow.distribute as td\n",
+    "from tensorflow.python.distribute import values\n",
+])
+def test_the_tf_distribute_check_sees_a_planted_use(planted):
+    assert tf_distribute_uses(planted)
+    assert tf_distribute_uses("import tensorflow as tf\ndata = tf.data.Dataset.range(3)\n") == []
 
 
 def test_a_users_models_and_pipelines_do_not_shadow_ours(tmp_path):

@@ -200,11 +200,89 @@ def test_folder_errors(tmp_path):
     _write_png(tmp_path / "test" / "bee" / "0.png", 9)
     assert pipelines.info(name)["splits"] == {"train": 3, "test": 3}
     pipelines.ensure_available(name)
-    # A bad image is found by `ensure_available` (which decodes them all), named.
+    # Every image is decoded when the folder is described: a bad one is named.
     (tmp_path / "test" / "bee" / "1.png").write_bytes(b"not a png")
-    assert pipelines.info(name)["splits"] == {"train": 3, "test": 4}
-    with pytest.raises(ValueError, match="cannot decode image '.*/test/bee/1.png'"):
-        pipelines.ensure_available(name)
+    for describe in (pipelines.info, pipelines.ensure_available):
+        with pytest.raises(ValueError, match="cannot decode image '.*/test/bee/1.png'"):
+            describe(name)
+
+
+def _sized_folder(root, sizes, channels=3):
+    """Class folders ant/ and bee/, image i of each of size sizes[i]."""
+    for name in ("ant", "bee"):
+        for i, (height, width) in enumerate(sizes):
+            _write_png(root / name / f"{i}.png", 50, (height, width, channels))
+    return f"folder:{root}"
+
+
+def test_folder_size_comes_from_all_images_not_the_first(tmp_path):
+    """Issue 20: a 1x1 first image made every image 1x1."""
+    name = _sized_folder(tmp_path, [(1, 1)] + [(6, 5)] * 4)
+    info = pipelines.info(name)
+    assert info["shape"] == (6, 5, 3)
+    assert info["note"] == (
+        f"{name}: images are read at 6x5, the most common size; 2 of 10 images have another "
+        "size and are resized to it (choose the size with --image-size)."
+    )
+    images, _ = _collect(pipelines.load(name, "train", 4))
+    assert images.shape[1:] == (6, 5, 3)
+    # A tie goes to the larger size; no note when every image has the size.
+    assert pipelines.info(_sized_folder(tmp_path / "tie", [(2, 2), (3, 4), (2, 2), (3, 4)]))["shape"] == (3, 4, 3)
+    assert pipelines.info(_sized_folder(tmp_path / "same", [(6, 5)] * 5))["note"] == ""
+
+
+def test_folder_image_size_is_chosen_by_the_caller(tmp_path):
+    name = _sized_folder(tmp_path, [(1, 1)] + [(6, 5)] * 4)
+    info = pipelines.info(name, image_size=[4, 3])
+    assert info["shape"] == (4, 3, 3) and info["note"] == ""
+    assert pipelines.info(name, image_size=7)["shape"] == (7, 7, 3)
+    images, _ = _collect(pipelines.load(name, "test", 4, image_size=[4, 3]))
+    assert images.shape[1:] == (4, 3, 3)
+    for bad in (0, -2, [4, 0], [1, 2, 3], "32", True, 2.5):
+        with pytest.raises(ValueError, match=r"--image-size must be a positive size in pixels, N or HEIGHTxWIDTH"):
+            pipelines.info(name, image_size=bad)
+    with pytest.raises(ValueError, match="--image-size is for folder:PATH datasets.*'digits' examples are 8x8x1"):
+        pipelines.info("digits", image_size=8)
+
+
+def test_folder_channels_come_from_all_images(tmp_path):
+    """Grayscale only if every image is: one gray first image no longer makes the folder gray."""
+    for split in ("train", "test"):
+        for name in ("ant", "bee"):
+            _write_png(tmp_path / "mixed" / split / name / "0.png", 50, (6, 5, 3))
+            _write_png(tmp_path / "gray" / split / name / "0.png", 50, (6, 5, 2))  # Gray + alpha.
+            _write_png(tmp_path / "gray" / split / name / "1.png", 50, (6, 5, 1))
+    # The first image (train/ant/0.png) is gray, the other images RGB.
+    _write_png(tmp_path / "mixed" / "train" / "ant" / "0.png", 50, (6, 5, 1))
+    assert pipelines.info(f"folder:{tmp_path / 'mixed'}")["shape"] == (6, 5, 3)
+    assert pipelines.info(f"folder:{tmp_path / 'gray'}")["shape"] == (6, 5, 1)
+
+
+def test_folder_file_names_that_are_not_utf8(tmp_path):
+    """Issue 20: a non-UTF-8 file name failed with "Error converting unicode
+    string" naming no file. Such images are read; a bad one is named."""
+    import os
+
+    _sized_folder(tmp_path, [(6, 5)] * 5)
+    odd = os.path.join(os.fsencode(tmp_path / "ant"), b"caf\xe9.png")  # Latin-1 bytes.
+    with open(odd, "wb") as f:
+        f.write(tf.io.encode_png(np.full((6, 5, 3), 7, np.uint8)).numpy())
+    name = f"folder:{tmp_path}"
+    assert pipelines.info(name)["splits"] == {"train": 9, "test": 2}
+    images, labels = _collect(pipelines.load(name, "train", 11))
+    test_images, test_labels = _collect(pipelines.load(name, "test", 11))
+    values = np.concatenate([images, test_images])[:, 0, 0, 0]
+    assert np.sum(np.isclose(values, 7 / 255)) == 1  # The odd file was read.
+    with open(odd, "wb") as f:
+        f.write(b"not an image")
+    with pytest.raises(ValueError) as error:
+        pipelines.info(name)
+    assert "cannot decode image '" in str(error.value) and "caf\\udce9.png'" in str(error.value)
+    str(error.value).encode("utf-8")  # Printable.
+    os.remove(odd)
+    os.mkdir(os.path.join(os.fsencode(tmp_path), b"c\xffat"))
+    with pytest.raises(ValueError, match=r"the class folder name 'c\\udcffat' is not UTF-8"):
+        pipelines.info(name)
 
 
 def test_info_and_names():

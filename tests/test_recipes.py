@@ -56,7 +56,7 @@ def test_callback_applies_warmup_then_milestones_per_step():
 
 
 def test_mnist1d_recipe_is_adam_and_optimizers_are_checked():
-    from keras_dropact.training.train import make_optimizer
+    from keras_dropact.training.run import make_optimizer
 
     r = recipes.get("mnist1d")
     # MNIST-1D's benchmark: Adam 1e-2, batch 100, no weight decay, 6000 steps of 4000 signals.

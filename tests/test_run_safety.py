@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from keras_dropact import cli
+from keras_dropact.training.backups import Backups
 from keras_dropact.training import faults
-from keras_dropact.training import resume as rs
 from keras_dropact.training import run_dir as rd
 from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.train import train
@@ -119,7 +119,7 @@ def test_reference_records_are_counts_not_guesses(runs):
 def test_a_damaged_latest_backup_falls_back_to_the_one_before(runs, tmp_path, damage, capsys):
     reference, killed = runs
     run = _copy(killed["step:7"], tmp_path)
-    backups = rs.Backups(os.path.join(run, rd.BACKUP))
+    backups = Backups(os.path.join(run, rd.BACKUP))
     (newest, mark), _ = backups.marks()
     assert newest == 6
     with open(mark) as f:
@@ -214,7 +214,7 @@ def test_sigterm_saves_a_backup_and_prints_the_resume_command(tmp_path, capsys):
     process = _train_process(run, "--steps-per-epoch", "30", "--epochs", "2")
     try:
         deadline = time.time() + 300
-        while not rs.Backups(os.path.join(run, rd.BACKUP)).marks():
+        while not Backups(os.path.join(run, rd.BACKUP)).marks():
             assert process.poll() is None, process.communicate()[1][-2000:]
             assert time.time() < deadline, "no backup within 300 s"
             time.sleep(0.05)
@@ -230,7 +230,7 @@ def test_sigterm_saves_a_backup_and_prints_the_resume_command(tmp_path, capsys):
     (line,) = [line for line in err.splitlines() if "Resume with:" in line]
     command = shlex.split(line.split("Resume with: ", 1)[1])
     assert command[:2] == ["dropact", "train"]
-    stopped = rs.Backups(os.path.join(run, rd.BACKUP)).marks()[0][0]
+    stopped = Backups(os.path.join(run, rd.BACKUP)).marks()[0][0]
     assert 0 < stopped < 60
     assert cli.main(command[1:]) == 0
     results = _strict_json(os.path.join(run, rd.RESULTS))

@@ -69,6 +69,30 @@ def test_impossible_values_are_rejected(flags, expected, tmp_path, capsys):
     _one_line(_train_fails([*QUICK, *flags], tmp_path, capsys, *expected))
 
 
+def test_augmentations_are_listed_once(tmp_path, capsys):
+    """Issue 20: the list read "Valid augmentations: none, none, standard, ..."."""
+    err = _train_fails([*QUICK, "--augment", "mixup"], tmp_path, capsys)
+    assert err.strip().endswith("Unknown augmentation 'mixup'. Valid augmentations: none, standard, cutout, autoaugment.")
+
+
+def test_image_size_is_for_folders_and_positive(tmp_path, capsys):
+    _one_line(_train_fails(
+        [*QUICK, "--image-size", "8"], tmp_path, capsys,
+        "--image-size is for folder:PATH datasets, whose images may have any size; 'digits' examples are 8x8x1.",
+    ))
+    for text in ("0", "8x", "axb", "1x2x3", "-4"):
+        with pytest.raises(SystemExit) as exit_status:
+            cli.main(["train", *QUICK, "--image-size", text, "--run-dir", str(tmp_path / "run")])
+        assert exit_status.value.code == 2
+        err = capsys.readouterr().err
+        assert "argument --image-size: --image-size must be a positive size in pixels, N or HEIGHTxWIDTH" in err
+        assert f"got {text!r}." in err
+    assert not (tmp_path / "run").exists()
+    assert TrainConfig(dataset="folder:x", image_size=(32, 24)).image_size == [32, 24]
+    with pytest.raises(ValueError, match=r"--image-size must be .* got \[32, 0\]"):
+        TrainConfig(dataset="folder:x", image_size=[32, 0])
+
+
 def test_config_rejects_wrong_types():
     with pytest.raises(ValueError, match=r"--seed must be an integer, got 1.5"):
         TrainConfig(seed=1.5)
@@ -320,3 +344,55 @@ def test_corrupt_model_file_is_named(command, damage, saved_model_file, tmp_path
     assert f"Model file '{bad}' is corrupt or unreadable (not a complete .keras archive" in err
     assert "File not found" not in err
     assert not (tmp_path / "out").exists()
+
+
+# The run's dataset record (dataset.json) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("[]", "a JSON object is needed, not list"),
+        ("{}", "missing keys ['class_names', 'dataset', 'shape', 'split_digests', 'splits']"),
+        ('{"dataset": "digits", "shape": [8, 8, 1], "class_names": ["0", "1"], "splits": {"train": 1, "test": 1}, '
+         '"split_digests": null, "extra": 1}', "unknown keys ['extra']"),
+        ('{"dataset": "digits", "shape": [8, 0, 1], "class_names": ["0", "1"], "splits": {"train": 1, "test": 1}, '
+         '"split_digests": null}', "'shape' is [8, 0, 1]"),
+        ('{"dataset": "digits", "shape": [8, 8, 1], "class_names": ["0"], "splits": {"train": 1, "test": 1}, '
+         '"split_digests": null}', "'class_names' is ['0']"),
+        ('{"dataset": "digits", "shape": [8, 8, 1], "class_names": ["0", "1"], "splits": {"train": "1", "test": 1}, '
+         '"split_digests": null}', "'splits' is {'train': '1', 'test': 1}"),
+        ('{"dataset": "digits", "shape": [8, 8, 1], "class_names": ["0", "1"], "splits": {"train": 1, "test": 1}, '
+         '"split_digests": {"train": "x", "test": "y"}}', "'split_digests' is {'train': 'x', 'test': 'y'}"),
+    ],
+)
+def test_a_malformed_dataset_record_is_named(tmp_path, content, problem):
+    from keras_dropact.training import run_dataset
+
+    (tmp_path / "dataset.json").write_text(content)
+    with pytest.raises(RuntimeError) as error:
+        run_dataset.read(str(tmp_path), "digits")
+    message = str(error.value)
+    assert message.startswith(f"{str(tmp_path / 'dataset.json')!r} is not a dataset record ({problem}); it is left as it is.")
+    assert len(message.splitlines()) == 1
+
+
+def test_dataset_record_round_trip_and_its_absence(tmp_path):
+    from keras_dropact.training import run_dataset
+
+    data = _split_folder(tmp_path / "data")
+    config = TrainConfig(dataset=f"folder:{data}", run_dir=str(tmp_path / "run"))
+    os.makedirs(config.run_dir)
+    record = run_dataset.write(config.run_dir, config)
+    assert run_dataset.read(config.run_dir, config.dataset) == record
+    assert record.shape == (6, 5, 3) and record.class_names == ("ant", "bee") and record.splits == {"train": 4, "test": 4}
+    with pytest.raises(RuntimeError, match="records dataset 'folder:.*', but the run's config.json says 'digits'"):
+        run_dataset.read(config.run_dir, "digits")
+    (tmp_path / "run" / "dataset.json").write_text('{"dataset": "fol')
+    with pytest.raises(RuntimeError, match=r"dataset.json' is unreadable \(Unterminated string"):
+        run_dataset.read(config.run_dir, config.dataset)
+    os.remove(tmp_path / "run" / "dataset.json")
+    with pytest.raises(RuntimeError, match="has no dataset.json: the classes and image size of its 'folder:"):
+        run_dataset.read(config.run_dir, config.dataset)
+    # A registered dataset is described by the registry (runs of older versions).
+    assert run_dataset.read(config.run_dir, "digits").class_names == tuple("0123456789")

@@ -52,12 +52,34 @@ def load_model(source):
         raise RuntimeError(
             f"Model file {path!r} is corrupt ({damaged!r} inside it is damaged); {fix}."
         )
+    return _load(
+        keras.saving.load_model, path,
+        f"Cannot load the model in {path!r}: the file is corrupt or not a keras-dropact model",
+    )
+
+
+def load_saved_model(path):
+    """`tf.saved_model.load(path)`, with a one-line error if it is damaged.
+
+    TensorFlow reports truncated variables, index or graph files with
+    IndexError, OpError or OSError tracebacks that do not say what to do.
+    """
+    import tensorflow as tf
+
+    return _load(
+        tf.saved_model.load, path,
+        f"Cannot load the SavedModel in {path!r}: its files are damaged or incomplete",
+        "; export the run again (`dropact export`)",
+    )
+
+
+def _load(loader, path, problem, fix=""):
+    """`loader(path)`; any failure is one RuntimeError line: PROBLEM (ERROR)FIX."""
     try:
-        return keras.saving.load_model(path)
+        return loader(path)
     except Exception as error:  # noqa: BLE001 - any failure means unusable.
         raise RuntimeError(
-            f"Cannot load the model in {path!r}: the file is corrupt or not a "
-            f"keras-dropact model ({type(error).__name__}: {_first_line(error)})."
+            f"{problem} ({type(error).__name__}: {_first_line(error)}){fix}."
         ) from error
 
 

@@ -9,7 +9,7 @@ from keras_dropact.layers import ACTIVATIONS
 from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
 from keras_dropact.layers import check_keep_probability
 from keras_dropact.training import recipes
-from keras_dropact.training.distribution import STRATEGIES
+from keras_dropact.training.runtime import STRATEGIES
 from keras_dropact.training.run_dir import write_json
 
 # The largest --seed: models give activation site i the seed `seed + i`, and
@@ -69,6 +69,7 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: bool = False
     data_dir: str | None = None
+    image_size: list[int] | None = None
     run_dir: str | None = None
     strategy: str = "auto"
     steps_per_epoch: int | None = None
@@ -122,8 +123,12 @@ class TrainConfig:
             if self.augment not in pipelines.augmentations():
                 raise ValueError(
                     f"Unknown augmentation {self.augment!r}. Valid augmentations: "
-                    f"none, {', '.join(pipelines.augmentations())}."
+                    f"{', '.join(pipelines.augmentations())}."
                 )
+        if self.image_size is not None:
+            from keras_dropact import pipelines
+
+            self.image_size = pipelines.check_image_size(self.image_size)
         if self.recipe is None:
             self.recipe = recipes.default_for(self.model, self.dataset)
         recipes.get(self.recipe)  # Fails early, listing the recipes.
@@ -136,6 +141,23 @@ class TrainConfig:
             if getattr(self, name) is not None
         }
         return dataclasses.replace(recipes.get(self.recipe), **overrides)
+
+    def augmentation(self, info):
+        """The training augmentation: `augment`, else the dataset's recipe default.
+
+        `info` is `pipelines.info(self.dataset)`.
+        """
+        if self.augment is None:
+            return info["recipe_augment"]
+        return None if self.augment == "none" else self.augment
+
+    def model_arguments(self):
+        """The arguments `models.build` gets beyond the preset's: seed, decay, dropout."""
+        recipe = self.resolved_recipe()
+        arguments = {"seed": self.seed, "weight_decay": recipe.weight_decay}
+        if recipe.dropout is not None:
+            arguments["dropout"] = recipe.dropout
+        return arguments
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -2,35 +2,35 @@
 
 from keras_dropact import pipelines
 from keras_dropact.training import artifacts
+from keras_dropact.training import run_dataset
 
 
 def evaluate(source, dataset=None, data_dir=None, batch_size=256, split="test"):
     """Evaluates the model of a run directory (or a `.keras` file).
 
-    The dataset defaults to the one the run trained on; a bare model file
-    needs `dataset`. Returns a dict with `test_error`, `test_loss` and the
-    number of examples seen.
+    The dataset defaults to the one the run trained on, read as the run
+    recorded it (`run_dataset`): a `folder:` run's images at its image
+    size, and refused if the folder's classes or split sizes have changed
+    since. A bare model file needs `dataset` (a folder is then read at the
+    model's input size). Returns a dict with `test_error`, `test_loss` and
+    the number of examples seen.
     """
     artifacts.model_path(source)  # Fails early if there is no model.
-    config = artifacts.run_config(source) if dataset is None else None
+    record, run_data_dir = run_dataset.resolve(source, dataset)
+    data_dir = data_dir or run_data_dir
     if dataset is None:
-        if config is None:
-            raise ValueError(
-                f"{source!r} is a model file, not a run directory: name the "
-                f"dataset with --dataset (one of {', '.join(pipelines.names())})."
-            )
-        dataset, data_dir = config.dataset, data_dir or config.data_dir
-    pipelines.info(dataset)  # Fails early with the valid names.
+        run_dataset.check_matches(record, source)
     # Offline, a missing TFDS dataset fails in seconds, not after TFDS' retries.
-    pipelines.ensure_available(dataset, data_dir=data_dir)
+    pipelines.ensure_available(record.dataset, data_dir=data_dir)
     model = artifacts.load_model(source)
-    data = pipelines.load(dataset, split, batch_size, data_dir=data_dir)
+    image_size = list(model.inputs[0].shape[1:3]) if record.is_folder else None
+    data = pipelines.load(record.dataset, split, batch_size, data_dir=data_dir, image_size=image_size)
     metrics = model.evaluate(data, verbose=0, return_dict=True)
     return {
         "source": source,
-        "dataset": dataset,
+        "dataset": record.dataset,
         "split": split,
         "test_error": 1.0 - metrics["accuracy"],
         "test_loss": metrics["loss"],
-        "examples": pipelines.info(dataset)["splits"][split],
+        "examples": record.splits[split],
     }

@@ -20,11 +20,14 @@ Each export is written to a hidden temporary folder in the model's folder
 (`.VERSION.tmp-PID`, which TF Serving and `next_version` ignore), checked
 numerically against `model.predict` there (every SavedModel signature), and only then renamed into its
 version folder: a killed or failed export leaves no version, and an existing
-version is never overwritten.
+version is never overwritten. The next export of the same name deletes the
+temporary folders of exports whose process is gone. NAME is one folder name
+under ROOT; an export never writes outside ROOT.
 """
 
 import json
 import os
+import re
 import shutil
 import time
 
@@ -32,12 +35,67 @@ import numpy as np
 
 from keras_dropact.extras import require
 from keras_dropact.training import artifacts
+from keras_dropact.training import run_dataset
 from keras_dropact.training import run_dir as rd
 
 FORMATS = ("saved_model", "onnx", "keras")
 TOLERANCE = 1e-5
 METADATA = "metadata.json"
 ONNX_OPSET = 17
+
+
+# `.VERSION.tmp-PID`: the folder an export in progress (or killed) writes.
+_TEMPORARY = re.compile(r"\.(\d+)\.tmp-(\d+)")
+
+
+def check_name(name):
+    """ValueError unless `name` is one path component (a folder name under --root)."""
+    separators = [s for s in (os.sep, os.altsep) if s]
+    if (not isinstance(name, str) or name in ("", ".", "..") or "\0" in name
+            or any(s in name for s in separators)):
+        raise ValueError(
+            f"--name {name!r} is not a model name: a name is one folder name under "
+            f"--root (not empty, not '.' or '..', without {' or '.join(map(repr, separators))})."
+        )
+
+
+def check_root(root):
+    """ValueError if `root`, or the nearest of its parents that exists, is not a folder."""
+    existing = root
+    while existing and not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if existing and not os.path.isdir(existing):
+        where = "is a file" if existing == root else f"is under the file {existing!r}"
+        raise ValueError(
+            f"--root {root!r} {where}, not a folder: exports are written into "
+            "folders under --root; choose a folder (default saved_models)."
+        )
+
+
+def remove_stale_temporaries(model_root):
+    """Deletes the `.VERSION.tmp-PID` folders of exports whose process is gone.
+
+    A killed export leaves its temporary folder behind; one whose process
+    still runs (an export in progress, here or in another process) is kept.
+    The PID is checked on this machine only.
+    """
+    for entry in os.listdir(model_root):
+        match = _TEMPORARY.fullmatch(entry)
+        if match and not _process_exists(int(match.group(2))):
+            shutil.rmtree(os.path.join(model_root, entry), ignore_errors=True)
+
+
+def _process_exists(pid):
+    """Whether process `pid` exists on this machine (kept when unsure)."""
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there.
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # Another user's process; not a PID.
+        return True
+    return True
 
 
 def next_version(model_root):
@@ -77,26 +135,11 @@ def metadata_path(version_dir, fmt):
     return os.path.join(version_dir, METADATA)
 
 
-def resolve_dataset(source, dataset):
-    """The dataset a model was trained on: `dataset`, or the run's own."""
-    if dataset is not None:
-        return dataset
-    config = artifacts.run_config(source) if os.path.isdir(source) else None
-    if config is None:
-        from keras_dropact import pipelines
-
-        raise ValueError(
-            f"{source!r} is a model file, not a run directory: name the dataset it "
-            f"was trained on with --dataset (one of {', '.join(pipelines.names())}); "
-            "the export normalises raw images the way that dataset's pipeline does."
-        )
-    return config.dataset
-
-
 def export(source, fmt="saved_model", name=None, version=None, root="saved_models", dataset=None):
     """Exports the model behind `source` (a run directory or `.keras` file).
 
-    `dataset` defaults to the run's; a bare `.keras` file needs it. Returns a
+    `dataset` defaults to the run's (its recorded class names and input
+    shape, `run_dataset`); a bare `.keras` file needs it. Returns a
     dict with the written `path`, the `signatures` and the largest absolute
     difference of the export's outputs to `model.predict` on a random probe
     batch of raw inputs.
@@ -107,41 +150,70 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
     _require_tensorflow_backend()
     if fmt == "onnx":
         _require_onnx()
+    if name is not None:
+        check_name(name)
+    check_root(root)
     artifacts.model_path(source)  # Fails early if there is no model.
-    dataset = resolve_dataset(source, dataset)
+    record, _ = run_dataset.resolve(source, dataset)
+    training = run_record(source)
     name = name or os.path.basename(os.path.normpath(source)).removesuffix(".keras")
     version_dir = export_path(root, name, fmt, version)
 
     from keras_dropact.training import serving
 
     model = artifacts.load_model(source)
-    spec = serving.ServingSpec.for_dataset(dataset, model)
+    spec = serving.ServingSpec.for_record(record, model)
     functions = serving.ServingFunctions(model, spec)
     model_root = os.path.dirname(version_dir)
-    created_root = not os.path.isdir(model_root)
-    os.makedirs(model_root, exist_ok=True)
+    created = _make_folders(model_root)
+    remove_stale_temporaries(model_root)
     temporary = os.path.join(model_root, f".{os.path.basename(version_dir)}.tmp-{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)
     try:
         os.makedirs(temporary)
         _WRITERS[fmt](functions, model_file(temporary, fmt))
         difference = check(model, spec, model_file(temporary, fmt), fmt)
-        metadata = build_metadata(source, fmt, spec, functions, difference)
+        metadata = build_metadata(source, fmt, spec, functions, difference, training)
         os.makedirs(os.path.dirname(metadata_path(temporary, fmt)), exist_ok=True)
         rd.write_json(metadata_path(temporary, fmt), metadata)
         publish(temporary, version_dir)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
-        if created_root and not os.listdir(model_root):
-            os.rmdir(model_root)
+        for folder in reversed(created):  # Innermost first; only if left empty.
+            if not os.listdir(folder):
+                os.rmdir(folder)
         raise
     return {
         "path": model_file(version_dir, fmt),
         "format": fmt,
-        "dataset": dataset,
+        "dataset": record.dataset,
         "signatures": metadata["signatures"],
         "max_abs_difference": difference,
     }
+
+
+def _make_folders(path):
+    """`os.makedirs(path)`; returns the folders it created, outermost first.
+
+    Raises:
+        RuntimeError: a folder cannot be created (one line, naming it).
+    """
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    created = []
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder)
+        except OSError as error:
+            for done in reversed(created):
+                os.rmdir(done)
+            raise RuntimeError(
+                f"Cannot create the export folder {folder!r}: {error.strerror or error}."
+            ) from None
+        created.append(folder)
+    return created
 
 
 def _require_tensorflow_backend():
@@ -213,11 +285,12 @@ def probe_inputs(spec, batch=4, seed=0):
 def check(model, spec, path, fmt):
     """Largest |export - model.predict| over logits and probabilities, on a
     random batch of raw inputs; for a SavedModel through each of its
-    signatures (raw, PNG-encoded, normalised).
+    signatures (raw, 8-bit PNG-encoded, normalised). Every signature must
+    also answer an empty batch with empty outputs.
 
     Raises:
-        RuntimeError: the difference exceeds TOLERANCE (the export is not
-            published).
+        RuntimeError: the difference exceeds TOLERANCE, or an empty batch
+            fails (the export is not published).
     """
     import tensorflow as tf
 
@@ -231,12 +304,16 @@ def check(model, spec, path, fmt):
     if fmt == "saved_model":
         inputs[serving.NORMALIZED] = normalised
         if spec.is_image:
-            inputs[serving.BYTES] = np.array([tf.io.encode_png(image).numpy() for image in raw])
+            files = serving.to_8bit(raw, spec.normalisation.max_value)
+            inputs[serving.BYTES] = np.array([tf.io.encode_png(image).numpy() for image in files])
     loaded = tf.saved_model.load(path) if fmt == "saved_model" else None
     difference = 0.0
     for signature, x in inputs.items():
         outputs = run_exported(path, fmt, x, signature=signature, spec=spec, loaded=loaded)
         difference = max([difference, *(float(np.max(np.abs(outputs[k] - expected[k]))) for k in expected)])
+        empty = run_exported(path, fmt, x[:0], signature=signature, spec=spec, loaded=loaded)
+        if any(value.shape[:1] != (0,) for value in empty.values()):
+            raise RuntimeError(f"The export in {path!r} answers an empty batch with non-empty outputs.")
     if difference > TOLERANCE:
         raise RuntimeError(
             f"The export in {path!r} differs from model.predict by {difference:.2e} "
@@ -283,20 +360,31 @@ def run_exported(path, fmt, x, signature="serving_default", spec=None, loaded=No
 
 
 def read_metadata(version_dir, fmt):
-    with open(metadata_path(version_dir, fmt)) as f:
-        return json.load(f)
+    """An export's `metadata.json`, or a one-line RuntimeError naming it."""
+    path = metadata_path(version_dir, fmt)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        raise RuntimeError(f"{path!r} is unreadable ({error}); export the run again.") from None
 
 
-def build_metadata(source, fmt, spec, functions, difference):
-    """What a server operator needs to know about an export."""
-    from keras_dropact.training.train import versions
+def run_record(source):
+    """(config dict or None, results dict) of a run directory; (None, {})
+    for a model file. Read before anything is written: an unreadable file
+    stops the export with a one-line error naming it."""
+    if not os.path.isdir(source):
+        return None, {}
+    config = artifacts.run_config(source)
+    return (config.to_dict() if config else None), rd.RunDir(source).read_results() or {}
 
-    config = artifacts.run_config(source) if os.path.isdir(source) else None
-    results = {}
-    results_path = os.path.join(source, rd.RESULTS)
-    if os.path.isdir(source) and os.path.isfile(results_path):
-        with open(results_path) as f:
-            results = json.load(f)
+
+def build_metadata(source, fmt, spec, functions, difference, training):
+    """What a server operator needs to know about an export; `training` is
+    `run_record(source)`."""
+    from keras_dropact.training.run import versions
+
+    config, results = training
     normalisation = spec.normalisation
     return {
         "format": fmt,
@@ -309,7 +397,7 @@ def build_metadata(source, fmt, spec, functions, difference):
             "std": normalisation.std,
         },
         "signatures": describe_signatures(functions, fmt),
-        "config": results.get("config") or (config.__dict__ if config else None),
+        "config": results.get("config") or config,
         "test_error": results.get("test_error"),
         "test_loss": results.get("test_loss"),
         "training_versions": results.get("versions"),

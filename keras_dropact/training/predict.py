@@ -4,10 +4,12 @@ SOURCE is a run directory, a `.keras` file (with the dataset it was trained
 on), an exported SavedModel version folder, or its model folder (the highest
 version, as TF Serving picks). Every file goes through the
 `serve_image_bytes` signature (decode, convert to the model's channels,
-resize to its input size, normalise) -- the exported one for a SavedModel,
-the same functions built in memory otherwise -- so `predict` answers exactly
-what TF Serving would. A file that cannot be read or decoded gets an error
-entry; the others still get their predictions.
+resize to its input size, map the file's 8-bit pixels to the dataset's
+stored range, normalise) -- the exported one for a SavedModel, the same
+functions built in memory otherwise -- so `predict` answers exactly what TF
+Serving would. A run's class names are the ones it recorded when it started
+(`run_dataset`). A file that cannot be read or decoded gets an error entry;
+the others still get their predictions.
 """
 
 import os
@@ -16,6 +18,7 @@ import numpy as np
 
 from keras_dropact.training import artifacts
 from keras_dropact.training import export as export_lib
+from keras_dropact.training import run_dataset
 
 
 def latest_version(source):
@@ -46,13 +49,18 @@ class Predictor:
                 )
             spec = serving.ServingSpec.from_metadata(export_lib.read_metadata(source, "saved_model"))
             self._check_image(spec, source)
-            self._loaded = tf.saved_model.load(source)  # Keeps the functions alive.
+            self._loaded = artifacts.load_saved_model(source)  # Keeps the functions alive.
+            if serving.BYTES not in self._loaded.signatures:
+                raise RuntimeError(
+                    f"The SavedModel in {source!r} has no {serving.BYTES!r} signature: "
+                    "was it written by `dropact export`?"
+                )
             self._function = self._loaded.signatures[serving.BYTES]
         else:
             artifacts.model_path(source)  # Fails early if there is no model.
-            dataset = export_lib.resolve_dataset(source, dataset)
+            record, _ = run_dataset.resolve(source, dataset)
             model = artifacts.load_model(source)
-            spec = serving.ServingSpec.for_dataset(dataset, model)
+            spec = serving.ServingSpec.for_record(record, model)
             self._check_image(spec, source)
             self._function = serving.ServingFunctions(model, spec).tf_functions()[serving.BYTES]
         self.spec = spec

@@ -20,8 +20,8 @@ class RecipeLearningRate(keras.callbacks.Callback):
         self._step = 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        # Read here, not in on_train_begin: BackupAndRestore restores the
-        # optimiser's step counter in its own on_train_begin.
+        # The optimiser's step counter (a resumed run's backup restored it
+        # before `fit`) is the schedule's step.
         self._step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         self._epoch = epoch
         self._set()

@@ -16,9 +16,12 @@ client sends what the dataset stores and reads class names back:
                        is not H x W, resized to H x W with bilinear
                        `tf.image.resize` (aspect ratio not kept), rounded and
                        clipped to uint8: the rule `folder:` data is read with.
+                       Files are 8-bit: 0..255 is mapped to the stored range
+                       (`from_8bit`; digits: round(v * 16 / 255)).
     serve_normalized   image: float32 [batch, H, W, C], already normalised.
 
-Every signature returns the same dict (k = min(TOP_K, number of classes)):
+Every signature returns the same dict (k = min(TOP_K, number of classes));
+a batch of 0 gives outputs with a first dimension of 0:
 
     logits        float32 [batch, classes]
     probabilities float32 [batch, classes]  softmax of the logits
@@ -35,9 +38,9 @@ its deterministic LeakyReLU, no random op).
 import dataclasses
 from typing import Tuple
 
+import numpy as np
 import tensorflow as tf
 
-from keras_dropact import pipelines
 from keras_dropact.pipelines import augment
 from keras_dropact.pipelines import registry
 
@@ -62,24 +65,31 @@ class ServingSpec:
     is_image: bool
 
     @classmethod
-    def for_dataset(cls, dataset, model):
-        """The spec of `dataset`, checked against `model`'s input and output.
+    def for_record(cls, record, model):
+        """The spec of the data a model was trained on, checked against it.
+
+        `record` is a `run_dataset.DatasetRecord` (the run's, or a dataset
+        named for a bare model file). A folder's images have no size of
+        their own: its spec takes the model's input height and width, and
+        needs the record's channels.
 
         Raises:
-            ValueError: unknown dataset, or a model whose input shape or
-                number of classes is not the dataset's.
+            ValueError: a model whose input shape or number of classes is
+                not the dataset's.
         """
-        spec = registry.get(dataset)
-        names = pipelines.class_names(dataset)
+        normalisation, is_image = registry.values(record.dataset)
         input_shape = tuple(model.inputs[0].shape[1:])
         num_outputs = model.outputs[0].shape[-1]
-        if input_shape != tuple(spec.shape) or num_outputs != spec.num_classes:
+        shape = tuple(record.shape)
+        if record.is_folder and len(input_shape) == len(shape):
+            shape = (*input_shape[:-1], shape[-1])
+        if input_shape != shape or num_outputs != len(record.class_names):
             raise ValueError(
                 f"The model takes {input_shape} and gives {num_outputs} classes, "
-                f"but dataset {dataset!r} has shape {tuple(spec.shape)} and "
-                f"{spec.num_classes} classes: name the dataset it was trained on."
+                f"but dataset {record.dataset!r} has shape {shape} and "
+                f"{len(record.class_names)} classes: name the dataset it was trained on."
             )
-        return cls(dataset, tuple(spec.shape), names, spec.normalisation, spec.is_image)
+        return cls(record.dataset, shape, tuple(record.class_names), normalisation, is_image)
 
     @classmethod
     def from_metadata(cls, metadata):
@@ -179,7 +189,7 @@ class ServingFunctions:
             image_bytes,
             fn_output_signature=tf.TensorSpec(self.spec.shape, tf.uint8),
         )
-        return self._serve(self.normalise(images))
+        return self._serve(self.normalise(self.from_8bit(images)))
 
     def serve_normalized(self, image):
         return self._serve(self.checked(image, NORMALIZED))
@@ -203,7 +213,26 @@ class ServingFunctions:
         with tf.control_dependencies([check]):
             return tf.identity(image)
 
+    def from_8bit(self, images):
+        """8-bit pixels (0..255, what image files hold) -> the dataset's
+        stored range (0..`max_value`), rounded to the stored integers:
+        digits' 0..16, unchanged for 0..255 data."""
+        stored_max = self.spec.normalisation.max_value
+        if stored_max == 255:
+            return images
+        scaled = tf.round(tf.cast(images, tf.float32) * (stored_max / 255.0))
+        return tf.cast(scaled, tf.uint8)
+
     def _serve(self, image):
+        """The outputs for a batch. A batch of 0 is padded to 1 for the
+        model and its outputs cut back to 0 rows: TensorFlow's batch norm
+        fails on an empty batch, and a `tf.cond` would not convert to ONNX."""
+        count = tf.shape(image)[0]
+        padding = [[0, tf.maximum(1 - count, 0)]] + [[0, 0]] * len(self.spec.shape)
+        outputs = self._outputs(tf.pad(image, padding))
+        return {key: value[:count] for key, value in outputs.items()}
+
+    def _outputs(self, image):
         logits = tf.cast(self.model(image, training=False), tf.float32)
         probabilities = tf.nn.softmax(logits, axis=-1)
         class_id = tf.argmax(logits, axis=-1, output_type=tf.int64)
@@ -240,6 +269,14 @@ class ServingFunctions:
         same_size = tf.logical_and(tf.equal(size[0], height), tf.equal(size[1], width))
         image = tf.cond(same_size, lambda: image, resize)
         return tf.ensure_shape(image, self.spec.shape)
+
+
+def to_8bit(raw, stored_max):
+    """NumPy uint8 images in the stored range 0..`stored_max` -> the 8-bit
+    (0..255) pixels an image file of them holds; `from_8bit` inverts it
+    exactly on the stored integers."""
+    scaled = np.round(np.asarray(raw, np.float64) * (255.0 / stored_max))
+    return scaled.astype(np.uint8)
 
 
 def to_channels(image, channels):

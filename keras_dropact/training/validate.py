@@ -24,25 +24,10 @@ from keras_dropact import models
 from keras_dropact import pipelines
 
 
-def augmentation(config, info):
-    """The training augmentation: the flag, else the dataset's recipe default."""
-    if config.augment is None:
-        return info["recipe_augment"]
-    return None if config.augment == "none" else config.augment
-
-
-def model_overrides(config, recipe):
-    """The arguments `models.build` gets beyond the preset's: seed, decay, dropout."""
-    overrides = {"seed": config.seed, "weight_decay": recipe.weight_decay}
-    if recipe.dropout is not None:
-        overrides["dropout"] = recipe.dropout
-    return overrides
-
-
 def _check_model(config, info, recipe):
     preset = models.get_preset(config.model)  # Lists the presets.
-    overrides = model_overrides(config, recipe)
-    if "dropout" in overrides and "dropout" not in _family_arguments(preset):
+    arguments = config.model_arguments()
+    if "dropout" in arguments and "dropout" not in _family_arguments(preset):
         with_dropout = [
             name for name, p in models.PRESETS.items() if "dropout" in _family_arguments(p)
         ]
@@ -53,7 +38,7 @@ def _check_model(config, info, recipe):
             "out --dropout, or pick another --recipe or --model."
         )
     try:
-        models.check_build(config.model, input_shape=info["shape"], **overrides)
+        models.check_build(config.model, input_shape=info["shape"], **arguments)
     except ValueError as error:
         raise ValueError(
             f"--model {config.model} does not fit --dataset {config.dataset}: {error}"
@@ -82,7 +67,8 @@ def validate(config, model_builder=None, num_replicas=1):
             prepared in `config.data_dir` nor downloadable.
         MissingExtraError: a package the dataset needs is not installed.
     """
-    info = pipelines.info(config.dataset)  # Lists the datasets; folder layout.
+    # Lists the datasets; a folder's layout, images and size.
+    info = pipelines.info(config.dataset, image_size=config.image_size)
     recipe = config.resolved_recipe()
     if recipe.batch_size % num_replicas:
         multiple = num_replicas * -(-recipe.batch_size // num_replicas)
@@ -95,8 +81,8 @@ def validate(config, model_builder=None, num_replicas=1):
         _check_model(config, info, recipe)
     # Pipelines check their arguments (augmentation vs data, seed) when made.
     pipelines.dataset_fn(
-        config.dataset, "train", recipe.batch_size, augment=augmentation(config, info),
-        data_dir=config.data_dir, shuffle=True, seed=config.seed,
+        config.dataset, "train", recipe.batch_size, augment=config.augmentation(info),
+        data_dir=config.data_dir, shuffle=True, seed=config.seed, image_size=config.image_size,
     )
     # With --data-dir the data must be prepared there: never download.
     pipelines.ensure_available(

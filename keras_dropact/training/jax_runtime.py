@@ -1,4 +1,4 @@
-"""Data parallelism on the JAX backend with `keras.distribution`.
+"""The JAX runtime: data parallelism with `keras.distribution`.
 
 Keras 3 trains on several devices and machines through JAX and the public
 `keras.distribution` API (the Keras team's answer to keras issue 20585,
@@ -14,25 +14,24 @@ which is why `MultiWorkerMirroredStrategy` needs a patch on TensorFlow):
   one XLA program over the *global* batch, so BatchNorm statistics, the loss
   mean and the gradients are those of single-device training on that batch.
 
-`JaxDataParallel` is what `distribution.resolve` returns on JAX: it gives
-`train.py` the same few things a `tf.distribute` strategy does (a `scope()`,
-the number of replicas, who writes the run directory) and feeds each process
-its own shard of the examples. The Drop-Activation masks need nothing
-special: `keras.random` draws over the global batch shape inside the step, so
-every example of every device and host gets its own mask (JAX's
-partitionable threefry gives the same numbers as on one device).
+The Drop-Activation masks need nothing special: `keras.random` draws over
+the global batch shape inside the step, so every example of every device
+and host gets its own mask (JAX's partitionable threefry gives the same
+numbers as on one device). TensorFlow only feeds the data here.
 """
 
 import contextlib
 import os
 
+import jax
 import keras
+
+from keras_dropact.training.runtime import Runtime
 
 # keras.distribution.initialize() reads these (Keras 3 documents them there).
 ENV_ADDRESSES = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 ENV_NUM_PROCESSES = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 ENV_PROCESS_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
-STRATEGIES = ("auto", "none", "data-parallel")
 
 
 def _hide_gpus_from_tensorflow():
@@ -56,8 +55,6 @@ def initialize_processes():
     once JAX's distributed runtime is up, so that several runs in one
     process share it.
     """
-    import jax
-
     requested = int(os.environ.get(ENV_NUM_PROCESSES, "1"))
     if requested > 1 and not jax.distributed.is_initialized():
         if ENV_ADDRESSES not in os.environ or ENV_PROCESS_ID not in os.environ:
@@ -70,85 +67,14 @@ def initialize_processes():
     return jax.process_count()
 
 
-class JaxDataParallel:
-    """Training on the JAX backend on one device, or data parallel on several.
-
-    Args:
-        data_parallel: a `keras.distribution.DataParallel` over every device
-            of every process, or None for plain single-device training.
-    """
-
-    def __init__(self, data_parallel=None):
-        import jax
-
-        self.data_parallel = data_parallel
-        self.num_processes = jax.process_count()
-        self.process_id = jax.process_index()
-        self.num_replicas_in_sync = (
-            1 if data_parallel is None else data_parallel.device_mesh.devices.size
-        )
-
-    @property
-    def name(self):
-        return "none" if self.data_parallel is None else "data-parallel"
-
-    def scope(self):
-        """The distribution scope: wrap model building, `fit` and `evaluate`."""
-        if self.data_parallel is None:
-            return contextlib.nullcontext()
-        return self.data_parallel.scope()
-
-    @property
-    def is_chief(self):
-        return self.process_id == 0
-
-    @property
-    def drop_remainder(self):
-        """Data parallel steps need every batch to split evenly over the devices."""
-        return self.data_parallel is not None
-
-    def distribute(self, dataset_fn):
-        """This process's pipeline: its shard of the examples, its share of the batch.
-
-        `dataset_fn(input_context)` (see `pipelines.dataset_fn`) reads shard
-        `process_id` of `num_processes` and batches global_batch /
-        num_processes examples; Keras assembles the processes' batches into
-        one global batch (`jax.make_array_from_process_local_data`). With
-        several processes every pipeline repeats and `fit` is given
-        `distribution.steps(...)` steps, so that all processes run the same
-        number of steps.
-        """
-        import tensorflow as tf
-
-        context = tf.distribute.InputContext(
-            num_input_pipelines=self.num_processes,
-            input_pipeline_id=self.process_id,
-            num_replicas_in_sync=self.num_processes,
-        )
-        dataset = dataset_fn(context)
-        return dataset.repeat() if self.num_processes > 1 else dataset
-
-    def describe(self):
-        return {
-            "strategy": self.name,
-            "replicas": self.num_replicas_in_sync,
-            "processes": self.num_processes,
-        }
-
-
-def resolve(name):
-    """The JAX training setup called `name` (see `STRATEGIES`).
+def make(name):
+    """The JAX runtime called `name` (checked by `runtime.make`).
 
     auto: data-parallel when there is more than one device or process, else
     none. data-parallel: `keras.distribution.DataParallel` over all devices
     of all processes (GPUs/TPUs, or the CPU devices that
     `XLA_FLAGS=--xla_force_host_platform_device_count=N` creates).
     """
-    if name not in STRATEGIES:
-        raise ValueError(
-            f"Unknown strategy {name!r} for the JAX backend. Valid strategies: "
-            f"{', '.join(STRATEGIES)}."
-        )
     _hide_gpus_from_tensorflow()
     num_processes = initialize_processes()
     devices = keras.distribution.list_devices()
@@ -160,13 +86,62 @@ def resolve(name):
                 f"{num_processes} processes joined the run, but --strategy none "
                 "trains on one device. Use --strategy data-parallel (or auto)."
             )
-        return JaxDataParallel()
-    return JaxDataParallel(
+        return JaxRuntime()
+    return JaxRuntime(
         keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
     )
 
 
-def has_gpu():
-    import jax
+class JaxRuntime(Runtime):
+    """Training on the JAX backend on one device, or data parallel on several.
 
-    return any(device.platform == "gpu" for device in jax.devices())
+    Process 0 writes the run directory. Data parallel steps need every batch
+    to split evenly over the devices, so every pass drops its remainder.
+
+    Args:
+        data_parallel: a `keras.distribution.DataParallel` over every device
+            of every process, or None for plain single-device training.
+    """
+
+    def __init__(self, data_parallel=None):
+        self.data_parallel = data_parallel
+        self.name = "none" if data_parallel is None else "data-parallel"
+        self.num_processes = jax.process_count()
+        self.process_id = jax.process_index()
+        self.is_chief = self.process_id == 0
+        self.task = f"process{self.process_id}"
+        self.drop_remainder = data_parallel is not None
+        self.num_replicas = (
+            1 if data_parallel is None else data_parallel.device_mesh.devices.size
+        )
+
+    @property
+    def input_layout(self):
+        # One pipeline per process, each batching its process's share.
+        return self.num_processes, self.num_processes
+
+    def scope(self):
+        if self.data_parallel is None:
+            return contextlib.nullcontext()
+        return self.data_parallel.scope()
+
+    def distribute(self, dataset_fn):
+        """This process's pipeline: its shard of the examples, its share of the batch.
+
+        `dataset_fn(input_context)` reads shard `process_id` of
+        `num_processes` and batches global_batch / num_processes examples;
+        Keras assembles the processes' batches into one global batch
+        (`jax.make_array_from_process_local_data`).
+        """
+        import tensorflow as tf
+
+        context = tf.distribute.InputContext(
+            num_input_pipelines=self.num_processes,
+            input_pipeline_id=self.process_id,
+            num_replicas_in_sync=self.num_processes,
+        )
+        dataset = dataset_fn(context)
+        return dataset.repeat() if self.num_processes > 1 else dataset
+
+    def has_gpu(self):
+        return any(device.platform == "gpu" for device in jax.devices())

@@ -1,0 +1,156 @@
+"""`Backups`: the resume backups of a run, in the shape of orbax's CheckpointManager.
+
+A backup is a `step-N.weights.h5` + `step-N.json` pair in one folder (N the
+optimizer step, 9 digits). It is written weights first (temporary name,
+rename), then its JSON (the same way): the run's `TrainingState` plus the
+weights file's name and SHA-256. The JSON is the commit mark: a backup
+without one does not exist. The latest `KEEP` backups are kept, older ones
+deleted after a new one is complete. `restore` takes the newest backup that
+passes every check and falls back to the one before it, naming what was
+wrong.
+"""
+
+import hashlib
+import json
+import os
+import re
+import sys
+
+from keras_dropact.training import run_dir as rd
+from keras_dropact.training.state import TrainingState
+from keras_dropact.training.state import assign
+from keras_dropact.training.state import seed_variables
+
+FORMAT = 1
+KEEP = 2  # Backups kept: the latest and the one before it.
+_NAME = re.compile(r"step-(\d+)(\..*)")  # step-N.json, step-N.weights.h5, step-N.tmp-PID...
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Backups:
+    """The backups in one folder (see the module docstring).
+
+    Args:
+        directory: the folder (created by the first `save`).
+        every: optimizer steps between two mid-epoch backups.
+    """
+
+    def __init__(self, directory, every=50):
+        self.directory = directory
+        self.every = every
+
+    def _path(self, step, suffix):
+        return os.path.join(self.directory, f"step-{step:09d}{suffix}")
+
+    def _files(self):
+        """(step, suffix, name) of every `step-N...` file of the folder."""
+        if not os.path.isdir(self.directory):
+            return []
+        found = []
+        for name in os.listdir(self.directory):
+            match = _NAME.fullmatch(name)
+            if match:
+                found.append((int(match[1]), match[2], name))
+        return found
+
+    def marks(self):
+        """(optimizer step, JSON path) of every backup, newest first."""
+        marks = [
+            (step, os.path.join(self.directory, name))
+            for step, suffix, name in self._files() if suffix == ".json"
+        ]
+        return sorted(marks, reverse=True)
+
+    def latest(self):
+        """The optimizer step of the newest backup, or None."""
+        marks = self.marks()
+        return marks[0][0] if marks else None
+
+    def foreign_files(self):
+        """Files of the folder that are no backup of this format (e.g. Keras'
+        BackupAndRestore files of an older keras-dropact)."""
+        if not os.path.isdir(self.directory):
+            return []
+        return sorted(n for n in os.listdir(self.directory) if not n.startswith("step-"))
+
+    def should_save(self, state):
+        """True every `every` optimizer steps, except at an epoch's last step
+        (the epoch's end saves one anyway)."""
+        return state.optimizer_steps % self.every == 0 and state.step < state.steps_per_epoch
+
+    def save(self, model, state):
+        """Writes a backup of `model` and `state` (a `TrainingState`), then prunes."""
+        os.makedirs(self.directory, exist_ok=True)
+        step = state.optimizer_steps
+        weights = self._path(step, ".weights.h5")
+        temporary = self._path(step, f".tmp-{os.getpid()}.weights.h5")
+        model.save_weights(temporary)
+        rd.commit(temporary, weights)
+        rd.write_json(self._path(step, ".json"), {
+            **state.to_json(),
+            "format": FORMAT,
+            "weights": os.path.basename(weights),
+            "sha256": sha256(weights),
+        })
+        self._prune()
+
+    def _prune(self):
+        """Deletes every file of the backups older than the latest `KEEP`."""
+        files = self._files()
+        kept = sorted((step for step, suffix, _ in files if suffix == ".json"), reverse=True)
+        oldest_kept = kept[:KEEP][-1]
+        old = [(suffix != ".json", name) for step, suffix, name in files if step < oldest_kept]
+        # Marks go before their weights, so a mark never names a missing file.
+        for _, name in sorted(old):
+            os.remove(os.path.join(self.directory, name))
+
+    def _load(self, model, step, mark):
+        """Loads backup `step` into `model`; returns its state (raises if unusable)."""
+        with open(mark) as f:
+            saved = json.load(f)
+        if saved.get("format") != FORMAT or saved.get("optimizer_steps") != step:
+            raise ValueError("not a backup of this format")
+        weights = os.path.join(self.directory, saved["weights"])
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"its weights file {saved['weights']} is missing")
+        if sha256(weights) != saved["sha256"]:
+            raise ValueError(f"{saved['weights']} is damaged (SHA-256 mismatch)")
+        state = TrainingState.from_json(saved)
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(weights)
+        assign(seed_variables(model), state.seeds, "random-seed")
+        return state
+
+    def restore(self, model):
+        """Loads the newest usable backup into `model`; returns its `TrainingState`.
+
+        Returns None when the folder holds no backup at all.
+
+        Raises:
+            RuntimeError: there are backups but none is usable (the message
+                names each file and what is wrong with it).
+        """
+        problems = []
+        for step, mark in self.marks():
+            try:
+                state = self._load(model, step, mark)
+            except Exception as error:  # noqa: BLE001 - any failure: try the older one.
+                problems.append(f"{os.path.basename(mark)}: {error}")
+                continue
+            for problem in problems:
+                print(f"dropact: skipped a backup: {problem}", file=sys.stderr)
+            return state
+        if problems:
+            raise RuntimeError(
+                f"No usable backup in {self.directory!r} ({'; '.join(problems)}). "
+                "Nothing was changed; restore a backup from a copy, or start a new run."
+            )
+        return None

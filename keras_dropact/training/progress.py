@@ -1,0 +1,129 @@
+"""`Progress`: the Keras callback that follows a run through `model.fit`."""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from keras_dropact.training import faults
+from keras_dropact.training import state as state_lib
+from keras_dropact.training.stops import check_finite
+
+
+def _row_values(logs):
+    return {key: float(np.mean(keras.ops.convert_to_numpy(value))) for key, value in logs.items()}
+
+
+class Progress(keras.callbacks.Callback):
+    """Moves the run's `TrainingState` along `fit` and acts at its steps.
+
+    After every optimizer step: counts it, stops on a non-finite loss,
+    backs up when `backups.should_save`, and on a signal backs up and stops.
+    At every epoch end: records the epoch's logs as a history row (with
+    `epoch_seconds`), backs up, writes `log.csv` and `checkpoint.keras`.
+    The first step of a resumed epoch adds the interrupted process' metric
+    totals to the new ones, so the epoch's logged averages are those of an
+    uninterrupted run.
+
+    Put it after every callback that writes into the epoch logs (they are
+    recorded) and before the loggers that should see `epoch_seconds`. The
+    state's position and history are kept current; its counters and model
+    values are taken when a backup is (`snapshot`).
+
+    Args:
+        state: the run's `TrainingState`, updated in place.
+        out: the `RunDir` this process writes.
+        backups: a `Backups`, or None for a light run (no backup, no
+            checkpoint).
+        counters: the run's `Counters`.
+        signals: the run's `StopSignals`.
+    """
+
+    def __init__(self, state, out, backups, counters, signals):
+        super().__init__()
+        self.state = state
+        self.out = out
+        self.backups = backups
+        self.counters = counters
+        self.signals = signals
+        self._saved_metrics = state.metrics if state.mid_epoch else None
+
+    def snapshot(self):
+        """The state to back up now (between two steps), model values included."""
+        s = self.state
+        totals = self.counters.totals(s.optimizer_steps)
+        return dataclasses.replace(
+            s,
+            metrics=state_lib.values(self.model.metrics_variables) if s.mid_epoch else None,
+            epoch_seconds=self.counters.epoch_seconds() if s.mid_epoch else 0.0,
+            seeds=state_lib.values(state_lib.seed_variables(self.model)),
+            wall_seconds=totals["wall_seconds"],
+            train_seconds=totals["train_seconds"],
+            timed_examples=totals["timed_examples"],
+            processes=totals["processes"],
+        )
+
+    def backup(self):
+        """Writes a backup of the run as it is now, unless the weights diverged."""
+        if self.backups is None:
+            return
+        for weight in self.model.weights:
+            check_finite(
+                keras.ops.convert_to_numpy(weight), f"weight {weight.path} is not finite",
+                self.out.path, self.state,
+            )
+        self.backups.save(self.model, self.snapshot())
+
+    def write_epoch_files(self):
+        """log.csv and, with backups, checkpoint.keras (at an epoch's end only)."""
+        at_epoch_end = self.state.epoch > 0 and not self.state.mid_epoch
+        self.out.write_epoch_files(
+            self.model, self.state.history, checkpoint=self.backups is not None and at_epoch_end,
+        )
+
+    def stop_if_signalled(self):
+        """Raises `TrainingInterrupted` once a signal has arrived."""
+        self.signals.raise_if_received(self.out.path, self.state, self.backups is not None)
+
+    # Keras hooks -----------------------------------------------------------
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.state.epoch = epoch
+        self.counters.epoch_began(self.state.optimizer_steps)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._saved_metrics is not None:
+            # Keras builds the compiled metrics in the first step, so the
+            # saved totals are added after it: saved + first step, exactly
+            # the sum the uninterrupted run formed.
+            state_lib.assign(self.model.metrics_variables, self._saved_metrics, "metric", add=True)
+            self._saved_metrics = None
+        s = self.state
+        s.step += 1
+        s.optimizer_steps += 1
+        loss = (logs or {}).get("loss")
+        if loss is not None:
+            check_finite(
+                keras.ops.convert_to_numpy(loss), "the loss is not finite", self.out.path, s,
+            )
+        self.counters.step_done(s.optimizer_steps)
+        faults.point("step", s.optimizer_steps)
+        if self.signals.received is not None:
+            self.backup()
+            self.stop_if_signalled()
+        if self.backups is not None and self.backups.should_save(s):
+            self.backup()
+
+    def on_test_begin(self, logs=None):
+        self.counters.validation_began(self.state.optimizer_steps)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            logs = {}
+        logs["epoch_seconds"] = self.counters.epoch_ended(self.state.optimizer_steps)
+        self.state.history.append({"epoch": epoch, **_row_values(logs)})
+        self.state.epoch, self.state.step = epoch + 1, 0
+        self.backup()
+        faults.point("epoch_backup", epoch)
+        self.write_epoch_files()
+        self.stop_if_signalled()

@@ -1,0 +1,380 @@
+"""`Run`: one training run, from its configuration to its results.
+
+    run = Run.new(config)            # or Run.resume(run_dir)
+    results = run.fit()
+
+A run owns its configuration, its run directory (`RunDir`), the `Runtime` it
+executes on, its model, its backups and its `TrainingState`. `fit` goes:
+
+1. the runtime (`runtime.make`), then `validate`: nothing is written yet;
+2. the chief creates (new run) and locks the run directory and writes
+   config.json; a resumed run that has ended returns its results;
+3. the model is built, compiled and restored from the newest backup;
+4. `model.fit` of the interrupted epoch's remaining steps, then of the
+   other epochs, with the `Progress` callback (backups, history, log.csv,
+   checkpoint.keras, divergence and signal stops);
+5. the evaluation, model.keras, results.json.
+
+Every process of a distributed run makes the same calls; only the chief
+writes the run directory, the others a temporary copy (`writable_dir`).
+"""
+
+import contextlib
+import dataclasses
+import importlib.metadata
+import platform
+import time
+
+import keras
+import numpy as np
+
+from keras_dropact import __version__
+from keras_dropact import models
+from keras_dropact import pipelines
+from keras_dropact.training import run_dataset
+from keras_dropact.training import runtime as runtime_lib
+from keras_dropact.training.backups import Backups
+from keras_dropact.training.counters import Counters
+from keras_dropact.training.progress import Progress
+from keras_dropact.training.run_dir import BACKUP
+from keras_dropact.training.run_dir import TENSORBOARD
+from keras_dropact.training.run_dir import RunDir
+from keras_dropact.training.run_dir import default_path
+from keras_dropact.training.schedule import RecipeLearningRate
+from keras_dropact.training.state import TrainingState
+from keras_dropact.training.stops import StopSignals
+from keras_dropact.training.stops import TrainingDiverged
+from keras_dropact.training.validate import validate
+
+
+def build_model(config, info, recipe):
+    """The preset `config.model` for the dataset `info`, as the recipe trains it."""
+    return models.build(
+        config.model,
+        num_classes=info["num_classes"],
+        input_shape=info["shape"],
+        activation=config.activation,
+        p=config.p,
+        **config.model_arguments(),
+    )
+
+
+def make_optimizer(recipe):
+    """The recipe's optimizer: SGD with momentum, or Adam with PyTorch's defaults."""
+    if recipe.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=recipe.lr, epsilon=1e-8)
+    return keras.optimizers.SGD(
+        learning_rate=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov
+    )
+
+
+def compile_model(model, recipe):
+    model.compile(
+        optimizer=make_optimizer(recipe),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+
+
+def count_trainable_parameters(model):
+    """PyTorch's `sum(p.numel() for p in model.parameters())`: trainable only.
+
+    Keras' `count_params()` also counts BatchNorm's moving statistics.
+    """
+    return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+
+
+def versions():
+    """The software a run used, for `results.json` and export metadata."""
+    import tensorflow as tf
+
+    backend = keras.backend.backend()
+    found = {
+        "keras_dropact": __version__,
+        "keras": keras.__version__,
+        "keras_backend": backend,
+        "tensorflow": tf.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+    found.setdefault(backend, importlib.metadata.version(backend))
+    return found
+
+
+@contextlib.contextmanager
+def _dtype_policy(policy):
+    """Keras' global dtype policy set to `policy` (None: unchanged) for the block."""
+    previous = keras.config.dtype_policy()
+    if policy is not None:
+        keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+class Run:
+    """One training run (see the module docstring); `fit` it once.
+
+    Make it with `Run.new(config)` or `Run.resume(run_dir)`.
+
+    Args:
+        config: the run's `TrainConfig` (`run_dir` set).
+        resumed: continue the run in `config.run_dir` from its last backup.
+        model_builder: `model_builder(config, info, recipe) -> keras.Model`
+            for a network that is not a preset; default `build_model`.
+    """
+
+    def __init__(self, config, resumed=False, model_builder=None):
+        self.started = time.perf_counter()
+        self.config = config
+        self.dir = RunDir(config.run_dir)
+        self.resumed = resumed
+        self.model_builder = model_builder
+        # What `fit` makes: the runtime, the data and the training objects.
+        self.runtime = self.info = self.recipe = self.out = None
+        self.model = self.backups = self.state = self.counters = self.progress = None
+        self.test_data = self.test_steps = None
+
+    @classmethod
+    def new(cls, config, model_builder=None):
+        """A new run of `config`; `fit` creates its directory (default
+        runs/MODEL-DATASET-ACTIVATION-TIME), which must not exist."""
+        config.run_dir = config.run_dir or default_path(config)
+        return cls(config, resumed=False, model_builder=model_builder)
+
+    @classmethod
+    def resume(cls, run_dir, model_builder=None):
+        """The run in `run_dir`, to continue with the configuration saved there.
+
+        Raises:
+            FileNotFoundError: no run was started in `run_dir`.
+            RuntimeError: its config.json is unreadable.
+        """
+        return cls(RunDir(run_dir).read_config(), resumed=True, model_builder=model_builder)
+
+    def ended(self):
+        """The results of a resumed run that has already ended, else None.
+
+        Raises:
+            RuntimeError: the run diverged; resuming would repeat the same steps.
+        """
+        results = self.dir.read_results() if self.resumed else None
+        if results is not None and results.get("status") == "diverged":
+            raise RuntimeError(
+                f"Cannot resume {self.dir.path!r}: it diverged at optimizer step "
+                f"{results.get('diverged_at_step')}, and resuming would repeat the "
+                "same steps. Start a new run with a lower --lr."
+            )
+        return results
+
+    def fit(self, verbose=1, callbacks=()):
+        """Trains, evaluates and records the run; returns its results dict.
+
+        A resumed run that has ended returns its results and changes nothing.
+        `callbacks` run before the run's own loggers, so that what they write
+        into the epoch logs is recorded.
+
+        Raises:
+            stops.TrainingDiverged: the loss or the weights stopped being
+                finite (results.json says so).
+            stops.TrainingInterrupted: SIGINT or SIGTERM, after a backup.
+            ValueError: a configuration `validate` refuses (nothing written).
+            FileExistsError: a new run's directory exists.
+            RuntimeError: another process trains the run; a resumed run
+                diverged, or has no usable backup but progress to lose.
+        """
+        self.runtime = runtime_lib.make(self.config.strategy)
+        validate(self.config, self.model_builder, self.runtime.num_replicas)
+        with contextlib.ExitStack() as stack:
+            if self.runtime.is_chief:
+                self._claim(stack)
+            ended = self.ended()
+            if ended is not None:
+                return ended
+            if self.resumed:
+                run_dataset.check_unchanged(self.dir.path, self.config)
+            if self.runtime.is_chief and self.resumed:
+                self.dir.remove_temporaries()
+            self.info = pipelines.info(self.config.dataset, image_size=self.config.image_size)
+            self.recipe = self.config.resolved_recipe()
+            mixed = self.config.mixed_precision
+            stack.enter_context(_dtype_policy(
+                self.runtime.mixed_precision_policy() if mixed else None
+            ))
+            stack.enter_context(self.runtime.deterministic(self.config.deterministic))
+            self.out = RunDir(stack.enter_context(self.runtime.writable_dir(self.dir.path)))
+            stack.enter_context(self.runtime.scope())
+            return self._train(verbose, callbacks)
+
+    def _claim(self, stack):
+        """The chief's hold on the run directory: created (new run), locked,
+        config.json written (new run), for the `stack`'s lifetime."""
+        if not self.resumed:
+            self.dir.create()
+        stack.enter_context(self.dir.lock())
+        if not self.resumed:
+            run_dataset.write(self.dir.path, self.config)  # Before config.json: see run_dataset.
+            self.dir.write_config(self.config)
+
+    def _train(self, verbose, extra_callbacks):
+        """Builds, restores, trains and evaluates; writes results.json (also
+        for a divergence)."""
+        keras.utils.set_random_seed(self.config.seed)
+        self.test_data = self._distributed(pipelines.dataset_fn, "test")
+        self.test_steps = self.runtime.steps(self.info["splits"]["test"], self.recipe.batch_size)
+        self._build()
+        self._restore()
+        callbacks = [RecipeLearningRate(self.recipe), *extra_callbacks, self.progress]
+        if not self.config.light:
+            callbacks.append(keras.callbacks.TensorBoard(self.out.file(TENSORBOARD)))
+        try:
+            with self.progress.signals:
+                self._fit_epochs(callbacks, verbose)
+                self.progress.stop_if_signalled()
+                evaluation = self._evaluate()
+                if not self.config.light:
+                    self.out.save_model(self.model)
+        except TrainingDiverged as error:
+            self.out.write_results(self._results(
+                status="diverged",
+                diverged_at_step=error.optimizer_step,
+                diverged_in_epoch=error.epoch,
+                message=str(error),
+                test_error=None,
+                test_loss=None,
+                optimizer_steps=error.optimizer_step,
+            ))
+            raise
+        results = self._results(status="finished", **evaluation)
+        self.out.write_results(results)
+        return results
+
+    def _evaluate(self):
+        """The trained model's test error and loss, and what it is."""
+        test_loss, test_accuracy = self.model.evaluate(
+            self.test_data, steps=self.test_steps, verbose=0
+        )
+        return {
+            "trainable_parameters": count_trainable_parameters(self.model),
+            "test_error": float(1.0 - test_accuracy),
+            "test_loss": float(test_loss),
+            "optimizer_steps": int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)),
+        }
+
+    def _distributed(self, dataset_fn, split, **kwargs):
+        """`runtime.distribute` of `dataset_fn(dataset, split, batch, ...)`."""
+        return self.runtime.distribute(dataset_fn(
+            self.config.dataset, split, self.recipe.batch_size, data_dir=self.config.data_dir,
+            drop_remainder=self.runtime.drop_remainder, image_size=self.config.image_size,
+            **kwargs,
+        ))
+
+    def _build(self):
+        """The compiled model, ready for this runtime."""
+        model = (self.model_builder or build_model)(self.config, self.info, self.recipe)
+        compile_model(model, self.recipe)
+        self.model = self.runtime.prepare(model)
+
+    def _restore(self):
+        """The state to start from, the newest usable backup's (its files
+        written again: a kill may have missed them), and the run's objects."""
+        config, runtime = self.config, self.runtime
+        self.backups = None if config.light else Backups(
+            self.out.file(BACKUP), every=config.backup_every
+        )
+        restored = None
+        if self.resumed and self.backups is not None:
+            restored = self.backups.restore(self.model)
+            if restored is None:
+                self._check_nothing_to_lose()
+        self.state = restored or TrainingState()
+        # The epoch length of the run's data now (a backup holds the one it had).
+        self.state.steps_per_epoch = config.steps_per_epoch or runtime.steps_per_epoch(
+            self.info["splits"]["train"], self.recipe.batch_size
+        )
+
+        def examples(first_step, stop_step):
+            return runtime.examples(
+                config.dataset, "train", self.recipe.batch_size, first_step, stop_step
+            )
+
+        self.counters = Counters(self.state, examples, self.started)
+        self.progress = Progress(self.state, self.out, self.backups, self.counters, StopSignals())
+        self.progress.set_model(self.model)
+        if restored is not None:
+            self.progress.write_epoch_files()
+
+    def _check_nothing_to_lose(self):
+        """Lets a resume without any backup start at step 0 only if nothing is lost.
+
+        That happens when a run is killed before its first backup. A run with a
+        finished epoch (log.csv, checkpoint.keras) or model must not be trained
+        again from scratch over it.
+        """
+        foreign = self.backups.foreign_files()
+        if foreign:
+            raise RuntimeError(
+                f"Cannot resume {self.out.path!r}: {self.backups.directory!r} holds no "
+                f"backup this version can read ({', '.join(foreign)}). Nothing was "
+                "changed; start a new run."
+            )
+        progress = self.out.progress()
+        if progress:
+            raise RuntimeError(
+                f"Cannot resume {self.out.path!r}: {self.backups.directory!r} holds no "
+                f"backup, but the run has progress ({', '.join(progress)}) that training "
+                "from step 0 would replace. Nothing was changed; put the backup "
+                "folder back from a copy, or start a new run."
+            )
+
+    def _fit_epochs(self, callbacks, verbose):
+        """`fit` of the interrupted epoch's remaining steps, then of the other epochs."""
+        state = self.state
+        if state.step > 0:
+            self._fit(state.epoch + 1, state.steps_per_epoch - state.step, callbacks, verbose)
+        if state.epoch < self.recipe.epochs:
+            self._fit(self.recipe.epochs, state.steps_per_epoch, callbacks, verbose)
+
+    def _fit(self, epochs, steps, callbacks, verbose):
+        """`model.fit` up to epoch `epochs`, on the stream from the current step.
+
+        `--batch-size` is the global batch: `runtime.distribute` gives each
+        replica its share, each process reading its own shard of the examples.
+        """
+        train_data = self._distributed(
+            pipelines.stream_fn,
+            "train",
+            start_step=self.state.optimizer_steps,
+            augment=self.config.augmentation(self.info),
+            shuffle=True,
+            seed=self.config.seed,
+        )
+        self.model.fit(
+            train_data,
+            validation_data=self.test_data,
+            initial_epoch=self.state.epoch,
+            epochs=epochs,
+            steps_per_epoch=steps,
+            validation_steps=self.test_steps,
+            shuffle=False,  # The pipeline shuffles.
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+
+    def _results(self, **outcome):
+        """results.json: the `outcome` (status first), then the run's record.
+
+        The counters are over all processes of the run; speed without each
+        process' first (tracing) step and without validation (`Counters`).
+        """
+        return {
+            **outcome,
+            "config": self.config.to_dict(),
+            "recipe": dataclasses.asdict(self.recipe),
+            "epochs_completed": len(self.state.history),
+            "history": self.state.history,
+            **self.counters.totals(self.state.optimizer_steps),
+            "distribution": self.runtime.describe(),
+            "versions": versions(),
+        }

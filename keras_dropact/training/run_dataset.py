@@ -1,0 +1,259 @@
+"""The data a run was started on, saved with it as `RUN_DIR/dataset.json`.
+
+A `folder:PATH` dataset is whatever PATH holds when it is read: its class
+names are its sub-folder names, its image size is `--image-size` or the most
+common size of its images. So a run records, when it starts,
+
+    {"dataset": "folder:data", "shape": [32, 32, 3],
+     "class_names": ["ant", "bee"], "splits": {"train": 80, "test": 20},
+     "split_digests": {"train": "<sha256>", "test": "<sha256>"}}
+
+and keeps them however the folder changes afterwards: `export` and
+`predict` take the class names and input shape from the record (the folder
+may be gone), `--resume` and `evaluate` refuse a folder that no longer
+matches it (classes renamed, added or removed, other split sizes, files
+or image shape; `split_digests` fingerprint the names of each split's
+files, not their contents) with one line saying what changed. Runs on
+registered datasets write the same record; for a run without one (started
+by an older version) the registry's description stands in, while a
+`folder:` run without one is refused: its classes are unknown.
+
+The record is a file of its own rather than part of `config.json`:
+config.json holds what the user asked for (`--image-size` may be unset),
+dataset.json what the data turned out to be; each is written once, by its
+own atomic rename, dataset.json first, so a run with a config.json always
+has its dataset.json.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Mapping, Optional, Tuple
+
+from keras_dropact.pipelines import registry
+from keras_dropact.training import artifacts
+from keras_dropact.training import run_dir as rd
+
+FILE = "dataset.json"
+SPLITS = ("train", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetRecord:
+    """What a model was trained on: the dataset's name, the shape of one
+    example, the label names (label i is `class_names[i]`), the number of
+    examples per split and, for a folder, digests of each split's file list
+    (None otherwise)."""
+
+    dataset: str
+    shape: Tuple[int, ...]
+    class_names: Tuple[str, ...]
+    splits: Mapping[str, int]
+    split_digests: Optional[Mapping[str, str]] = None
+
+    @classmethod
+    def of(cls, dataset, image_size=None):
+        """The record of `dataset` as it is now (a folder is scanned)."""
+        return cls.from_spec(registry.get(dataset, image_size))
+
+    @classmethod
+    def from_spec(cls, spec):
+        digests = None if spec.split_digests is None else dict(spec.split_digests)
+        return cls(spec.name, tuple(spec.shape), tuple(spec.class_names),
+                   {split: spec.splits[split] for split in SPLITS}, digests)
+
+    @property
+    def is_folder(self):
+        return registry.is_folder(self.dataset)
+
+    @property
+    def image_size(self):
+        """[height, width] a folder is read at; None for other datasets."""
+        return list(self.shape[:2]) if self.is_folder else None
+
+    def to_dict(self):
+        return {"dataset": self.dataset, "shape": list(self.shape),
+                "class_names": list(self.class_names), "splits": dict(self.splits),
+                "split_digests": self.split_digests}
+
+    @classmethod
+    def from_dict(cls, values, path):
+        """The record in `values` (read from `path`), checked field by field.
+
+        Raises:
+            RuntimeError: naming `path` and the first bad or missing field.
+        """
+        def bad(problem):
+            return RuntimeError(
+                f"{path!r} is not a dataset record ({problem}); it is left as it is. "
+                "Put back the run's own copy, or export/evaluate its model.keras "
+                "with --dataset."
+            )
+
+        if not isinstance(values, dict):
+            raise bad(f"a JSON object is needed, not {type(values).__name__}")
+        expected = set(cls.__dataclass_fields__)
+        if set(values) != expected:
+            missing, unknown = sorted(expected - set(values)), sorted(set(values) - expected)
+            raise bad(", ".join(f"{what} keys {keys}" for what, keys in
+                                (("missing", missing), ("unknown", unknown)) if keys))
+        checks = {
+            "dataset": lambda v: isinstance(v, str) and bool(v),
+            "shape": lambda v: isinstance(v, list) and bool(v) and all(_positive(d) for d in v),
+            "class_names": lambda v: isinstance(v, list) and len(v) >= 2 and all(
+                isinstance(n, str) and n for n in v),
+            "splits": lambda v: isinstance(v, dict) and set(v) == set(SPLITS) and all(
+                _positive(n) for n in v.values()),
+            "split_digests": lambda v: v is None or (
+                isinstance(v, dict) and set(v) == set(SPLITS)
+                and all(isinstance(d, str) and len(d) == 64 for d in v.values())),
+        }
+        for key, is_valid in checks.items():
+            if not is_valid(values[key]):
+                raise bad(f"{key!r} is {values[key]!r}")
+        return cls(values["dataset"], tuple(values["shape"]), tuple(values["class_names"]),
+                   dict(values["splits"]), values["split_digests"])
+
+    def differences(self, current):
+        """What changed from this record to `current`, as short phrases."""
+        changes = []
+        added = [n for n in current.class_names if n not in self.class_names]
+        removed = [n for n in self.class_names if n not in current.class_names]
+        if added or removed:
+            changes.append(f"classes {self.class_names} -> {current.class_names}")
+        elif self.class_names != current.class_names:
+            changes.append(f"class order {self.class_names} -> {current.class_names}")
+        same_classes = not changes
+        for split in SPLITS:
+            if self.splits[split] != current.splits[split]:
+                changes.append(f"{split} images {self.splits[split]} -> {current.splits[split]}")
+            elif same_classes and ((self.split_digests or {}).get(split)
+                                   != (current.split_digests or {}).get(split)):
+                changes.append(f"other {split} files (as many, other names)")
+        if tuple(self.shape) != tuple(current.shape):
+            changes.append(f"image shape {tuple(self.shape)} -> {tuple(current.shape)}")
+        return changes
+
+
+def image_size_argument(text):
+    """The argparse type of `--image-size`: "N" or "HEIGHTxWIDTH" -> [height, width]."""
+    import argparse
+
+    from keras_dropact import pipelines
+
+    parts = text.lower().split("x")
+    try:
+        if len(parts) > 2 or not all(part.isdigit() and int(part) >= 1 for part in parts):
+            pipelines.check_image_size(text)  # A string: raises, naming the text.
+        return pipelines.check_image_size([int(part) for part in parts])
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def path(run_dir):
+    return os.path.join(run_dir, FILE)
+
+
+def write(run_dir, config):
+    """Records `config`'s dataset in `run_dir` (atomically); returns it.
+
+    Call it when a run starts, before `config.json` is written. Prints the
+    folder's note (images resized to the most common size) to stderr.
+    """
+    spec = registry.get(config.dataset, config.image_size)
+    if spec.note:
+        print(spec.note, file=sys.stderr)
+    record = DatasetRecord.from_spec(spec)
+    rd.write_json(path(run_dir), record.to_dict())
+    return record
+
+
+def read(run_dir, dataset):
+    """The record of the run in `run_dir`, which trained on `dataset`.
+
+    Without a dataset.json (a run of an older version), a registered
+    dataset's description is taken from the registry; a folder's cannot be.
+
+    Raises:
+        RuntimeError: dataset.json is unreadable, malformed, of another
+            dataset, or missing for a `folder:` run.
+    """
+    file = path(run_dir)
+    if not os.path.exists(file):
+        if registry.is_folder(dataset):
+            raise RuntimeError(
+                f"Run {run_dir!r} has no {FILE}: the classes and image size of its "
+                f"{dataset!r} data were not recorded (a run of an older version). Use "
+                f"its model.keras with --dataset {dataset} if the folder is unchanged."
+            )
+        return DatasetRecord.of(dataset)
+    try:
+        with open(file) as f:
+            values = json.load(f)
+    except (OSError, ValueError) as error:
+        raise RuntimeError(f"{file!r} is unreadable ({error}); it is left as it is.") from None
+    record = DatasetRecord.from_dict(values, file)
+    if record.dataset != dataset:
+        raise RuntimeError(
+            f"{file!r} records dataset {record.dataset!r}, but the run's config.json "
+            f"says {dataset!r}; one of them was edited. Nothing was changed."
+        )
+    return record
+
+
+def check_unchanged(run_dir, config):
+    """For `--resume`: raises unless `config`'s data, read as the run reads
+    it (`config.image_size`), still is what the run started on.
+
+    Raises:
+        ValueError: one line naming the data, the run and what changed.
+        RuntimeError: the run's dataset.json is unusable (`read`).
+    """
+    record = read(run_dir, config.dataset)
+    check_matches(record, run_dir, DatasetRecord.of(config.dataset, config.image_size))
+
+
+def check_matches(record, run_dir, current=None):
+    """Raises unless the data now (`current`; default: read at the
+    recorded size, as `evaluate` reads it) match the run's `record`.
+
+    Raises:
+        ValueError: one line naming the data, the run and what changed.
+    """
+    current = current or DatasetRecord.of(record.dataset, record.image_size)
+    changes = record.differences(current)
+    if changes:
+        raise ValueError(
+            f"{record.dataset} no longer matches run {run_dir!r} ({FILE}): "
+            f"{'; '.join(changes)}. Restore the data the run started on, or start a new run."
+        )
+
+
+def resolve(source, dataset=None):
+    """(record, data_dir) of the data the model behind `source` was trained on.
+
+    `dataset` names it for a bare `.keras` file (read now: a folder is
+    scanned); a run directory's own is its recorded one, with its
+    `--data-dir`.
+
+    Raises:
+        ValueError: a bare model file without `dataset`; an unknown name.
+        RuntimeError: the run's dataset.json is unusable.
+    """
+    if dataset is not None:
+        return DatasetRecord.of(dataset), None
+    config = artifacts.run_config(source) if os.path.isdir(source) else None
+    if config is None:
+        from keras_dropact import pipelines
+
+        raise ValueError(
+            f"{source!r} is a model file, not a run directory: name the dataset it "
+            f"was trained on with --dataset (one of {', '.join(pipelines.names())}); "
+            "its normalisation and class names come from that dataset."
+        )
+    return read(source, config.dataset), config.data_dir

@@ -1,0 +1,149 @@
+"""The pieces of a run, one at a time: backups, the training state, the
+runtime's step arithmetic and writable directory, stop signals.
+
+Whole runs (kills, resumes, divergence) are tests/test_run_safety.py.
+"""
+
+import json
+import os
+import signal
+
+import keras
+import numpy as np
+import pytest
+
+from keras_dropact import DropActivation
+from keras_dropact.training.backups import KEEP
+from keras_dropact.training.backups import Backups
+from keras_dropact.training.runtime import Runtime
+from keras_dropact.training.state import TrainingState
+from keras_dropact.training.state import seed_variables
+from keras_dropact.training.stops import StopSignals
+from keras_dropact.training.stops import TrainingInterrupted
+
+
+def _model(seed=1):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), DropActivation(seed=seed)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def _state(step, **values):
+    return TrainingState(epoch=step // 4, step=step % 4, optimizer_steps=step, steps_per_epoch=4,
+                         seeds=[[step, 7]], **values)
+
+
+def test_training_state_round_trips_through_json():
+    state = TrainingState(
+        epoch=2, step=3, optimizer_steps=11, steps_per_epoch=4,
+        history=[{"epoch": 0, "loss": 1.5}, {"epoch": 1, "loss": 0.75}],
+        metrics=[[2.5], [4.0]], epoch_seconds=0.25, seeds=[[1, 2]], wall_seconds=9.5,
+        train_seconds=3.0, timed_examples=320, processes=2,
+    )
+    assert TrainingState.from_json(json.loads(json.dumps(state.to_json()))) == state
+    assert state.mid_epoch and not TrainingState(epoch=3).mid_epoch
+
+
+def test_a_backup_holds_the_state_and_its_envelope(tmp_path):
+    backups = Backups(str(tmp_path / "backup"))
+    model = _model()
+    seed_variables(model)[0].assign(np.array([5, 9], dtype="uint32"))
+    backups.save(model, _state(6))
+    (step, mark), = backups.marks()
+    with open(mark) as f:
+        saved = json.load(f)
+    # The backup format (FORMAT 1): the state's fields, then the weights file and its hash.
+    assert list(saved) == [*TrainingState().to_json(), "format", "weights", "sha256"]
+    assert step == 6 and saved["weights"] == "step-000000006.weights.h5" and saved["format"] == 1
+    restored_model = _model(seed=2)
+    state = backups.restore(restored_model)
+    assert state == _state(6)
+    for a, b in zip(restored_model.weights, model.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    # The seed state comes from the JSON, not from the weights file.
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(seed_variables(restored_model)[0]), [6, 7])
+
+
+def test_backups_keep_the_latest_two_and_prune_the_rest(tmp_path):
+    folder = tmp_path / "backup"
+    backups = Backups(str(folder))
+    model = _model()
+    assert backups.latest() is None and backups.restore(model) is None
+    backups.save(model, _state(2))
+    # A killed writer's leftovers of an old step go with that step; a newer one stays.
+    (folder / "step-000000002.tmp-99.weights.h5").write_bytes(b"partial")
+    (folder / "step-000000009.tmp-99.weights.h5").write_bytes(b"partial")
+    for step in (4, 6, 8):
+        backups.save(model, _state(step))
+    assert KEEP == 2 and backups.latest() == 8
+    assert sorted(os.listdir(folder)) == [
+        "step-000000006.json", "step-000000006.weights.h5",
+        "step-000000008.json", "step-000000008.weights.h5",
+        "step-000000009.tmp-99.weights.h5",
+    ]
+
+
+def test_restore_falls_back_to_the_older_backup_then_refuses(tmp_path, capsys):
+    backups = Backups(str(tmp_path / "backup"))
+    model = _model()
+    backups.save(model, _state(4))
+    backups.save(model, _state(6))
+    (tmp_path / "backup" / "step-000000006.weights.h5").write_bytes(b"garbage")
+    assert backups.restore(_model()).optimizer_steps == 4
+    assert "skipped a backup: step-000000006.json: step-000000006.weights.h5 is damaged" in (
+        capsys.readouterr().err
+    )
+    os.remove(tmp_path / "backup" / "step-000000004.weights.h5")
+    with pytest.raises(RuntimeError, match=r"No usable backup .*step-000000006.json: .*damaged.*"
+                                           r"step-000000004.json: its weights file .* is missing"):
+        backups.restore(_model())
+
+
+def test_backups_are_taken_every_n_steps_but_not_at_an_epochs_last_step():
+    backups = Backups("unused", every=2)
+    # Right after optimizer step n (1-based) of a run of 4-step epochs.
+    after = [TrainingState(epoch=(n - 1) // 4, step=(n - 1) % 4 + 1, optimizer_steps=n,
+                           steps_per_epoch=4) for n in range(1, 13)]
+    # Steps 4, 8, 12 end an epoch, which is backed up at its end anyway.
+    assert [state.optimizer_steps for state in after if backups.should_save(state)] == [2, 6, 10]
+
+
+def _runtime(processes=1, drop_remainder=False, chief=True):
+    runtime = Runtime()
+    runtime.num_processes, runtime.drop_remainder, runtime.is_chief = processes, drop_remainder, chief
+    runtime.task = "worker1"
+    return runtime
+
+
+def test_steps_per_epoch_is_one_pass_and_fit_steps_only_when_pipelines_repeat():
+    assert _runtime().steps_per_epoch(1437, 32) == 45  # The last batch is smaller.
+    assert _runtime(drop_remainder=True).steps_per_epoch(1437, 32) == 44
+    assert _runtime().steps(360, 32) is None  # One process: the data ends by itself.
+    assert _runtime(processes=2).steps(360, 32) == 12
+    assert _runtime(processes=2, drop_remainder=True).steps(360, 32) == 11
+
+
+def test_only_the_chief_writes_the_run_directory(tmp_path):
+    run = tmp_path / "run"
+    (run / "backup").mkdir(parents=True)
+    (run / "backup" / "step-000000002.json").write_text("{}")
+    with _runtime(chief=True).writable_dir(str(run)) as out:
+        assert out == str(run)
+    with _runtime(chief=False).writable_dir(str(run)) as out:
+        assert out != str(run) and os.path.basename(out).startswith("dropact-worker1-")
+        assert os.listdir(os.path.join(out, "backup")) == ["step-000000002.json"]
+    assert not os.path.exists(out)
+
+
+def test_a_signal_is_a_request_to_stop_after_a_backup():
+    before = signal.getsignal(signal.SIGTERM)
+    with StopSignals() as signals:
+        signals.raise_if_received("r", _state(5), backed_up=True)  # Nothing received yet.
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert signals.received == signal.SIGTERM
+        with pytest.raises(TrainingInterrupted, match=r"SIGTERM at epoch 1, step 1 \(optimizer "
+                                                      r"step 5\); backup saved. Resume with: "
+                                                      r"dropact train --resume --run-dir r$"):
+            signals.raise_if_received("r", _state(5), backed_up=True)
+    assert signal.getsignal(signal.SIGTERM) is before
