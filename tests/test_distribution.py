@@ -211,7 +211,7 @@ def test_dropact_train_with_two_workers_end_to_end(two_worker_runs):
     assert results["history"][-1]["loss"] < results["history"][0]["loss"]
     # Only the chief wrote the run directory; the other worker's temporary
     # run directory is gone (here, and after the resumed run).
-    assert sorted(os.listdir(run)) == ["backup", "checkpoint.keras", "config.json", "log.csv",
+    assert sorted(os.listdir(run)) == ["backup", "checkpoint.keras", "config.json", "dataset.json", "log.csv",
                                        "model.keras", "results.json", "run.lock", "tensorboard"]
     for name in ("reference", "resumed"):
         assert not _temporary_run_dirs(two_worker_runs["root"] / f"{name}-tmp")
