@@ -45,10 +45,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import keras  # noqa: E402
-from sampler_variants import BEFORE_18  # noqa: E402
-from sampler_variants import P  # noqa: E402
-from sampler_variants import dropact  # noqa: E402
-from sampler_variants import randint_words  # noqa: E402
+from bench_helpers import BEFORE_18  # noqa: E402
+from bench_helpers import P  # noqa: E402
+from bench_helpers import CompileClock  # noqa: E402
+from bench_helpers import dropact  # noqa: E402
+from bench_helpers import randint_words  # noqa: E402
 
 from keras_dropact import models  # noqa: E402
 from keras_dropact.random import bernoulli  # noqa: E402
@@ -100,23 +101,6 @@ def report_hlo():
         table[name] = hlo_counts(fn)
         print(f"  {name:<36s}" + "".join(f"{table[name][c]:>14d}" for c in columns))
     return table
-
-
-class CompileClock:
-    """Sums XLA compile seconds of functions whose name holds `name`."""
-
-    def __init__(self, name="train_step"):
-        import jax.monitoring
-
-        self.name = name
-        self.seconds = 0.0
-        jax.monitoring.register_event_duration_secs_listener(self._listen)
-
-    def _listen(self, event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration" and (
-            self.name in str(kwargs.get("fun_name", self.name))
-        ):
-            self.seconds += duration
 
 
 def first_step(model_name, activation, clock, batch_size, run=None):

@@ -200,3 +200,39 @@ def test_unknown_batch_dimension_in_tf_function(jit_compile, p, sampler):
     assert draw(tf.zeros((3, 333))).numpy().shape == (3, 333)
     assert abs(first.mean() - p) < binomial_bound(p, first.size)
     assert (first != second).any()
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="XLA HLO of jax.jit")
+def test_bits_lowers_to_one_elementwise_draw_on_jax():
+    # The op counts benchmarks/compile_cost.py prints, for a ResNet-sized
+    # (128, 32, 32, 16) mask: "bits" compiles like jax.random.bernoulli.
+    from benchmarks.compile_cost import hlo_counts
+    from benchmarks.compile_cost import mask_draws
+
+    draws = mask_draws()
+    bits, bytes_, reference = (
+        hlo_counts(draws[name]) for name in ("bits", "bytes", "jax.random.bernoulli")
+    )
+    assert bits["threefry"] == 1
+    assert bits["scatter"] == bits["reduce-window"] == bits["sort"] == bits["while"] == 0
+    assert bits["fusions"] <= reference["fusions"]
+    assert bytes_["scatter"] == 1 and bytes_["reduce-window"] > 0  # What "bits" avoids.
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TF graphs")
+def test_bits_is_one_full_range_draw_and_elementwise_on_tensorflow():
+    import tensorflow as tf
+
+    def op_types(sampler):
+        generator = keras.random.SeedGenerator(0)
+        draw = tf.function(lambda x: bernoulli(ops.shape(x), 0.95, generator, sampler))
+        graph = draw.get_concrete_function(tf.TensorSpec((None, 64))).graph
+        return [op.type for op in graph.get_operations()]
+
+    bits, bytes_ = op_types("bits"), op_types("bytes")
+    assert [t for t in bits if "RandomUniform" in t] == ["StatelessRandomUniformFullIntV2"]
+    assert not {"TensorScatterUpdate", "ScatterNd", "Cumsum"} & set(bits)
+    # "bytes" draws its words the same way (no bounded randint), then scatters.
+    assert "StatelessRandomUniformFullIntV2" in bytes_
+    assert not [t for t in bytes_ if t == "StatelessRandomUniformIntV2"]
+    assert {"TensorScatterUpdate", "Cumsum"} <= set(bytes_)

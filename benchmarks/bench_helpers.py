@@ -1,4 +1,4 @@
-"""The Drop-Activation sampler variants the benchmarks compare.
+"""What the benchmark scripts share: the sampler variants, an XLA compile clock.
 
 - `dropact(sampler)`: a model factory activation, `DropActivation(p=0.95,
   sampler=...)` at every site (`"auto"`, `"bits"` or `"bytes"`);
@@ -7,6 +7,7 @@
   `randint(-2**31, 2**31 - 1)` (two 32-bit draws per word on JAX, a modulo
   on TensorFlow) instead of one full-range draw. `"bytes"` inside it is the
   sampler as it was, so one run measures today's change against it.
+- `CompileClock`: the XLA compile seconds JAX reports for a function.
 """
 
 import contextlib
@@ -44,3 +45,24 @@ def randint_words():
         yield
     finally:
         keras_dropact.random.random_words = saved
+
+
+class CompileClock:
+    """Sums the XLA compile seconds of JAX functions whose name holds `name`.
+
+    From jax.monitoring's backend_compile_duration events (compiles only:
+    not tracing, lowering or running); JAX-only, and counting from creation.
+    """
+
+    def __init__(self, name="train_step"):
+        import jax.monitoring
+
+        self.name = name
+        self.seconds = 0.0
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+
+    def _listen(self, event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration" and (
+            self.name in str(kwargs.get("fun_name", self.name))
+        ):
+            self.seconds += duration
