@@ -331,8 +331,9 @@ def main(argv=None):
         "batch_size": args.batch_size, "steps": args.steps, "rounds": args.rounds,
         "results": [],
     }
-    for name in args.models:
-        for precision in args.precisions:
+    # float32 first: the targets' figures come first if the run is cut short.
+    for precision in args.precisions:
+        for name in args.models:
             rows = measure(name, precision, args, torch_device, clock)
             print_block(rows, args)
             figures["results"] += rows
