@@ -141,6 +141,7 @@ def random_words(shape, seed):
         seed: a `SeedGenerator` (one seed is drawn from it per call) or an int
             as for `keras.random`.
     """
+    _check_seed(seed)
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
@@ -158,6 +159,17 @@ def random_words(shape, seed):
             shape, tf.cast(pair, "int32"), minval=None, maxval=None, dtype="int32"
         )
     return keras.random.randint(shape, _INT32_MIN, 2**31, dtype="int32", seed=seed)
+
+
+def _check_seed(seed):
+    if isinstance(seed, keras.random.SeedGenerator) or (
+        isinstance(seed, int) and not isinstance(seed, bool)
+    ):
+        return
+    raise ValueError(
+        "Invalid value received for argument `seed`: expected a "
+        f"`keras.random.SeedGenerator` or an int. Received: seed={seed!r}"
+    )
 
 
 def _seed_pair(seed, dtype):
@@ -214,6 +226,7 @@ def bernoulli(shape, p, seed, sampler="auto", like=None):
             f"Invalid value received for argument `p`: expected a probability "
             f"in [0, 1]. Received: p={p!r}"
         )
+    _check_seed(seed)
     if check_sampler(sampler) == "auto":
         sampler = choose_sampler(like)
     with device_of(like):

@@ -164,6 +164,14 @@ def test_auto_follows_the_torch_device():
     assert choose_sampler(torch.zeros(2, device="cpu")) == "bytes"
 
 
+@pytest.mark.parametrize("seed", [None, 1.5, True, "7"])
+def test_a_seed_must_be_a_generator_or_an_int(seed):
+    with pytest.raises(ValueError, match="`seed`: expected a `keras.random.SeedGenerator` or an int"):
+        bernoulli((2, 2), 0.5, seed)
+    with pytest.raises(ValueError, match="`seed`"):
+        random_words((2, 2), seed)
+
+
 @pytest.mark.parametrize("sampler", ["byte", "Bits", None])
 def test_unknown_sampler_is_rejected_naming_the_choices(sampler):
     with pytest.raises(ValueError, match=r"`sampler`.*'auto', 'bits', 'bytes'"):
