@@ -7,6 +7,13 @@ is a mirrored variable, so every replica reads the *same* seed and draws the
 shrinks the regularisation by the number of replicas. `ReplicaSeedGenerator`
 folds the global replica id into each drawn seed so that each replica (on
 every worker) draws its own, still reproducible, stream.
+
+`bernoulli` draws Drop-Activation's masks with one of two exact samplers:
+"bytes" (a quarter of the random bits, for CPUs, where generating them is
+the layer's main cost) and "bits" (one elementwise 32-bit draw per element,
+for GPUs and TPUs, where the other's scatter and cumsum cost compile time);
+"auto" picks per backend and device (`choose_sampler`). Both take their
+random bits from `random_words`, one full-range draw per 32-bit word.
 """
 
 import contextlib
