@@ -12,7 +12,10 @@ to ReLU measured in the same run:
    of 128 32x32x3 images, with each activation at every activation site.
 
 Targets (issue): a training step with DropActivation costs at most 1.05x the
-ReLU step, and inference costs what LeakyReLU costs.
+ReLU step, and inference costs what LeakyReLU costs. Issue 18: the step with
+DropActivation's "auto" sampler costs no more than before issue 18 (the
+`bytes` sampler drawing its words with Keras' bounded `randint`, timed in the
+same run).
 
     KERAS_BACKEND=tensorflow python benchmarks/layer_overhead.py
     python benchmarks/layer_overhead.py --model wrn-16-4
@@ -26,7 +29,11 @@ Variants besides the layers themselves:
 - `fixed-mask floor`: DropActivation's training path with the sampler
   replaced by a constant mask drawn once: it still applies a mask (one
   multiply forward, one backward) but draws no random number, so it is what
-  any Drop-Activation built from `keras.ops` costs at the very least.
+  any Drop-Activation built from `keras.ops` costs at the very least;
+- `DropActivation` is the layer as users get it (`sampler="auto"`, which
+  picks "bytes" on a CPU); `DropActivation[bits]` forces the accelerator
+  sampler, `DropActivation[bytes, randint words (before #18)]` is the
+  sampler as it was before issue 18.
 
 On the TensorFlow backend Keras does not use XLA on CPU unless asked, so
 plain `tf.function` graphs are the default here.
@@ -40,18 +47,23 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
+from bench_helpers import BEFORE_18  # noqa: E402
+from bench_helpers import P  # noqa: E402
+from bench_helpers import dropact  # noqa: E402
+from bench_helpers import randint_words  # noqa: E402
+
 from keras_dropact import models  # noqa: E402
 from keras_dropact import DropActivation  # noqa: E402
-from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY  # noqa: E402
+from keras_dropact.random import choose_sampler  # noqa: E402
 
-P = DEFAULT_KEEP_PROBABILITY
+BEFORE = f"DropActivation[{BEFORE_18}]"
 LAYER_SHAPE = (128, 32, 32, 64)
 
 
@@ -85,9 +97,9 @@ class FixedMaskDropActivation(DropActivation):
         self.batch_size = batch_size
         self._dropped = None  # A NumPy array once drawn.
 
-    def _sample_dropped(self, shape):
+    def _sample_dropped(self, inputs):
         if self._dropped is None:
-            shape = (self.batch_size,) + tuple(shape[1:])
+            shape = (self.batch_size,) + tuple(inputs.shape[1:])
             self._dropped = np.random.default_rng(0).random(shape) >= self.p
         return ops.convert_to_tensor(self._dropped)
 
@@ -102,8 +114,22 @@ def activation_factories(batch_size):
         ),
         "fixed-mask floor": lambda: FixedMaskDropActivation(batch_size, p=P),
         "DropActivation": lambda: DropActivation(p=P),
+        "DropActivation[bits]": dropact("bits"),
+        BEFORE: dropact("bytes"),
         "naive DropAct": lambda: NaiveDropActivation(p=P),
     }
+
+
+def as_before_18(name, fn):
+    """`fn`, run (traced) with the words of before issue 18 for BEFORE."""
+    if name != BEFORE:
+        return fn
+
+    def run():
+        with randint_words():
+            return fn()
+
+    return run
 
 
 def layer_step_fn(layer, x, grad, jit, training=True):
@@ -181,10 +207,10 @@ def time_rounds(fns, rounds, warmup=2):
 
 def report(title, medians, reference):
     print(f"\n{title}")
-    print(f"  {'variant':<32s} {'median ms':>10s} {'/ ' + reference:>12s}")
+    print(f"  {'variant':<52s} {'median ms':>10s} {'/ ' + reference:>12s}")
     for name, seconds in medians.items():
         ratio = seconds / medians[reference]
-        print(f"  {name:<32s} {seconds * 1e3:10.2f} {ratio:12.3f}")
+        print(f"  {name:<52s} {seconds * 1e3:10.2f} {ratio:12.3f}")
 
 
 def bench_layers(rounds, jit):
@@ -195,7 +221,7 @@ def bench_layers(rounds, jit):
     for name, make in activation_factories(LAYER_SHAPE[0]).items():
         if name == "ReLU+Dropout(0.05)":
             fns["Dropout(0.05)"] = layer_step_fn(keras.layers.Dropout(1.0 - P), x, grad, jit)
-        fns[name] = layer_step_fn(make(), x, grad, jit)
+        fns[name] = as_before_18(name, layer_step_fn(make(), x, grad, jit))
     report(f"layer forward+backward, {LAYER_SHAPE} float32", time_rounds(fns, rounds), "ReLU")
     inference = {
         "ReLU": layer_step_fn(keras.layers.ReLU(), x, grad, jit, training=False),
@@ -222,7 +248,9 @@ def bench_network(rounds, jit, batch_size, model_name="resnet-20"):
         )
         if name == "ReLU":
             params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-        fns[name] = lambda model=model: model.train_on_batch(images, labels)
+        fns[name] = as_before_18(
+            name, lambda model=model: model.train_on_batch(images, labels)
+        )
     medians = time_rounds(fns, rounds)
     report(
         f"{model_name} training step, batch {batch_size} ({params:,} trainable parameters)",
@@ -235,6 +263,11 @@ def bench_network(rounds, jit, batch_size, model_name="resnet-20"):
         f"{ratio['DropActivation']:.3f}x, of which applying the mask "
         f"{ratio['fixed-mask floor'] - 1:+.3f} and sampling it "
         f"{ratio['DropActivation'] - ratio['fixed-mask floor']:+.3f}"
+    )
+    print(
+        f"  target (issue 18): DropActivation (auto = {choose_sampler()}) step "
+        f"<= before #18: {ratio['DropActivation']:.3f}x ReLU against "
+        f"{ratio[BEFORE]:.3f}x ({'met' if ratio['DropActivation'] <= ratio[BEFORE] else 'NOT met'})"
     )
 
 

@@ -112,6 +112,7 @@ def _train(args):
             return 0
     else:
         run = Run.new(TrainConfig(run_dir=args.run_dir, **given))
+    _enable_jax_compilation_cache()
     try:
         results = run.fit()
     except stops.TrainingInterrupted as stop:
@@ -128,6 +129,22 @@ def _train(args):
         f"{'-' if speed is None else f'{speed:.0f}'} images/s. Run: {results['config']['run_dir']}"
     )
     return 0
+
+
+def _enable_jax_compilation_cache():
+    """On JAX, keeps compiled training steps on disk for the next run.
+
+    A resumed run, or the next seed of a study, then loads its programs
+    instead of compiling them again (`keras_dropact.jax_config`;
+    docs/performance.md). `JAX_COMPILATION_CACHE_DIR` chooses the folder,
+    `JAX_ENABLE_COMPILATION_CACHE=false` switches the cache off.
+    """
+    import keras
+
+    if keras.backend.backend() == "jax":
+        from keras_dropact.jax_config import enable_compilation_cache
+
+        enable_compilation_cache()
 
 
 def _check_resume_flags(config, given):

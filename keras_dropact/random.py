@@ -7,8 +7,16 @@ is a mirrored variable, so every replica reads the *same* seed and draws the
 shrinks the regularisation by the number of replicas. `ReplicaSeedGenerator`
 folds the global replica id into each drawn seed so that each replica (on
 every worker) draws its own, still reproducible, stream.
+
+`bernoulli` draws Drop-Activation's masks with one of two exact samplers:
+"bytes" (a quarter of the random bits, for CPUs, where generating them is
+the layer's main cost) and "bits" (one elementwise 32-bit draw per element,
+for GPUs and TPUs, where the other's scatter and cumsum cost compile time);
+"auto" picks per backend and device (`choose_sampler`). Both take their
+random bits from `random_words`, one full-range draw per 32-bit word.
 """
 
+import contextlib
 import math
 
 import keras
@@ -53,10 +61,14 @@ class ReplicaSeedGenerator(keras.random.SeedGenerator):
         return seed + ops.stack([offset, ops.zeros_like(offset)])
 
 
-# Dense part of `bernoulli`: one random byte per element (four per int32).
-_LEVELS = 256
+# The samplers of `bernoulli`; "auto" picks one per backend and device.
+SAMPLERS = ("auto", "bits", "bytes")
+
 _INT32_MIN = -(2**31)
-_INT32_MAX = 2**31 - 1
+_WORD_LEVELS = 2**32
+# Dense part of the "bytes" sampler: one random byte per element (four per
+# 32-bit word).
+_LEVELS = 256
 # Sparse part: draw this many standard deviations (plus a constant) more
 # geometric gaps than the expected number of events, so that running out of
 # gaps before the end of the tensor has probability below exp(-50) (Chernoff).
@@ -66,40 +78,154 @@ _GAP_MARGIN_CONST = 40.0
 _SPARSE_SEED_MULTIPLIER = 0x2545F491
 
 
-def bernoulli(shape, p, seed):
+def check_sampler(sampler):
+    """Returns `sampler` if it names one of `SAMPLERS`, else a one-line error."""
+    if sampler not in SAMPLERS:
+        raise ValueError(
+            f"Invalid value received for argument `sampler`: {sampler!r}. "
+            f"Expected one of {', '.join(map(repr, SAMPLERS))}."
+        )
+    return sampler
+
+
+def choose_sampler(like=None):
+    """The sampler that `"auto"` stands for where `like` is computed.
+
+    `"bytes"` on CPUs, where generating random numbers dominates the cost of
+    a mask and a quarter of the random bits pays for the sparse correction;
+    `"bits"` on GPUs and TPUs, where random bits are cheap elementwise work
+    fused into the activation's kernel and the sparse correction's scatter
+    and cumsum cost compile time and kernel launches instead.
+
+    * JAX: the platform of `like` if it is a concrete array, else (inside
+      `jax.jit`) the default backend;
+    * TensorFlow: the device `like` is placed on if it has one, else whether
+      a GPU or TPU is visible (TensorFlow then places ops there);
+    * PyTorch: the device of `like`, else Keras' default device;
+    * other backends: `"bytes"`.
+
+    Args:
+        like: the tensor the mask is for (optional).
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        if isinstance(like, jax.Array) and not isinstance(like, jax.core.Tracer):
+            platform = next(iter(like.devices())).platform
+        else:
+            platform = jax.default_backend()
+        return "bytes" if platform == "cpu" else "bits"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        device = getattr(like, "device", None) or ""
+        if device:
+            return "bytes" if "CPU" in device.upper() else "bits"
+        accelerators = tf.config.list_logical_devices(
+            "GPU"
+        ) + tf.config.list_logical_devices("TPU")
+        return "bits" if accelerators else "bytes"
+    if backend == "torch":
+        return "bytes" if _torch_device(like).type == "cpu" else "bits"
+    return "bytes"
+
+
+def random_words(shape, seed):
+    """An int32 tensor of independent words, each uniform over all 2**32 values.
+
+    The one source of random bits of both samplers: one elementwise draw, no
+    bounded-range arithmetic (so no modulo bias and no excluded value).
+
+    * JAX: `jax.random.bits`, one threefry pass (Keras' `randint` draws two
+      32-bit values per word);
+    * TensorFlow: a full-range stateless integer draw (`minval=None`), as
+      XLA compiles it;
+    * other backends: `keras.random.randint` over the whole int32 range.
+
+    Args:
+        shape: the output shape (may hold symbolic dimensions on TensorFlow).
+        seed: a `SeedGenerator` (one seed is drawn from it per call) or an int
+            as for `keras.random`.
+    """
+    _check_seed(seed)
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        key = _seed_pair(seed, "uint32")
+        bits = jax.random.bits(key, tuple(shape), dtype=jnp.uint32)
+        return jax.lax.bitcast_convert_type(bits, jnp.int32)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        # As Keras' TensorFlow random ops do: int32 seeds, which XLA needs.
+        pair = tf.math.floormod(_seed_pair(seed, "int64"), 2**31 - 2)
+        return tf.random.stateless_uniform(
+            shape, tf.cast(pair, "int32"), minval=None, maxval=None, dtype="int32"
+        )
+    return keras.random.randint(shape, _INT32_MIN, 2**31, dtype="int32", seed=seed)
+
+
+def _check_seed(seed):
+    if isinstance(seed, keras.random.SeedGenerator) or (
+        isinstance(seed, int) and not isinstance(seed, bool)
+    ):
+        return
+    raise ValueError(
+        "Invalid value received for argument `seed`: expected a "
+        f"`keras.random.SeedGenerator` or an int. Received: seed={seed!r}"
+    )
+
+
+def _seed_pair(seed, dtype):
+    """The `[seed, counter]` pair Keras draws for `keras.random` ops."""
+    if isinstance(seed, keras.random.SeedGenerator):
+        return ops.cast(seed.next(), dtype)
+    return ops.convert_to_tensor([seed % 2**32, 0], dtype=dtype)
+
+
+def bernoulli(shape, p, seed, sampler="auto", like=None):
     """A boolean tensor of `shape` whose elements are True with probability p.
 
-    Every element is drawn independently (the paper's P_i ~ B(p), eq. 3).
+    Every element is drawn independently (the paper's P_i ~ B(p), eq. 3),
+    by one of two exact samplers:
 
-    Why not `uniform(shape) < p`: a float uniform spends 32 random bits on an
-    event whose entropy is 0.29 bits (p = 0.95), and generating random
-    numbers is what dominates Drop-Activation's cost on CPUs. This sampler
-    draws the rarer outcome (probability e = min(p, 1 - p) <= 1/2) as the
-    union of two independent events, which is exact:
+    * `"bits"`: one random 32-bit word U per element, True where
+      U < round(p * 2**32) (unsigned). Purely elementwise (no scatter,
+      cumsum, sort or data-dependent shape): on an accelerator it fuses into
+      the consumer's kernel and compiles like `uniform < p`. The rate is p
+      up to the rounding of p to a multiple of 2**-32: a bias below 2**-33
+      (1.2e-10), better than float32 `uniform < p` (2**-24 or 2**-23).
+    * `"bytes"`: a quarter of the random bits, for CPUs, where generating
+      them dominates the layer's cost. The rarer outcome (probability
+      e = min(p, 1 - p) <= 1/2) is the union of two independent events:
+      - dense: one random *byte* b per element (four elements per random
+        word), event `b < t` with t = floor(256 e), probability t/256;
+      - sparse: Bernoulli(r) events with r = (e - t/256) / (1 - t/256) <
+        1/128, placed by geometric gaps between consecutive events (a
+        Bernoulli process), so only about N r + 10 sqrt(N r) uniforms are
+        drawn, then written into the byte array with one scatter.
+      P(dense or sparse) = t/256 + (1 - t/256) r = e. Deviations from exact
+      Bernoulli(p) come only from float32 arithmetic in the gaps (CDF error
+      <= 2**-23, relative error of r ~1e-6) and from running out of gaps
+      before the end of the tensor (probability < exp(-50)): a keep-rate
+      bias below 1e-7 for every p. p in {k/256} needs no scatter at all.
+    * `"auto"`: `choose_sampler(like)`.
 
-    * dense: one random *byte* b per element (four elements per random
-      int32), event `b < t` with t = floor(256 e), probability t/256;
-    * sparse: Bernoulli(r) events with r = (e - t/256) / (1 - t/256) < 1/128,
-      placed by geometric gaps between consecutive events (a Bernoulli
-      process), so only about N r + 10 sqrt(N r) uniforms are drawn, then
-      written into the byte array with one scatter.
-
-    P(dense or sparse) = t/256 + (1 - t/256) r = e. Deviations from exact
-    Bernoulli(p) come only from float32 arithmetic: the byte draw is uniform
-    up to 2**-32 (int32 range of 2**32 - 1 values), the geometric gaps use
-    float32 uniforms (CDF error <= 2**-23, relative error of r ~1e-6), and
-    the gaps run out before the end of the tensor with probability
-    < exp(-50). The bias of the keep rate is below 1e-7 absolute for every p,
-    as good as `uniform < p` (which also quantises p to 2**-23 or 2**-24).
-    For p = 0.95 this costs about a quarter of the random bits of
-    `uniform < p`; p in {k/256} needs no scatter at all.
+    Both draw their words with `random_words`. On PyTorch the mask is made
+    on the device of `like` (Keras' default device without it).
 
     Args:
         shape: the output shape (may hold symbolic dimensions). The number of
-            elements must stay below 2**30 (int32 positions).
+            elements must stay below 2**30 for `"bytes"` (int32 positions).
         p: the probability of True, a Python float in [0, 1].
-        seed: a `SeedGenerator` (two seeds are drawn from it per call) or an
-            int as for `keras.random`.
+        seed: a `SeedGenerator` (one seed is drawn from it per call by
+            `"bits"`, two by `"bytes"`) or an int as for `keras.random`.
+        sampler: one of `SAMPLERS`.
+        like: the tensor the mask is for: chooses the `"auto"` sampler and,
+            on PyTorch, the device.
     """
     p = float(p)
     if not 0.0 <= p <= 1.0:
@@ -107,13 +233,60 @@ def bernoulli(shape, p, seed):
             f"Invalid value received for argument `p`: expected a probability "
             f"in [0, 1]. Received: p={p!r}"
         )
+    _check_seed(seed)
+    if check_sampler(sampler) == "auto":
+        sampler = choose_sampler(like)
+    with device_of(like):
+        return _bernoulli(shape, p, seed, sampler)
+
+
+def device_of(like):
+    """A context in which Keras makes its tensors on the device of `like`.
+
+    On PyTorch Keras makes new tensors (random ones included) on its default
+    device and moves its ops' inputs there, which a tensor (a test's, a
+    user's) need not be on; in this context it uses `like`'s device
+    instead (a seed generator's state may stay elsewhere: Keras copies it).
+    On the other backends, or without `like`, it changes nothing.
+    """
+    device = getattr(like, "device", None)
+    if device is None or keras.backend.backend() != "torch":
+        return contextlib.nullcontext()
+    return keras.device(str(device))
+
+
+def _bernoulli(shape, p, seed, sampler):
     if p in (0.0, 1.0):
         return ops.full(shape, p == 1.0, dtype="bool")
+    if sampler == "bits":
+        return _bits_below(shape, p, seed)
     n = _num_elements(shape)
     events = _rare_events(n, min(p, 1.0 - p), seed)
     if p > 0.5:
         events = ops.logical_not(events)
     return ops.reshape(events, shape)
+
+
+def _bits_below(shape, p, seed):
+    """True where a random word is below round(p * 2**32), as unsigned ints.
+
+    The words are signed: U < T unsigned is S < T - 2**31 for S = U - 2**31.
+    """
+    threshold = round(p * _WORD_LEVELS)
+    if threshold in (0, _WORD_LEVELS):  # p within 2**-33 of 0 or 1.
+        return ops.full(shape, threshold > 0, dtype="bool")
+    words = random_words(shape, seed)
+    return ops.less(words, threshold + _INT32_MIN)
+
+
+def _torch_device(like):
+    """The torch device of `like`, else Keras' default device."""
+    if like is not None:
+        return like.device
+    import torch
+    from keras.src.backend.torch.core import get_device
+
+    return torch.device(get_device())
 
 
 def _num_elements(shape):
@@ -138,10 +311,7 @@ def _rare_events(n, e, seed):
     rest = (e - threshold / _LEVELS) / (1.0 - threshold / _LEVELS)
     num_words = (n + 3) // 4
     if threshold > 0:
-        words = keras.random.randint(
-            (num_words, 1), _INT32_MIN, _INT32_MAX, dtype="int32",
-            seed=dense_seed,
-        )
+        words = random_words((num_words, 1), dense_seed)
         levels = ops.reshape(ops.view(words, "uint8"), (-1,))
     else:  # e < 1/256: the dense part would never fire; all events sparse.
         levels = ops.full((num_words * 4,), _LEVELS - 1, dtype="uint8")

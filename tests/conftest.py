@@ -21,19 +21,21 @@ def value_and_grad(fn, x):
     """Returns `(fn(x), d sum(fn(x)) / dx)` as NumPy arrays, from ONE call of fn.
 
     One call matters for random layers: the gradient must belong to the
-    same mask as the returned value.
+    same mask as the returned value. `x` (a NumPy array) becomes a tensor on
+    the backend's default device (`keras.ops.convert_to_tensor`), as Keras
+    makes its own tensors: on a GPU machine that is the GPU, never assume
+    the CPU.
     """
+    x = keras.ops.convert_to_tensor(x)
     if BACKEND == "tensorflow":
         import tensorflow as tf
 
-        x = tf.convert_to_tensor(x)
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = fn(x)
             total = tf.reduce_sum(tf.cast(y, "float32"))
         grad = tape.gradient(total, x)
-        return np.asarray(y), np.asarray(grad)
-    if BACKEND == "jax":
+    elif BACKEND == "jax":
         import jax
         import jax.numpy as jnp
 
@@ -41,16 +43,15 @@ def value_and_grad(fn, x):
             y = fn(x)
             return jnp.sum(y.astype("float32")), y
 
-        (_, y), grad = jax.value_and_grad(total, has_aux=True)(jnp.asarray(x))
-        return np.asarray(y), np.asarray(grad)
-    if BACKEND == "torch":
-        import torch
-
-        x = torch.tensor(np.asarray(x), requires_grad=True)
+        (_, y), grad = jax.value_and_grad(total, has_aux=True)(x)
+    elif BACKEND == "torch":
+        x.requires_grad_(True)
         y = fn(x)
         y.float().sum().backward()
-        return y.detach().cpu().numpy(), x.grad.cpu().numpy()
-    raise NotImplementedError(BACKEND)
+        y, grad = y.detach(), x.grad
+    else:
+        raise NotImplementedError(BACKEND)
+    return keras.ops.convert_to_numpy(y), keras.ops.convert_to_numpy(grad)
 
 
 def launch(commands, timeout, cwd=None):

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import warnings
 
 import numpy as np
@@ -30,9 +31,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "jax_worker.py")
 PROCESS = os.path.join(ROOT, "tests", "dist_worker.py")  # One process of a multi-process run.
 TIMEOUT = 180  # seconds for any one launch; a hung process fails the test.
+# `dropact train` on JAX keeps compiled programs here (keras_dropact.jax_config).
+JAX_CACHE = os.path.join(tempfile.gettempdir(), f"keras-dropact-tests-jax-cache-{os.getuid()}")
 
 
 def _env(backend="jax", **extra):
+    extra.setdefault("JAX_COMPILATION_CACHE_DIR", JAX_CACHE)  # Not the user's ~/.cache.
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND=backend, **extra)
     env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")])
     for name in ("TF_CONFIG", "XLA_FLAGS", "KERAS_DISTRIBUTION_JOB_ADDRESSES",
@@ -91,6 +95,7 @@ def test_multi_worker_patch_is_tied_to_tested_keras_versions(monkeypatch):
 
 def test_jax_train_resumes_after_sigkill_bit_for_bit_and_exports(tmp_path):
     run, reference = str(tmp_path / "killed"), str(tmp_path / "reference")
+    cache = str(tmp_path / "jax-cache")
     flags = ["--model", "simple-cnn", "--dataset", "digits", "--epochs", "3", "--steps-per-epoch", "20",
              "--batch-size", "8", "--backup-every", "5"]
     # Killed (SIGKILL, by the fault-injection hook) right after optimizer
@@ -99,17 +104,20 @@ def test_jax_train_resumes_after_sigkill_bit_for_bit_and_exports(tmp_path):
     # CLI restarts itself on JAX. The uninterrupted run trains meanwhile.
     killed = subprocess.Popen(
         _dropact("train", "--backend", "jax", *flags, "--run-dir", run),
-        env=_env("tensorflow", DROPACT_FAULT="step:27"), cwd=ROOT,
+        env=_env("tensorflow", DROPACT_FAULT="step:27", JAX_COMPILATION_CACHE_DIR=cache), cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
-        _launch([(_dropact("train", *flags, "--run-dir", reference), _env("jax"))])
+        _launch([(_dropact("train", *flags, "--run-dir", reference),
+                  _env("jax", JAX_COMPILATION_CACHE_DIR=cache))])
         assert killed.wait(timeout=TIMEOUT) == -signal.SIGKILL
     finally:
         if killed.poll() is None:
             os.killpg(killed.pid, signal.SIGKILL)
             killed.wait()
     assert not os.path.exists(os.path.join(run, "results.json"))
+    # dropact train on JAX stores its compiled programs for the next run.
+    assert os.listdir(cache)
 
     # The resume, and meanwhile a SavedModel export of the uninterrupted run
     # from JAX (jax2tf), checked against model.predict by `export`.

@@ -39,10 +39,11 @@ def kept_fraction(layer, shape, seed_calls=1):
 # ---------------------------------------------------------------- statistics
 
 
+@pytest.mark.parametrize("sampler", ["auto", "bits", "bytes"])
 @pytest.mark.parametrize("p", [0.6, 0.95])
-def test_keep_rate_within_binomial_bound(p):
+def test_keep_rate_within_binomial_bound(p, sampler):
     n = 1_000_000
-    kept = kept_fraction(DropActivation(p=p, seed=1), (1000, 1000))
+    kept = kept_fraction(DropActivation(p=p, seed=1, sampler=sampler), (1000, 1000))
     sigma = np.sqrt(p * (1 - p) / n)
     # 5 sigma: a correct sampler fails this about once in 1.7 million seeds.
     assert abs(kept.mean() - p) < 5 * sigma
@@ -60,8 +61,9 @@ def test_mask_is_fresh_each_call_and_differs_between_examples():
         assert 0.35 < agreement < 0.65
 
 
-def test_same_seed_gives_same_masks_different_seed_does_not():
-    a, b, c = (DropActivation(p=0.5, seed=s) for s in (7, 7, 8))
+@pytest.mark.parametrize("sampler", ["bits", "bytes"])
+def test_same_seed_gives_same_masks_different_seed_does_not(sampler):
+    a, b, c = (DropActivation(p=0.5, seed=s, sampler=sampler) for s in (7, 7, 8))
     masks_a = [kept_fraction(a, (64, 64)) for _ in range(2)]
     masks_b = [kept_fraction(b, (64, 64)) for _ in range(2)]
     np.testing.assert_array_equal(masks_a[0], masks_b[0])
@@ -208,6 +210,11 @@ def test_non_callable_activation_is_rejected():
         DropActivation(activation=3)
 
 
+def test_unknown_sampler_lists_the_choices():
+    with pytest.raises(ValueError, match=r"`sampler`: 'gpu'.*'auto', 'bits', 'bytes'"):
+        DropActivation(sampler="gpu")
+
+
 @pytest.mark.parametrize(
     "kwargs, pattern",
     [({"lower": -0.1}, "`lower`"), ({"upper": "x"}, "`upper`"), ({"lower": 0.5, "upper": 0.2}, "lower <= upper")],
@@ -229,10 +236,10 @@ def shifted_softplus(x):
     "layer",
     [
         DropActivation(p=0.9, activation="gelu", seed=3, name="da"),
-        DropActivation(p=0.9, activation=shifted_softplus, seed=3),
+        DropActivation(p=0.9, activation=shifted_softplus, seed=3, sampler="bits"),
         RandomizedReLU(lower=0.1, upper=0.2, seed=9),
     ],
-    ids=["builtin", "custom", "rrelu"],
+    ids=["builtin", "custom-bits", "rrelu"],
 )
 def test_config_round_trip(layer):
     config = json.loads(json.dumps(keras.saving.serialize_keras_object(layer)))
@@ -246,10 +253,19 @@ def test_config_round_trip(layer):
     )
 
 
-def small_model():
+def test_config_records_the_sampler_and_old_configs_load_with_auto():
+    assert DropActivation(sampler="bits").get_config()["sampler"] == "bits"
+    assert DropActivation().get_config()["sampler"] == "auto"
+    # A config saved before the sampler existed.
+    old = DropActivation(p=0.9, seed=4).get_config()
+    del old["sampler"]
+    assert DropActivation.from_config(old).sampler == "auto"
+
+
+def small_model(sampler="auto"):
     inputs = keras.Input((6,))
     x = keras.layers.Dense(8)(inputs)
-    x = DropActivation(p=0.9, seed=1)(x)
+    x = DropActivation(p=0.9, seed=1, sampler=sampler)(x)
     x = keras.layers.Dense(8)(x)
     x = RandomizedReLU(seed=2)(x)
     return keras.Model(inputs, keras.layers.Dense(3)(x))
@@ -283,15 +299,51 @@ def test_keras_file_round_trip_in_a_fresh_process(tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), to_numpy(model(x)), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("trained, other", [("bits", "bytes"), ("bytes", "bits")])
+def test_a_model_trained_with_one_sampler_loads_and_trains_with_the_other(
+    tmp_path, trained, other
+):
+    # The sampler decides which masks are drawn, not what the model is: the
+    # weights saved by one load into the same network with the other.
+    def fit(model, epochs):
+        model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model.fit(x, y, epochs=epochs, batch_size=8, verbose=0).history["loss"]
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 6)).astype("float32")
+    y = rng.integers(0, 3, size=32)
+    model = small_model(trained)
+    fit(model, epochs=2)
+    model.save(tmp_path / "trained.keras")
+
+    loaded = keras.saving.load_model(tmp_path / "trained.keras")
+    other_model = small_model(other)
+    other_model.load_weights(tmp_path / "trained.keras")
+    samplers = [
+        [layer.sampler for layer in m.layers if isinstance(layer, DropActivation)]
+        for m in (loaded, other_model)
+    ]
+    assert samplers == [[trained], [other]]
+    expected = to_numpy(model(x))
+    np.testing.assert_allclose(to_numpy(loaded(x)), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(other_model(x)), expected, rtol=1e-6, atol=1e-6)
+    assert np.isfinite(fit(other_model, epochs=1)).all()
+    (layer,) = [layer for layer in other_model.layers if isinstance(layer, DropActivation)]
+    rate = kept_fraction(layer, (500, 8)).mean()
+    assert abs(rate - 0.9) < 5 * np.sqrt(0.9 * 0.1 / 4000)
+
+
 # ------------------------------------------------------- compilation, graphs
 
 
 @tensorflow_only
+@pytest.mark.parametrize("sampler", ["bits", "bytes"])
 @pytest.mark.parametrize("jit_compile", [False, True])
-def test_tf_function_with_unknown_batch_and_xla(jit_compile):
+def test_tf_function_with_unknown_batch_and_xla(jit_compile, sampler):
     import tensorflow as tf
 
-    layer = DropActivation(p=0.5, seed=0)
+    layer = DropActivation(p=0.5, seed=0, sampler=sampler)
 
     @tf.function(
         jit_compile=jit_compile,
@@ -307,10 +359,11 @@ def test_tf_function_with_unknown_batch_and_xla(jit_compile):
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="jax.jit")
-def test_jax_jit_redraws_masks():
+@pytest.mark.parametrize("sampler", ["bits", "bytes"])
+def test_jax_jit_redraws_masks(sampler):
     import jax
 
-    layer = DropActivation(p=0.5, seed=0)
+    layer = DropActivation(p=0.5, seed=0, sampler=sampler)
     x = -np.ones((100, 64), "float32")
 
     @jax.jit
@@ -358,11 +411,13 @@ def test_saved_model_export_serves_the_inference_form(tmp_path):
 
 
 @tensorflow_only
-def test_mirrored_replicas_draw_different_masks():
+@pytest.mark.parametrize("sampler", ["bits", "bytes"])
+def test_mirrored_replicas_draw_different_masks(sampler):
     # Logical devices must be configured before TensorFlow starts: use a
     # fresh interpreter.
     script = textwrap.dedent(
         """
+        import sys
         import numpy as np, tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
@@ -370,7 +425,7 @@ def test_mirrored_replicas_draw_different_masks():
         from keras_dropact import DropActivation
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         with strategy.scope():
-            layer = DropActivation(p=0.5, seed=123)
+            layer = DropActivation(p=0.5, seed=123, sampler=sys.argv[1])
         x = -tf.ones((64, 64))
         @tf.function
         def step():
@@ -382,8 +437,28 @@ def test_mirrored_replicas_draw_different_masks():
         print("RATE", (first[1] == 0).mean())
         """
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", script, sampler], capture_output=True, text=True, check=True
+    ).stdout
     assert "SAME_ACROSS_REPLICAS False" in out
     assert "SAME_ACROSS_STEPS False" in out
     rate = float(out.split("RATE")[1].split()[0])
     assert abs(rate - 0.5) < 0.03
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch devices")
+def test_torch_outputs_and_masks_on_the_inputs_device():
+    # Keras puts new tensors on its default device (the GPU where there is
+    # one); a tensor elsewhere gets its masks and outputs where it is.
+    import torch
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        x = -torch.ones(64, 64, device=device)
+        for layer in (
+            DropActivation(p=0.5, seed=1, sampler="bits"),
+            DropActivation(p=0.5, seed=1, sampler="bytes"),
+            RandomizedReLU(seed=1),
+        ):
+            for training in (True, False):
+                assert layer(x, training=training).device.type == device

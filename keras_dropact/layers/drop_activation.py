@@ -8,6 +8,8 @@ from keras import ops
 from keras_dropact.layers.activations import resolve_activation
 from keras_dropact.random import ReplicaSeedGenerator
 from keras_dropact.random import bernoulli
+from keras_dropact.random import check_sampler
+from keras_dropact.random import device_of
 
 # The paper's probability of keeping the nonlinearity (Section 4); every
 # default of `p` in the package (layer, model factory, CLI) is this one.
@@ -59,6 +61,14 @@ class DropActivation(keras.layers.Layer):
             activation (`"relu"`, `"gelu"`, `"tanh"`, ...) or a registered
             serializable callable. Defaults to `"relu"`.
         seed: integer seed of the random masks, for reproducible training.
+        sampler: how the masks are drawn: `"auto"` (default) picks per
+            backend and device, `"bytes"` on CPUs (a quarter of the random
+            bits, with an exact sparse correction), `"bits"` on GPUs and TPUs
+            (one 32-bit word per element, purely elementwise, so it fuses
+            and compiles like ReLU); see `keras_dropact.random.bernoulli`.
+            Both are exact Bernoulli(p) draws: the choice changes speed and
+            the particular masks, not the model, so a model trained with one
+            loads and trains with the other.
         **kwargs: base layer keyword arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -74,24 +84,38 @@ class DropActivation(keras.layers.Layer):
     array([[-0.1,  1. ]], dtype=float32)
     """
 
-    def __init__(self, p=DEFAULT_KEEP_PROBABILITY, activation="relu", seed=None, **kwargs):
+    def __init__(
+        self,
+        p=DEFAULT_KEEP_PROBABILITY,
+        activation="relu",
+        seed=None,
+        sampler="auto",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.p = check_keep_probability(p)
         self.activation_fn, self.activation = resolve_activation(activation)
         self.seed = seed
+        self.sampler = check_sampler(sampler)
         if self.p < 1.0:
             self.seed_generator = ReplicaSeedGenerator(seed)
         self.supports_masking = True
         self._build_at_init()
 
     def call(self, inputs, training=False):
+        # PyTorch: masks and outputs on the input's device (Keras' default
+        # device otherwise); a no-op on the other backends.
+        with device_of(inputs):
+            return self._apply(inputs, training)
+
+    def _apply(self, inputs, training):
         if self.p == 1.0:
             return self.activation_fn(inputs)
         if not training:
             if self.activation == "relu":
                 return ops.leaky_relu(inputs, negative_slope=1.0 - self.p)
             return (1.0 - self.p) * inputs + self.p * self.activation_fn(inputs)
-        dropped = self._sample_dropped(ops.shape(inputs))
+        dropped = self._sample_dropped(inputs)
         if self.activation == "relu":
             # y = x where x > 0 or f is dropped, else 0: one multiply by a
             # constant 0/1 mask, so the backward pass is one multiply too
@@ -103,13 +127,20 @@ class DropActivation(keras.layers.Layer):
         # f'(x) where kept and 1 where dropped.
         return ops.where(dropped, inputs, self.activation_fn(inputs))
 
-    def _sample_dropped(self, shape):
-        """A fresh boolean mask of `shape`: True where f is dropped.
+    def _sample_dropped(self, inputs):
+        """A fresh boolean mask shaped like `inputs`: True where f is dropped.
 
         Drawn as the rare outcome (dropped, probability 1 - p) so that the
-        sampler needs no negation; see `bernoulli` for its cost and bias.
+        "bytes" sampler needs no negation; see `bernoulli` for the samplers'
+        cost and bias. The mask is made for the device of `inputs`.
         """
-        return bernoulli(shape, 1.0 - self.p, self.seed_generator)
+        return bernoulli(
+            ops.shape(inputs),
+            1.0 - self.p,
+            self.seed_generator,
+            sampler=self.sampler,
+            like=inputs,
+        )
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -117,6 +148,11 @@ class DropActivation(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"p": self.p, "activation": self.activation, "seed": self.seed}
+            {
+                "p": self.p,
+                "activation": self.activation,
+                "seed": self.seed,
+                "sampler": self.sampler,
+            }
         )
         return config

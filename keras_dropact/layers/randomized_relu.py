@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_dropact.random import ReplicaSeedGenerator
+from keras_dropact.random import device_of
 
 
 @keras.saving.register_keras_serializable(package="keras_dropact")
@@ -20,6 +21,11 @@ class RandomizedReLU(keras.layers.Layer):
 
     The defaults 1/8 and 1/3 are those of Xu et al. (2015) and of the
     Drop-Activation paper's comparison (mean slope 11/48).
+
+    Its random draw is one float uniform per element: elementwise on every
+    device already (no scatter or cumsum), so it has no `sampler` choice
+    like `DropActivation`'s; on PyTorch the slopes are drawn on the input's
+    device.
 
     Args:
         lower: smallest negative slope, a number >= 0.
@@ -59,17 +65,20 @@ class RandomizedReLU(keras.layers.Layer):
         self._build_at_init()
 
     def call(self, inputs, training=False):
-        if not training or self.lower == self.upper:
-            mean_slope = (self.lower + self.upper) / 2.0
-            return ops.leaky_relu(inputs, negative_slope=mean_slope)
-        slope = keras.random.uniform(
-            ops.shape(inputs),
-            minval=self.lower,
-            maxval=self.upper,
-            dtype=self.compute_dtype,
-            seed=self.seed_generator,
-        )
-        return ops.where(inputs >= 0, inputs, slope * inputs)
+        # PyTorch: slopes and outputs on the input's device (Keras' default
+        # device otherwise); a no-op on the other backends.
+        with device_of(inputs):
+            if not training or self.lower == self.upper:
+                mean_slope = (self.lower + self.upper) / 2.0
+                return ops.leaky_relu(inputs, negative_slope=mean_slope)
+            slope = keras.random.uniform(
+                ops.shape(inputs),
+                minval=self.lower,
+                maxval=self.upper,
+                dtype=self.compute_dtype,
+                seed=self.seed_generator,
+            )
+            return ops.where(inputs >= 0, inputs, slope * inputs)
 
     def compute_output_shape(self, input_shape):
         return input_shape
