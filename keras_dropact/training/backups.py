@@ -16,6 +16,7 @@ import os
 import re
 import sys
 
+from keras_dropact.training import faults
 from keras_dropact.training import run_dir as rd
 from keras_dropact.training.state import TrainingState
 from keras_dropact.training.state import assign
@@ -92,6 +93,7 @@ class Backups:
         weights = self._path(step, ".weights.h5")
         temporary = self._path(step, f".tmp-{os.getpid()}.weights.h5")
         model.save_weights(temporary)
+        faults.point("backup_weights", step)
         rd.commit(temporary, weights)
         rd.write_json(self._path(step, ".json"), {
             **state.to_json(),

@@ -31,6 +31,7 @@ import numpy as np
 from keras_dropact import __version__
 from keras_dropact import models
 from keras_dropact import pipelines
+from keras_dropact.training import faults
 from keras_dropact.training import run_dataset
 from keras_dropact.training import runtime as runtime_lib
 from keras_dropact.training.backups import Backups
@@ -184,11 +185,13 @@ class Run:
             RuntimeError: another process trains the run; a resumed run
                 diverged, or has no usable backup but progress to lose.
         """
+        faults.point("run_start")
         self.runtime = runtime_lib.make(self.config.strategy)
         validate(self.config, self.model_builder, self.runtime.num_replicas)
         with contextlib.ExitStack() as stack:
             if self.runtime.is_chief:
                 self._claim(stack)
+                faults.point("claimed")
             ended = self.ended()
             if ended is not None:
                 return ended
