@@ -119,9 +119,6 @@ def _train(args, signals):
     except stops.TrainingDiverged as error:
         print(f"dropact train: error: {error}", file=sys.stderr)
         return stops.EXIT_DIVERGED
-    except stops.CannotWrite as error:
-        print(f"dropact train: error: {error}", file=sys.stderr)
-        return stops.EXIT_CANNOT_WRITE
     speed = results["images_per_second"]
     print(
         f"\n{results['config']['model']} on {results['config']['dataset']} "
@@ -316,17 +313,20 @@ def main(argv=None):
             parser.print_help()
             return 0
         if args.command == "train" and signals.received is None:
-            from keras_dropact.training.stops import EXIT_CANNOT_WRITE
+            from keras_dropact.training import stops
 
-            code = _run(args, argv, lambda: _train(args, signals))
-            if code == EXIT_CANNOT_WRITE and argv is None:
-                # A write that failed inside HDF5 leaves h5py objects whose
-                # cleanup at exit crashes the interpreter (h5py issue 914):
-                # the line is out, end without it.
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-            return code
+            try:
+                return _run(args, argv, lambda: _train(args, signals))
+            except stops.CannotWrite as error:
+                print(f"dropact train: error: {error}", file=sys.stderr)
+                if argv is None:
+                    # A write that failed inside HDF5 leaves h5py objects
+                    # whose cleanup crashes the interpreter (h5py issue 914):
+                    # end now, while the error still holds them.
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(stops.EXIT_CANNOT_WRITE)
+                return stops.EXIT_CANNOT_WRITE
     if signals.received is not None:
         name = signal.Signals(signals.received).name
         print(f"dropact {args.command}: interrupted by {name} before the command started; "

@@ -10,6 +10,7 @@ removing what it had half written. Each is one line saying what to do; the
 Keras nor TensorFlow.
 """
 
+import os
 import shlex
 import signal
 
@@ -89,7 +90,9 @@ class CannotWrite(OSError):
     """
 
     def __init__(self, path, error):
-        super().__init__(error.errno, error.strerror or str(error), path)
+        # HDF5's own text spans lines; the errno names the problem.
+        reason = os.strerror(error.errno) if error.errno else str(error).splitlines()[0]
+        super().__init__(error.errno, reason, path)
         self.then = "nothing half-written was left"
 
     def advise(self, then):
