@@ -67,15 +67,16 @@ class Progress(keras.callbacks.Callback):
             processes=totals["processes"],
         )
 
-    def backup(self, epoch=None):
-        """Writes a backup of the run as it is now, unless a weight is not
-        finite: a divergence in `epoch` (default: the state's)."""
-        if self.backups is None:
-            return
+    def backup(self):
+        """Writes a backup of the run as it is now, unless a weight is not finite."""
+        if self.backups is not None:
+            self._check_weights(self.state.epoch)
+            self.backups.save(self.model, self.snapshot())
+
+    def _check_weights(self, epoch):
         for weight in self.model.weights:
             self._check(keras.ops.convert_to_numpy(weight), f"weight {weight.path} is not finite",
-                        self.state.epoch if epoch is None else epoch)
-        self.backups.save(self.model, self.snapshot())
+                        epoch)
 
     def write_epoch_files(self):
         """log.csv and, with backups, checkpoint.keras (at an epoch's end only)."""
@@ -131,12 +132,17 @@ class Progress(keras.callbacks.Callback):
         logs["epoch_seconds"], logs["compile_seconds"] = self.counters.epoch_ended(
             self.state.optimizer_steps)
         self.state.history.append({"epoch": epoch, **_row_values(logs)})
+        # A divergence found here belongs to this epoch: checked before the
+        # position moves on. Weights first: they explain a NaN evaluation.
+        if self.backups is not None:
+            self._check_weights(epoch)
         for key, value in logs.items():
             if key.startswith("val_"):
                 self._check(keras.ops.convert_to_numpy(value), f"the test {key[4:]} is not finite",
                             epoch)
         self.state.epoch, self.state.step = epoch + 1, 0
-        self.backup(epoch=epoch)
+        if self.backups is not None:
+            self.backups.save(self.model, self.snapshot())
         faults.point("epoch_backup", epoch)
         self.write_epoch_files()
         self.stop_if_signalled()
