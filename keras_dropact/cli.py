@@ -337,6 +337,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"dropact {args.command}: interrupted by SIGINT.", file=sys.stderr)
         return 128 + signal.SIGINT
+    except interrupts.Interrupted as stop:  # A training run of `repro`.
+        print(f"dropact {args.command}: {stop}", file=sys.stderr)
+        return 128 + stop.signum
 
 
 def _run(args, argv, command):

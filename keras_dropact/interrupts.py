@@ -78,6 +78,15 @@ class StopSignals:
         return False
 
 
+class Interrupted(Exception):
+    """Work that SIGINT or SIGTERM stopped where nothing is lost (`signum`:
+    the signal); its message says where, and how to go on."""
+
+    def __init__(self, signum, message):
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name} {message}")
+
+
 _held = None
 
 

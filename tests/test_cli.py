@@ -198,3 +198,24 @@ def test_predict_prints_file_names_that_are_not_utf8(trained_run, tmp_path, monk
     lines = out.getvalue().decode("utf-8").splitlines()
     assert lines[0] == os.path.join(str(tmp_path), "digit-\\xff.png")
     assert len(lines) == 2 and lines[1].endswith(")")
+
+
+def test_commands_stopped_by_a_signal_say_so_in_one_line(monkeypatch, capsys):
+    # A Ctrl-C in `evaluate`, `export`, `predict`, `recipes` (KeyboardInterrupt),
+    # or a training run of `repro` stopped by SIGINT/SIGTERM (Interrupted),
+    # ends with one line and 128 + the signal, not a traceback.
+    import signal
+
+    from keras_dropact import interrupts
+
+    def stopped(error):
+        def handler(args):
+            raise error
+        return handler
+
+    monkeypatch.setattr(cli, "_recipes", stopped(KeyboardInterrupt()))
+    assert cli.main(["recipes"]) == 130
+    assert capsys.readouterr().err == "dropact recipes: interrupted by SIGINT.\n"
+    monkeypatch.setattr(cli, "_recipes", stopped(interrupts.Interrupted(signal.SIGTERM, "at epoch 2.")))
+    assert cli.main(["recipes"]) == 143
+    assert capsys.readouterr().err == "dropact recipes: interrupted by SIGTERM at epoch 2.\n"

@@ -12,9 +12,10 @@ Keras nor TensorFlow.
 
 import os
 import shlex
-import signal
 
 import numpy as np
+
+from keras_dropact.interrupts import Interrupted
 
 # dropact train's exit codes (its --help and docs/runs.md list them).
 EXIT_DIVERGED = 3
@@ -46,13 +47,12 @@ class TrainingDiverged(RuntimeError):
         )
 
 
-class TrainingInterrupted(Exception):
+class TrainingInterrupted(Interrupted):
     """SIGINT or SIGTERM stopped the run where nothing is lost."""
 
     def __init__(self, signum, run_dir, message):
-        self.signum = signum
         self.run_dir = run_dir
-        super().__init__(f"interrupted by {signal.Signals(signum).name} {message}")
+        super().__init__(signum, message)
 
 
 def raise_if_signalled(signals, run_dir, state=None, backed_up=False, started=True):
