@@ -31,6 +31,7 @@ from tests.conftest import tensorflow_only
 from tests.test_run_safety import FLAGS
 from tests.test_run_safety import RUN
 from tests.test_run_safety import STEPS
+from tests.test_run_safety import assert_ends_as_the_reference
 
 pytestmark = [tensorflow_only, pytest.mark.slow]
 
@@ -119,14 +120,7 @@ def _copy(run, tmp_path):
 def _assert_resumes_to_the_reference(run, reference):
     code, err = _resume(run)
     assert code == 0, err[-3000:]
-    results = _results(run)
-    assert results["status"] == "finished"
-    assert [row["epoch"] for row in results["history"]] == [0, 1, 2]
-    assert results["optimizer_steps"] == reference["optimizer_steps"] == STEPS
-    assert results["test_loss"] == pytest.approx(reference["test_loss"], abs=1e-6)
-    for row, expected in zip(results["history"], reference["history"]):
-        for key in ("loss", "accuracy", "val_loss"):
-            assert row[key] == pytest.approx(expected[key], abs=1e-6), (row["epoch"], key)
+    assert_ends_as_the_reference(_results(run), reference)
     with open(os.path.join(run, rd.LOG)) as f:
         assert len(f.read().splitlines()) == 1 + 3
 
