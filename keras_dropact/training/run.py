@@ -37,9 +37,9 @@ import keras
 import numpy as np
 
 from keras_dropact import __version__
-from keras_dropact.interrupts import StopSignals
 from keras_dropact import models
 from keras_dropact import pipelines
+from keras_dropact.interrupts import StopSignals
 from keras_dropact.training import faults
 from keras_dropact.training import run_dataset
 from keras_dropact.training import runtime as runtime_lib
