@@ -104,8 +104,9 @@ def skip_empty_batches(model):
     of 32 and 2 replicas, one replica's last batch holds 0 examples. A
     Conv2D on 0 examples returns a tensor of the wrong shape on CPUs
     (oneDNN gives [0, H, W, C_in]: "Incompatible shapes" in the next
-    layer) and fails on GPUs (cuDNN rejects a 0 dimension, tensorflow
-    issue 14657). Such a batch adds nothing to the metrics (they weigh each
+    layer; measured with TensorFlow 2.21), and cuDNN has rejected a 0
+    dimension on GPUs (tensorflow issue 14657; not checked here). Such a
+    batch adds nothing to the metrics (they weigh each
     batch by its size), so the test step skips it: the same results, for
     any split size. Only this model instance's `test_step` is wrapped.
     """
