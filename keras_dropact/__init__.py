@@ -2,6 +2,12 @@
 
 __version__ = "0.1.0"
 
+from keras_dropact import interrupts
+
+# The `dropact` command must not lose a Ctrl-C while Keras loads (seconds):
+# see keras_dropact/interrupts.py. Other programs keep their handlers.
+interrupts.hold_for_command()
+
 from keras_dropact.layers import DropActivation
 from keras_dropact.layers import RandomizedReLU
 from keras_dropact.convert import convert

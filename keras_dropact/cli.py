@@ -22,9 +22,11 @@ import argparse
 import importlib.util
 import json
 import os
+import signal
 import sys
 
 from keras_dropact import __version__
+from keras_dropact import interrupts
 from keras_dropact.extras import MissingExtraError
 
 BACKENDS = ("tensorflow", "jax")
@@ -41,6 +43,7 @@ def _add_backend(parser):
 def _add_train(subparsers):
     from keras_dropact.layers import ACTIVATIONS
     from keras_dropact.training import run_dataset
+    from keras_dropact.training import stops
     from keras_dropact.training.config import TrainConfig
 
     defaults = {name: field.default for name, field in TrainConfig.__dataclass_fields__.items()}
@@ -52,11 +55,7 @@ def _add_train(subparsers):
             f"({defaults['model']} on {defaults['dataset']}, a couple "
             "of minutes on 2 CPU cores). Recipe values can be overridden by flags."
         ),
-        epilog=(
-            "Exit codes: 0 done (or already finished), 2 bad input or refused, "
-            "3 diverged (non-finite loss), 130/143 stopped by SIGINT/SIGTERM "
-            "after a backup. See docs/runs.md."
-        ),
+        epilog=f"Exit codes: {stops.EXIT_CODES}. See docs/runs.md.",
     )
     parser.add_argument("--model", default=defaults["model"], help="a preset of keras_dropact.models (see `python -c 'from keras_dropact import models; print(models.names())'`)")
     parser.add_argument("--dataset", default=defaults["dataset"], help="cifar10, cifar100, svhn, emnist-balanced, digits, mnist1d or folder:PATH")
@@ -88,7 +87,7 @@ def _add_train(subparsers):
     parser.set_defaults(handler=_train)
 
 
-def _train(args):
+def _train(args, signals):
     from keras_dropact.training import stops
     from keras_dropact.training.config import TrainConfig
     from keras_dropact.training.run import Run
@@ -114,13 +113,13 @@ def _train(args):
         run = Run.new(TrainConfig(run_dir=args.run_dir, **given))
     _enable_jax_compilation_cache()
     try:
-        results = run.fit()
+        results = run.fit(signals=signals)
     except stops.TrainingInterrupted as stop:
         print(f"dropact train: {stop}", file=sys.stderr)
         return 128 + stop.signum
     except stops.TrainingDiverged as error:
         print(f"dropact train: error: {error}", file=sys.stderr)
-        return 3
+        return stops.EXIT_DIVERGED
     speed = results["images_per_second"]
     print(
         f"\n{results['config']['model']} on {results['config']['dataset']} "
@@ -233,10 +232,20 @@ def _predict(args):
         if "error" in answer:
             print(f"dropact predict: error: {answer['error']}", file=sys.stderr)
         elif not args.json:
-            print(answer["file"])
+            print(_printable(answer["file"]))
             for row in answer["predictions"]:
-                print(f"  {row['probability']:.4f}  {row['class_name']} (class {row['class_id']})")
+                print(_printable(
+                    f"  {row['probability']:.4f}  {row['class_name']} (class {row['class_id']})"))
     return 1 if any("error" in answer for answer in answers) else 0
+
+
+def _printable(text):
+    """`text` as any stdout can print it: bytes of a file name that are not
+    UTF-8 (file names need not be) and characters stdout cannot encode as
+    backslash escapes (`\\xff`), instead of a UnicodeEncodeError."""
+    encoding = sys.stdout.encoding or "utf-8"
+    text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    return text.encode(encoding, "backslashreplace").decode(encoding)
 
 
 def _add_recipes(subparsers):
@@ -303,17 +312,58 @@ def _switch_backend(backend, argv):
 
 
 def main(argv=None):
+    """Runs `dropact ARGV` (default: the command line); returns its exit code.
+
+    SIGINT and SIGTERM are held from the command's first instruction
+    (`keras_dropact.interrupts`): one that arrives while the command starts
+    stops it with one line; `dropact train` hands them to its run, which
+    stops where nothing is lost; the other commands stop at once on Ctrl-C.
+    """
+    with interrupts.command_signals() as signals:
+        try:
+            parser = build_parser()
+        except MissingExtraError as error:  # A core install: no `train` extra.
+            print(f"dropact: error: {error}", file=sys.stderr)
+            return 2
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        if args.command == "train" and signals.received is None:
+            from keras_dropact.training import stops
+
+            try:
+                return _run(args, argv, lambda: _train(args, signals))
+            except stops.CannotWrite as error:
+                print(f"dropact train: error: {error}", file=sys.stderr)
+                if argv is None:
+                    # A write that failed inside HDF5 leaves h5py objects
+                    # whose cleanup crashes the interpreter (h5py issue 914):
+                    # end now, while the error still holds them.
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(stops.EXIT_CANNOT_WRITE)
+                return stops.EXIT_CANNOT_WRITE
+    if signals.received is not None:
+        name = signal.Signals(signals.received).name
+        print(f"dropact {args.command}: interrupted by {name} before the command started; "
+              "nothing was done.", file=sys.stderr)
+        return 128 + signals.received
+    try:
+        return _run(args, argv, lambda: args.handler(args))
+    except KeyboardInterrupt:
+        print(f"dropact {args.command}: interrupted by SIGINT.", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except interrupts.Interrupted as stop:  # A training run of `repro`.
+        print(f"dropact {args.command}: {stop}", file=sys.stderr)
+        return 128 + stop.signum
+
+
+def _run(args, argv, command):
+    """`command()` on the backend `args` asks for; the errors a user can fix
+    are one line and exit code 2."""
     import keras
 
-    try:
-        parser = build_parser()
-    except MissingExtraError as error:  # A core install: no `train` extra.
-        print(f"dropact: error: {error}", file=sys.stderr)
-        return 2
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
     try:
         backend = getattr(args, "backend", None)
         if args.command == "export":
@@ -322,7 +372,7 @@ def main(argv=None):
             backend = "tensorflow"
         if backend is not None and backend != keras.backend.backend():
             _switch_backend(backend, argv)
-        return args.handler(args)
+        return command()
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError, MissingExtraError) as error:
         print(f"dropact {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.export import export
 from keras_dropact.training.export import run_exported
 from keras_dropact.training.backups import Backups
+from keras_dropact.training.state import TrainingState
 from keras_dropact.training.train import train
 from tests.conftest import tensorflow_only
 
@@ -132,8 +133,10 @@ def test_corrupt_checkpoint_is_reported(tmp_path, capsys):
     for step in (2, 4):
         name = f"step-{step:09d}"
         (run / rd.BACKUP / f"{name}.weights.h5").write_bytes(b"not an h5 file")
+        state = TrainingState(epoch=0, step=step, optimizer_steps=step, steps_per_epoch=5,
+                              processes=1)
         rd.write_json(str(run / rd.BACKUP / f"{name}.json"), {
-            "format": 1, "optimizer_steps": step, "weights": f"{name}.weights.h5", "sha256": "0"})
+            **state.to_json(), "format": 1, "weights": f"{name}.weights.h5", "sha256": "0"})
     assert cli.main(["train", "--resume", "--run-dir", str(run)]) == 2
     err = capsys.readouterr().err
     assert "No usable backup" in err and "step-000000004.weights.h5 is damaged" in err
@@ -176,3 +179,43 @@ def test_resume_after_sigkill_mid_epoch_loses_no_epoch(tmp_path):
     epochs = [row["epoch"] for row in results["history"]]
     assert epochs == [0, 1, 2], f"killed in epoch {killed_at}, history {epochs}"
     assert results["epochs_completed"] == 3
+
+
+def test_predict_prints_file_names_that_are_not_utf8(trained_run, tmp_path, monkeypatch):
+    # A file name need not be UTF-8; printed as it was to a strict UTF-8
+    # stdout (a pipe), it raised UnicodeEncodeError. It is backslash-escaped.
+    import io
+
+    import tensorflow as tf
+
+    path = os.path.join(str(tmp_path), os.fsdecode(b"digit-\xff.png"))
+    with open(path, "wb") as f:
+        f.write(tf.io.encode_png(np.full((8, 8, 1), 128, np.uint8)).numpy())
+    out = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out, encoding="utf-8", errors="strict"))
+    assert cli.main(["predict", trained_run, path, "--top-k", "1"]) == 0
+    sys.stdout.flush()
+    lines = out.getvalue().decode("utf-8").splitlines()
+    assert lines[0] == os.path.join(str(tmp_path), "digit-\\xff.png")
+    assert len(lines) == 2 and lines[1].endswith(")")
+
+
+def test_commands_stopped_by_a_signal_say_so_in_one_line(monkeypatch, capsys):
+    # A Ctrl-C in `evaluate`, `export`, `predict`, `recipes` (KeyboardInterrupt),
+    # or a training run of `repro` stopped by SIGINT/SIGTERM (Interrupted),
+    # ends with one line and 128 + the signal, not a traceback.
+    import signal
+
+    from keras_dropact import interrupts
+
+    def stopped(error):
+        def handler(args):
+            raise error
+        return handler
+
+    monkeypatch.setattr(cli, "_recipes", stopped(KeyboardInterrupt()))
+    assert cli.main(["recipes"]) == 130
+    assert capsys.readouterr().err == "dropact recipes: interrupted by SIGINT.\n"
+    monkeypatch.setattr(cli, "_recipes", stopped(interrupts.Interrupted(signal.SIGTERM, "at epoch 2.")))
+    assert cli.main(["recipes"]) == 143
+    assert capsys.readouterr().err == "dropact recipes: interrupted by SIGTERM at epoch 2.\n"

@@ -13,13 +13,17 @@ import numpy as np
 import pytest
 
 from keras_dropact import DropActivation
+from keras_dropact.interrupts import StopSignals
+from keras_dropact.training import run_dir as rd
 from keras_dropact.training.backups import KEEP
 from keras_dropact.training.backups import Backups
+from keras_dropact.training.backups import sha256
+from keras_dropact.training.counters import Counters
 from keras_dropact.training.runtime import Runtime
 from keras_dropact.training.state import TrainingState
 from keras_dropact.training.state import seed_variables
-from keras_dropact.training.stops import StopSignals
 from keras_dropact.training.stops import TrainingInterrupted
+from keras_dropact.training.stops import raise_if_signalled
 
 
 def _model(seed=1):
@@ -31,7 +35,7 @@ def _model(seed=1):
 
 def _state(step, **values):
     return TrainingState(epoch=step // 4, step=step % 4, optimizer_steps=step, steps_per_epoch=4,
-                         seeds=[[step, 7]], **values)
+                         seeds=[[step, 7]], processes=1, **values)
 
 
 def test_training_state_round_trips_through_json():
@@ -43,6 +47,7 @@ def test_training_state_round_trips_through_json():
     )
     assert TrainingState.from_json(json.loads(json.dumps(state.to_json()))) == state
     assert state.mid_epoch and not TrainingState(epoch=3).mid_epoch
+    assert TrainingState(step=4, steps_per_epoch=4).before_epoch_end and not state.before_epoch_end
 
 
 def test_a_backup_holds_the_state_and_its_envelope(tmp_path):
@@ -124,7 +129,9 @@ def test_steps_per_epoch_is_one_pass_and_fit_steps_only_when_pipelines_repeat():
     assert _runtime(processes=2, drop_remainder=True).steps(360, 32) == 11
 
 
-def test_only_the_chief_writes_the_run_directory(tmp_path):
+def test_only_the_chief_writes_the_run_directory(tmp_path, monkeypatch):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    os.mkdir(tmp_path / "tmp")
     run = tmp_path / "run"
     (run / "backup").mkdir(parents=True)
     (run / "backup" / "step-000000002.json").write_text("{}")
@@ -134,16 +141,126 @@ def test_only_the_chief_writes_the_run_directory(tmp_path):
         assert out != str(run) and os.path.basename(out).startswith("dropact-worker1-")
         assert os.listdir(os.path.join(out, "backup")) == ["step-000000002.json"]
     assert not os.path.exists(out)
+    # A SIGKILLed worker cannot remove its copy; the next process of that
+    # run and task removes it (one name per run and task), others keep theirs.
+    os.makedirs(os.path.join(out, "backup"))
+    (tmp_path / "tmp" / "dropact-worker1-0123").mkdir()  # Another run's.
+    with open(os.path.join(out, "backup", "step-000000001.weights.h5"), "wb") as f:
+        f.write(b"a killed worker's copy")
+    with _runtime(chief=False).writable_dir(str(run)) as again:
+        assert again == out
+        assert os.listdir(os.path.join(again, "backup")) == ["step-000000002.json"]
+    assert sorted(os.listdir(tmp_path / "tmp")) == ["dropact-worker1-0123"]
 
 
 def test_a_signal_is_a_request_to_stop_after_a_backup():
     before = signal.getsignal(signal.SIGTERM)
     with StopSignals() as signals:
-        signals.raise_if_received("r", _state(5), backed_up=True)  # Nothing received yet.
-        os.kill(os.getpid(), signal.SIGTERM)
+        with signals:  # Nested: the run's `with` inside the command's.
+            raise_if_signalled(signals, "r", _state(5), backed_up=True)  # Nothing received yet.
+            os.kill(os.getpid(), signal.SIGTERM)
         assert signals.received == signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) is not before  # Still held.
         with pytest.raises(TrainingInterrupted, match=r"SIGTERM at epoch 1, step 1 \(optimizer "
                                                       r"step 5\); backup saved. Resume with: "
                                                       r"dropact train --resume --run-dir r$"):
-            signals.raise_if_received("r", _state(5), backed_up=True)
+            raise_if_signalled(signals, "r", _state(5), backed_up=True)
+        with pytest.raises(TrainingInterrupted, match=r"SIGTERM before the run started; "
+                                                      r"nothing was written.$"):
+            raise_if_signalled(signals, "r", started=False)
+        with pytest.raises(TrainingInterrupted, match=r"SIGTERM before training started. "
+                                                      r"Resume with: dropact train --resume"):
+            raise_if_signalled(signals, "r")
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def _saved(backups, step):
+    with open(backups._path(step, ".json")) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"epoch": "1"}, "'epoch' is '1'"),
+    ({"steps_per_epoch": None}, "'steps_per_epoch' is None"),
+    ({"history": None, "extra": 1}, "unknown keys ['extra']"),
+    ({"step": 5}, "step 5 is not in an epoch of 4 steps"),
+    ({"processes": 0}, "'processes' is 0, below 1"),
+    ({"format": 2}, "not a backup of format 1 (2)"),
+    ({"optimizer_steps": 2, "step": 2, "epoch": 0}, "it holds optimizer step 2, not 6"),
+])
+def test_a_backup_is_checked_field_by_field_before_it_is_loaded(tmp_path, capsys, change, problem):
+    backups = Backups(str(tmp_path / "backup"))
+    model = _model()
+    backups.save(model, _state(4))
+    backups.save(model, _state(6))
+    saved = _saved(backups, 6)
+    rd.write_json(backups._path(6, ".json"), {**saved, **change})
+    assert backups.restore(_model()).optimizer_steps == 4  # The one before.
+    assert f"skipped a backup: step-000000006.json: {problem}" in capsys.readouterr().err
+
+
+def test_a_backup_naming_another_file_is_never_loaded(tmp_path, capsys):
+    # Another run's weights with their checksum: a backup names only its own file.
+    other = Backups(str(tmp_path / "other" / "backup"))
+    other.save(_model(seed=3), _state(8))
+    backups = Backups(str(tmp_path / "run" / "backup"))
+    backups.save(_model(), _state(6))
+    foreign = os.path.join("..", "..", "other", "backup", "step-000000008.weights.h5")
+    path = os.path.join(backups.directory, foreign)
+    rd.write_json(backups._path(6, ".json"), {**_saved(backups, 6), "weights": foreign,
+                                              "sha256": sha256(path)})
+    with pytest.raises(RuntimeError, match=r"No usable backup .*step-000000006.json: it names "
+                                           r"the weights file '../../other/backup/"):
+        backups.restore(_model())
+
+
+def test_a_backup_at_an_epochs_last_step_is_replayed_from_the_one_before(tmp_path, capsys):
+    # Earlier versions backed up "step 4 of 4, before the epoch's end" at a
+    # signal; resuming it ran an endless epoch. The one before is replayed;
+    # with none before it, the run starts at step 0.
+    backups = Backups(str(tmp_path / "backup"))
+    model = _model()
+    backups.save(model, _state(2))
+    backups.save(model, TrainingState(epoch=0, step=4, optimizer_steps=4, steps_per_epoch=4,
+                                      metrics=[[1.0]], seeds=[[4, 7]], processes=1))
+    assert backups.restore(_model()) == _state(2)
+    assert ("skipped a backup: step-000000004.json: it was taken after the last step of epoch 0, "
+            "before the epoch's end") in capsys.readouterr().err
+    for name in os.listdir(backups.directory):
+        if name.startswith("step-000000002"):
+            os.remove(os.path.join(backups.directory, name))
+    assert backups.restore(_model()) is None
+
+
+def test_counters_keep_the_first_step_out_of_the_epochs_seconds(monkeypatch):
+    # A fake clock, one reading per call: the run starts at 0 and so does
+    # epoch 0; its first step (tracing) ends at 10 s and the timed interval
+    # opens; validation starts at 13 (3 steps timed, epoch seconds 3).
+    # Epoch 1 starts at 20 and its validation at 21; the totals are read at 24.
+    clock = iter([0.0, 0.0, 10.0, 10.0, 13.0, 13.0, 20.0, 20.0, 21.0, 21.0, 24.0])
+    monkeypatch.setattr("time.perf_counter", lambda: next(clock))
+    counters = Counters(TrainingState(steps_per_epoch=4), lambda first, stop: 32 * (stop - first))
+    counters.epoch_began(0)
+    counters.step_done(1)
+    counters.validation_began(4)
+    assert counters.epoch_ended(4) == (3.0, 10.0)  # (epoch seconds, compile seconds)
+    counters.epoch_began(4)
+    counters.step_done(5)
+    counters.validation_began(8)
+    assert counters.epoch_ended(8) == (1.0, 0.0)  # No process started in epoch 1.
+    totals = counters.totals(8)  # 24.0
+    assert totals["timed_examples"] == 32 * 3 + 32 * 4
+    assert totals["train_seconds"] == 3.0 + 1.0
+
+
+def test_an_interval_without_a_step_times_nothing(monkeypatch):
+    # One step, then validation: the only step traced, nothing was timed
+    # (no images/s of 0.0).
+    clock = iter([0.0, 0.0, 5.0, 5.0, 6.0, 7.0])
+    monkeypatch.setattr("time.perf_counter", lambda: next(clock))
+    counters = Counters(TrainingState(steps_per_epoch=1), lambda first, stop: 32 * (stop - first))
+    counters.epoch_began(0)
+    counters.step_done(1)
+    counters.validation_began(1)
+    totals = counters.totals(1)
+    assert totals["timed_examples"] == 0 and totals["images_per_second"] is None

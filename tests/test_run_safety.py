@@ -49,6 +49,19 @@ def _strict_json(path):
         return json.load(f, parse_constant=refuse)
 
 
+def assert_ends_as_the_reference(results, reference):
+    """A resumed run ended where the uninterrupted `reference` run did: the
+    same optimizer steps and epochs, test loss and per-epoch averages (same
+    batches, masks and metric totals), to 1e-6."""
+    assert results["status"] == "finished"
+    assert [row["epoch"] for row in results["history"]] == [0, 1, 2]
+    assert results["optimizer_steps"] == reference["optimizer_steps"] == STEPS
+    assert results["test_loss"] == pytest.approx(reference["test_loss"], abs=1e-6)
+    for row, expected in zip(results["history"], reference["history"]):
+        for key in ("loss", "accuracy", "val_loss"):
+            assert row[key] == pytest.approx(expected[key], abs=1e-6), (row["epoch"], key)
+
+
 def _train_process(run, *extra, env=None):
     return subprocess.Popen(
         [sys.executable, "-m", "keras_dropact.cli", "train", *FLAGS, "--run-dir", run, *extra],
@@ -89,14 +102,7 @@ def test_sigkill_then_resume_is_the_uninterrupted_run(runs, point, tmp_path):
         path = os.path.join(run, name)
         assert not os.path.isfile(path) or name == rd.LOCK or os.path.getsize(path) > 0, name
     results = train(TrainConfig(run_dir=run), resume=True, verbose=0)
-    assert results["status"] == "finished"
-    assert [row["epoch"] for row in results["history"]] == [0, 1, 2]
-    assert results["optimizer_steps"] == reference["optimizer_steps"] == STEPS
-    assert results["test_loss"] == pytest.approx(reference["test_loss"], abs=1e-6)
-    # Same batches, masks and metric totals: the same per-epoch averages.
-    for row, expected in zip(results["history"], reference["history"]):
-        for key in ("loss", "accuracy", "val_loss"):
-            assert row[key] == pytest.approx(expected[key], abs=1e-6), (row["epoch"], key)
+    assert_ends_as_the_reference(results, reference)
     assert results["processes"] == 2
     on_disk = _strict_json(os.path.join(run, rd.RESULTS))
     assert on_disk["history"] == results["history"]

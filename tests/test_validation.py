@@ -383,8 +383,9 @@ def test_dataset_record_round_trip_and_its_absence(tmp_path):
     data = _split_folder(tmp_path / "data")
     config = TrainConfig(dataset=f"folder:{data}", run_dir=str(tmp_path / "run"))
     os.makedirs(config.run_dir)
-    record = run_dataset.write(config.run_dir, config)
-    assert run_dataset.read(config.run_dir, config.dataset) == record
+    assert run_dataset.write(config.run_dir, config) is None  # One size: no note.
+    record = run_dataset.read(config.run_dir, config.dataset)
+    assert record == run_dataset.DatasetRecord.of(config.dataset)
     assert record.shape == (6, 5, 3) and record.class_names == ("ant", "bee") and record.splits == {"train": 4, "test": 4}
     with pytest.raises(RuntimeError, match="records dataset 'folder:.*', but the run's config.json says 'digits'"):
         run_dataset.read(config.run_dir, "digits")
@@ -396,3 +397,23 @@ def test_dataset_record_round_trip_and_its_absence(tmp_path):
         run_dataset.read(config.run_dir, config.dataset)
     # A registered dataset is described by the registry (runs of older versions).
     assert run_dataset.read(config.run_dir, "digits").class_names == tuple("0123456789")
+
+
+@pytest.mark.slow
+def test_a_folders_size_note_is_shown_by_dropact_train_not_by_quiet_callers(tmp_path, capsys):
+    # run_dataset printed it to stderr from library code, for `verbose=0`
+    # callers (repro, tests) too.
+    for split in ("train", "test"):
+        for name in ("ant", "bee"):
+            for i, side in enumerate((8, 8, 8, 9)):
+                _write_png(tmp_path / "data" / split / name / f"{i}.png", 10 * i, (side, side, 3))
+    flags = dict(model="simple-cnn", dataset=f"folder:{tmp_path / 'data'}", epochs=1,
+                 steps_per_epoch=1, batch_size=4)
+    note = "images are read at 8x8, the most common size; 4 of 16 images have another size"
+    train(TrainConfig(**flags, light=True, run_dir=str(tmp_path / "quiet")), verbose=0)
+    assert note not in capsys.readouterr().err
+    argv = ["train", "--run-dir", str(tmp_path / "shown")]
+    for name, value in flags.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    assert cli.main(argv) == 0
+    assert note in capsys.readouterr().err

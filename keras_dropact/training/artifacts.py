@@ -6,7 +6,6 @@ import zipfile
 import keras
 
 from keras_dropact.training import run_dir as rd
-from keras_dropact.training.config import TrainConfig
 
 
 def model_path(source):
@@ -89,6 +88,7 @@ def _first_line(error):
 
 
 def run_config(source):
-    """The TrainConfig of a run directory, or None for a bare model file."""
-    path = os.path.join(source, rd.CONFIG)
-    return TrainConfig.load(path) if os.path.isfile(path) else None
+    """The checked TrainConfig of a run directory (`RunDir.read_config`), or
+    None for a bare model file or a folder without config.json."""
+    run = rd.RunDir(source)
+    return run.read_config() if os.path.isfile(run.file(rd.CONFIG)) else None

@@ -11,11 +11,11 @@ wrong.
 """
 
 import hashlib
-import json
 import os
 import re
 import sys
 
+from keras_dropact.training import faults
 from keras_dropact.training import run_dir as rd
 from keras_dropact.training.state import TrainingState
 from keras_dropact.training.state import assign
@@ -23,7 +23,13 @@ from keras_dropact.training.state import seed_variables
 
 FORMAT = 1
 KEEP = 2  # Backups kept: the latest and the one before it.
+# A backup's JSON: the `TrainingState`, then these keys of its own.
+ENVELOPE = {"format": (int,), "weights": (str,), "sha256": (str,)}
 _NAME = re.compile(r"step-(\d+)(\..*)")  # step-N.json, step-N.weights.h5, step-N.tmp-PID...
+
+
+class ReplayInstead(ValueError):
+    """A backup that is no point to resume from; the one before it is replayed."""
 
 
 def sha256(path):
@@ -86,13 +92,18 @@ class Backups:
         return state.optimizer_steps % self.every == 0 and state.step < state.steps_per_epoch
 
     def save(self, model, state):
-        """Writes a backup of `model` and `state` (a `TrainingState`), then prunes."""
+        """Writes a backup of `model` and `state` (a `TrainingState`), then prunes.
+
+        Raises:
+            stops.CannotWrite: a file could not be written (a full disk);
+                its temporary file is removed, the older backups are intact.
+        """
         os.makedirs(self.directory, exist_ok=True)
         step = state.optimizer_steps
         weights = self._path(step, ".weights.h5")
-        temporary = self._path(step, f".tmp-{os.getpid()}.weights.h5")
-        model.save_weights(temporary)
-        rd.commit(temporary, weights)
+        with rd.atomic_write(weights, ".weights.h5") as temporary:
+            model.save_weights(temporary)
+            faults.point("backup_weights", step)
         rd.write_json(self._path(step, ".json"), {
             **state.to_json(),
             "format": FORMAT,
@@ -111,18 +122,41 @@ class Backups:
         for _, name in sorted(old):
             os.remove(os.path.join(self.directory, name))
 
+    def _state(self, step, mark):
+        """The checked `TrainingState` of backup `step` and its weights file.
+
+        Raises:
+            OSError, ValueError: the backup is damaged or not of this format.
+            ReplayInstead: it is no point to resume from.
+        """
+        saved = rd.load_json(mark)
+        if not isinstance(saved, dict):
+            raise ValueError(f"a JSON object is needed, not {type(saved).__name__}")
+        problem = rd.record_problem({key: saved.get(key) for key in ENVELOPE}, ENVELOPE)
+        if problem is not None or saved["format"] != FORMAT:
+            raise ValueError(f"not a backup of format {FORMAT} ({problem or saved['format']})")
+        own = os.path.basename(self._path(step, ".weights.h5"))
+        if saved["weights"] != own:  # Never a path: ../other_run/... is refused.
+            raise ValueError(f"it names the weights file {saved['weights']!r}, not its own {own!r}")
+        state = TrainingState.from_json({k: v for k, v in saved.items() if k not in ENVELOPE})
+        if state.optimizer_steps != step:
+            raise ValueError(f"it holds optimizer step {state.optimizer_steps}, not {step}")
+        if state.before_epoch_end:
+            raise ReplayInstead(
+                f"it was taken after the last step of epoch {state.epoch}, before the "
+                "epoch's end (an earlier version's backup at a signal); the backup "
+                "before it is replayed instead"
+            )
+        weights = os.path.join(self.directory, own)
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"its weights file {own} is missing")
+        if sha256(weights) != saved["sha256"]:
+            raise ValueError(f"{own} is damaged (SHA-256 mismatch)")
+        return state, weights
+
     def _load(self, model, step, mark):
         """Loads backup `step` into `model`; returns its state (raises if unusable)."""
-        with open(mark) as f:
-            saved = json.load(f)
-        if saved.get("format") != FORMAT or saved.get("optimizer_steps") != step:
-            raise ValueError("not a backup of this format")
-        weights = os.path.join(self.directory, saved["weights"])
-        if not os.path.isfile(weights):
-            raise FileNotFoundError(f"its weights file {saved['weights']} is missing")
-        if sha256(weights) != saved["sha256"]:
-            raise ValueError(f"{saved['weights']} is damaged (SHA-256 mismatch)")
-        state = TrainingState.from_json(saved)
+        state, weights = self._state(step, mark)
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         model.load_weights(weights)
@@ -132,25 +166,32 @@ class Backups:
     def restore(self, model):
         """Loads the newest usable backup into `model`; returns its `TrainingState`.
 
-        Returns None when the folder holds no backup at all.
+        Returns None when the folder holds no backup to resume from (none,
+        or only `ReplayInstead` ones: the run starts at step 0).
 
         Raises:
             RuntimeError: there are backups but none is usable (the message
                 names each file and what is wrong with it).
         """
-        problems = []
+        problems, damaged = [], False
         for step, mark in self.marks():
             try:
                 state = self._load(model, step, mark)
             except Exception as error:  # noqa: BLE001 - any failure: try the older one.
                 problems.append(f"{os.path.basename(mark)}: {error}")
+                damaged = damaged or not isinstance(error, ReplayInstead)
                 continue
-            for problem in problems:
-                print(f"dropact: skipped a backup: {problem}", file=sys.stderr)
+            self._report(problems)
             return state
-        if problems:
+        if damaged:
             raise RuntimeError(
                 f"No usable backup in {self.directory!r} ({'; '.join(problems)}). "
                 "Nothing was changed; restore a backup from a copy, or start a new run."
             )
+        self._report(problems)
         return None
+
+    @staticmethod
+    def _report(problems):
+        for problem in problems:
+            print(f"dropact: skipped a backup: {problem}", file=sys.stderr)

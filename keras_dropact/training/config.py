@@ -1,7 +1,6 @@
 """The configuration of one training run, built from CLI flags or by hand."""
 
 import dataclasses
-import json
 import math
 import numbers
 
@@ -11,6 +10,12 @@ from keras_dropact.layers import check_keep_probability
 from keras_dropact.training import recipes
 from keras_dropact.training.runtime import STRATEGIES
 from keras_dropact.training.run_dir import write_json
+
+# config.json keys that files of earlier versions lack, with the value that
+# is exactly what those versions did. --image-size came with issue 20: a run
+# of an earlier version read every registered dataset at its own size (None);
+# its folder: runs have no dataset.json and are refused (`run_dataset.read`).
+ADDED_KEYS = {"image_size": None}
 
 # The largest --seed: models give activation site i the seed `seed + i`, and
 # NumPy's and TensorFlow's global seeds must stay below 2**32.
@@ -105,7 +110,7 @@ class TrainConfig:
         _check_number("dropout", self.dropout,
                       "a dropout rate in [0, 1), e.g. --dropout 0.3 (0 for none)",
                       lambda v: 0 <= v < 1)
-        for name in ("mixed_precision", "light"):
+        for name in ("mixed_precision", "deterministic", "light"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
         if self.strategy not in STRATEGIES:
@@ -162,14 +167,5 @@ class TrainConfig:
     def to_dict(self):
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values):
-        return cls(**values)
-
     def save(self, path):
         write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path):
-        with open(path) as f:
-            return cls.from_dict(json.load(f))

@@ -1,11 +1,26 @@
-"""A fault-injection hook for tests: SIGKILL this process at a named point.
+"""A fault-injection hook for tests: a kill, a signal or a full disk at a named point.
 
-Set `DROPACT_FAULT=POINT` or `DROPACT_FAULT=POINT:N` and the training
-process kills itself (SIGKILL: no cleanup, like a power cut or the OOM
-killer) when it reaches that point; `tests/test_run_safety.py` uses it to
-kill at chosen moments and check that `--resume` loses nothing. Points:
+Set `DROPACT_FAULT=POINT`, `DROPACT_FAULT=POINT:N` or either with an
+`@FAULT` suffix, and the training process meets that fault when it reaches
+that point; `tests/test_run_safety.py` and `tests/test_run_lifecycle.py`
+use it to stop runs at chosen moments and check that nothing is lost.
+Faults:
 
+    (none), @SIGKILL  the process kills itself with SIGKILL (no cleanup,
+                      like a power cut or the OOM killer)
+    @SIGINT, @SIGTERM the process sends itself that signal and goes on, as
+                      a user's Ctrl-C or a scheduler's SIGTERM arriving at
+                      that moment
+    @ENOSPC           OSError(ENOSPC) is raised there, as a write to a full
+                      disk raises it
+
+Points:
+
+    run_start        `Run.fit` has begun; nothing is checked or written yet
+    claimed          the run directory is locked and its config.json written
     step:G           right after optimizer step G (before its backup, if any)
+    backup_weights:G a backup's weights file is written under its temporary
+                     name, not yet renamed (G: its optimizer step)
     epoch_backup:E   right after the end-of-epoch backup of epoch E, before
                      checkpoint.keras and the log.csv row
     log_row:E        after checkpoint.keras of epoch E, before its log.csv row
@@ -15,17 +30,22 @@ kill at chosen moments and check that `--resume` loses nothing. Points:
 Never set it outside tests.
 """
 
+import errno
 import os
 import signal
 
 ENV = "DROPACT_FAULT"
+SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
 
 
 def point(name, index=None):
-    """Kills this process with SIGKILL if `DROPACT_FAULT` names this point."""
+    """Meets the fault `DROPACT_FAULT` names, if it names this point."""
     wanted = os.environ.get(ENV)
     if not wanted:
         return
-    here = name if index is None else f"{name}:{index}"
-    if wanted == here:
-        os.kill(os.getpid(), signal.SIGKILL)
+    place, _, fault = wanted.partition("@")
+    if place != (name if index is None else f"{name}:{index}"):
+        return
+    if fault == "ENOSPC":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"{ENV}={wanted}")
+    os.kill(os.getpid(), SIGNALS[fault or "SIGKILL"])

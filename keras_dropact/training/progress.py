@@ -8,6 +8,7 @@ import numpy as np
 from keras_dropact.training import faults
 from keras_dropact.training import state as state_lib
 from keras_dropact.training.stops import check_finite
+from keras_dropact.training.stops import raise_if_signalled
 
 
 def _row_values(logs):
@@ -18,9 +19,12 @@ class Progress(keras.callbacks.Callback):
     """Moves the run's `TrainingState` along `fit` and acts at its steps.
 
     After every optimizer step: counts it, stops on a non-finite loss,
-    backs up when `backups.should_save`, and on a signal backs up and stops.
-    At every epoch end: records the epoch's logs as a history row (with
-    `epoch_seconds`), backs up, writes `log.csv` and `checkpoint.keras`.
+    backs up when `backups.should_save`, and on a signal backs up and stops
+    (at an epoch's last step: at the epoch's end). At every epoch end:
+    records the epoch's logs as a history row (with `epoch_seconds` and
+    `compile_seconds`, `Counters.epoch_ended`), stops on a non-finite
+    validation value or weight, backs up, writes `log.csv` and
+    `checkpoint.keras`, and stops after a signal.
     The first step of a resumed epoch adds the interrupted process' metric
     totals to the new ones, so the epoch's logged averages are those of an
     uninterrupted run.
@@ -36,7 +40,7 @@ class Progress(keras.callbacks.Callback):
         backups: a `Backups`, or None for a light run (no backup, no
             checkpoint).
         counters: the run's `Counters`.
-        signals: the run's `StopSignals`.
+        signals: the run's `interrupts.StopSignals`.
     """
 
     def __init__(self, state, out, backups, counters, signals):
@@ -64,15 +68,15 @@ class Progress(keras.callbacks.Callback):
         )
 
     def backup(self):
-        """Writes a backup of the run as it is now, unless the weights diverged."""
-        if self.backups is None:
-            return
+        """Writes a backup of the run as it is now, unless a weight is not finite."""
+        if self.backups is not None:
+            self._check_weights(self.state.epoch)
+            self.backups.save(self.model, self.snapshot())
+
+    def _check_weights(self, epoch):
         for weight in self.model.weights:
-            check_finite(
-                keras.ops.convert_to_numpy(weight), f"weight {weight.path} is not finite",
-                self.out.path, self.state,
-            )
-        self.backups.save(self.model, self.snapshot())
+            self._check(keras.ops.convert_to_numpy(weight), f"weight {weight.path} is not finite",
+                        epoch)
 
     def write_epoch_files(self):
         """log.csv and, with backups, checkpoint.keras (at an epoch's end only)."""
@@ -83,7 +87,11 @@ class Progress(keras.callbacks.Callback):
 
     def stop_if_signalled(self):
         """Raises `TrainingInterrupted` once a signal has arrived."""
-        self.signals.raise_if_received(self.out.path, self.state, self.backups is not None)
+        raise_if_signalled(self.signals, self.out.path, self.state,
+                           backed_up=self.backups is not None)
+
+    def _check(self, value, what, epoch):
+        check_finite(value, what, self.out.path, self.state.optimizer_steps, epoch)
 
     # Keras hooks -----------------------------------------------------------
 
@@ -103,12 +111,13 @@ class Progress(keras.callbacks.Callback):
         s.optimizer_steps += 1
         loss = (logs or {}).get("loss")
         if loss is not None:
-            check_finite(
-                keras.ops.convert_to_numpy(loss), "the loss is not finite", self.out.path, s,
-            )
+            self._check(keras.ops.convert_to_numpy(loss), "the loss is not finite", s.epoch)
         self.counters.step_done(s.optimizer_steps)
         faults.point("step", s.optimizer_steps)
-        if self.signals.received is not None:
+        # At an epoch's last step a signal waits for the epoch's end (its
+        # validation, history row and backup): a backup never holds an
+        # epoch whose steps are done but whose end is not.
+        if self.signals.received is not None and s.step < s.steps_per_epoch:
             self.backup()
             self.stop_if_signalled()
         if self.backups is not None and self.backups.should_save(s):
@@ -120,10 +129,20 @@ class Progress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             logs = {}
-        logs["epoch_seconds"] = self.counters.epoch_ended(self.state.optimizer_steps)
+        logs["epoch_seconds"], logs["compile_seconds"] = self.counters.epoch_ended(
+            self.state.optimizer_steps)
         self.state.history.append({"epoch": epoch, **_row_values(logs)})
+        # A divergence found here belongs to this epoch: checked before the
+        # position moves on. Weights first: they explain a NaN evaluation.
+        if self.backups is not None:
+            self._check_weights(epoch)
+        for key, value in logs.items():
+            if key.startswith("val_"):
+                self._check(keras.ops.convert_to_numpy(value), f"the test {key[4:]} is not finite",
+                            epoch)
         self.state.epoch, self.state.step = epoch + 1, 0
-        self.backup()
+        if self.backups is not None:
+            self.backups.save(self.model, self.snapshot())
         faults.point("epoch_backup", epoch)
         self.write_epoch_files()
         self.stop_if_signalled()

@@ -8,12 +8,19 @@ executes on, its model, its backups and its `TrainingState`. `fit` goes:
 
 1. the runtime (`runtime.make`), then `validate`: nothing is written yet;
 2. the chief creates (new run) and locks the run directory and writes
-   config.json; a resumed run that has ended returns its results;
-3. the model is built, compiled and restored from the newest backup;
+   dataset.json and config.json; a resumed run that has ended returns its
+   results;
+3. the model is built, compiled and restored from the newest backup, whose
+   position is checked against the run's epochs;
 4. `model.fit` of the interrupted epoch's remaining steps, then of the
    other epochs, with the `Progress` callback (backups, history, log.csv,
    checkpoint.keras, divergence and signal stops);
-5. the evaluation, model.keras, results.json.
+5. the evaluation (a non-finite one is a divergence), model.keras,
+   results.json.
+
+SIGINT and SIGTERM only set a flag (`interrupts.StopSignals`, active for
+the whole `fit`), read between these stages and after every step: the run
+stops where nothing is lost, with one line (`stops.TrainingInterrupted`).
 
 Every process of a distributed run makes the same calls; only the chief
 writes the run directory, the others a temporary copy (`writable_dir`).
@@ -23,6 +30,7 @@ import contextlib
 import dataclasses
 import importlib.metadata
 import platform
+import sys
 import time
 
 import keras
@@ -31,6 +39,8 @@ import numpy as np
 from keras_dropact import __version__
 from keras_dropact import models
 from keras_dropact import pipelines
+from keras_dropact.interrupts import StopSignals
+from keras_dropact.training import faults
 from keras_dropact.training import run_dataset
 from keras_dropact.training import runtime as runtime_lib
 from keras_dropact.training.backups import Backups
@@ -42,8 +52,11 @@ from keras_dropact.training.run_dir import RunDir
 from keras_dropact.training.run_dir import default_path
 from keras_dropact.training.schedule import RecipeLearningRate
 from keras_dropact.training.state import TrainingState
-from keras_dropact.training.stops import StopSignals
+from keras_dropact.training.stops import CannotWrite
 from keras_dropact.training.stops import TrainingDiverged
+from keras_dropact.training.stops import check_finite
+from keras_dropact.training.stops import raise_if_signalled
+from keras_dropact.training.stops import resume_command
 from keras_dropact.training.validate import validate
 
 
@@ -134,7 +147,7 @@ class Run:
         # What `fit` makes: the runtime, the data and the training objects.
         self.runtime = self.info = self.recipe = self.out = None
         self.model = self.backups = self.state = self.counters = self.progress = None
-        self.test_data = self.test_steps = None
+        self.test_data = self.test_steps = self.signals = self.verbose = None
 
     @classmethod
     def new(cls, config, model_builder=None):
@@ -168,54 +181,98 @@ class Run:
             )
         return results
 
-    def fit(self, verbose=1, callbacks=()):
+    def fit(self, verbose=1, callbacks=(), signals=None):
         """Trains, evaluates and records the run; returns its results dict.
 
         A resumed run that has ended returns its results and changes nothing.
         `callbacks` run before the run's own loggers, so that what they write
-        into the epoch logs is recorded.
+        into the epoch logs is recorded. SIGINT and SIGTERM stop the run at
+        the next point where nothing is lost (`signals`).
+
+        Args:
+            signals: the `interrupts.StopSignals` to read (the `dropact`
+                command's, held since it started); default: new ones,
+                active for the whole `fit`.
 
         Raises:
-            stops.TrainingDiverged: the loss or the weights stopped being
-                finite (results.json says so).
-            stops.TrainingInterrupted: SIGINT or SIGTERM, after a backup.
-            ValueError: a configuration `validate` refuses (nothing written).
+            stops.TrainingDiverged: the loss, the weights or the evaluation
+                stopped being finite (results.json says so).
+            stops.TrainingInterrupted: SIGINT or SIGTERM (after a backup,
+                once training has started).
+            stops.CannotWrite: a file could not be written (a full disk);
+                nothing half-written is left.
+            ValueError: a configuration `validate` refuses (nothing
+                written); a backup of other epoch lengths than the run's.
             FileExistsError: a new run's directory exists.
             RuntimeError: another process trains the run; a resumed run
-                diverged, or has no usable backup but progress to lose.
+                diverged, its files are damaged, or it has no usable backup
+                but progress to lose.
         """
-        self.runtime = runtime_lib.make(self.config.strategy)
-        validate(self.config, self.model_builder, self.runtime.num_replicas)
+        self.signals, self.verbose = signals or StopSignals(), verbose
         with contextlib.ExitStack() as stack:
-            if self.runtime.is_chief:
-                self._claim(stack)
-            ended = self.ended()
+            stack.enter_context(self.signals)
+            ended = self._start(stack)
             if ended is not None:
                 return ended
-            if self.resumed:
-                run_dataset.check_unchanged(self.dir.path, self.config)
-            if self.runtime.is_chief and self.resumed:
-                self.dir.remove_temporaries()
-            self.info = pipelines.info(self.config.dataset, image_size=self.config.image_size)
-            self.recipe = self.config.resolved_recipe()
-            mixed = self.config.mixed_precision
-            stack.enter_context(_dtype_policy(
-                self.runtime.mixed_precision_policy() if mixed else None
-            ))
-            stack.enter_context(self.runtime.deterministic(self.config.deterministic))
-            self.out = RunDir(stack.enter_context(self.runtime.writable_dir(self.dir.path)))
-            stack.enter_context(self.runtime.scope())
-            return self._train(verbose, callbacks)
+            try:
+                return self._train(verbose, callbacks)
+            except CannotWrite as error:
+                raise error.advise(
+                    "this light run keeps no backup: free space, then run it again"
+                    if self.config.light else "the run keeps its last complete backup. Free "
+                    f"space, then resume with: {resume_command(self.dir.path)}"
+                ) from error.__cause__
+
+    def _start(self, stack):
+        """Everything before the model: the runtime, the checks, the chief's
+        claim on the run directory, the data's description, the scopes
+        (entered on `stack`). Returns the results of a resumed run that has
+        ended, else None."""
+        faults.point("run_start")
+        self.runtime = runtime_lib.make(self.config.strategy)
+        validate(self.config, self.model_builder, self.runtime.num_replicas)
+        raise_if_signalled(self.signals, self.dir.path, started=False)
+        if self.runtime.is_chief:
+            self._claim(stack)
+            faults.point("claimed")
+        ended = self.ended()
+        if ended is not None:
+            return ended
+        if self.resumed:
+            run_dataset.check_unchanged(self.dir.path, self.config)
+        if self.runtime.is_chief and self.resumed:
+            self.dir.remove_temporaries()
+        self.info = pipelines.info(self.config.dataset, image_size=self.config.image_size)
+        self.recipe = self.config.resolved_recipe()
+        mixed = self.config.mixed_precision
+        stack.enter_context(_dtype_policy(
+            self.runtime.mixed_precision_policy() if mixed else None
+        ))
+        stack.enter_context(self.runtime.deterministic(self.config.deterministic))
+        self.out = RunDir(stack.enter_context(self.runtime.writable_dir(self.dir.path)))
+        stack.enter_context(self.runtime.scope())
+        return None
 
     def _claim(self, stack):
         """The chief's hold on the run directory: created (new run), locked,
-        config.json written (new run), for the `stack`'s lifetime."""
+        dataset.json and config.json written (new run), for the `stack`'s
+        lifetime. A new run that cannot be started leaves no directory."""
         if not self.resumed:
             self.dir.create()
-        stack.enter_context(self.dir.lock())
-        if not self.resumed:
-            run_dataset.write(self.dir.path, self.config)  # Before config.json: see run_dataset.
-            self.dir.write_config(self.config)
+        try:
+            stack.enter_context(self.dir.lock())
+            if not self.resumed:
+                note = run_dataset.write(self.dir.path, self.config)  # Before config.json.
+                self.dir.write_config(self.config)
+                if note and self.verbose:
+                    print(note, file=sys.stderr)
+        except BaseException as error:
+            if not self.resumed:
+                self.dir.discard()
+            if isinstance(error, CannotWrite):
+                error.advise("the new run directory was removed; free space, then start "
+                             "the run again")
+            raise
 
     def _train(self, verbose, extra_callbacks):
         """Builds, restores, trains and evaluates; writes results.json (also
@@ -225,16 +282,19 @@ class Run:
         self.test_steps = self.runtime.steps(self.info["splits"]["test"], self.recipe.batch_size)
         self._build()
         self._restore()
+        raise_if_signalled(self.signals, self.dir.path)
+        self.signals.notice = "stopping after this step" + (
+            "" if self.config.light else " and its backup")
         callbacks = [RecipeLearningRate(self.recipe), *extra_callbacks, self.progress]
         if not self.config.light:
             callbacks.append(keras.callbacks.TensorBoard(self.out.file(TENSORBOARD)))
         try:
-            with self.progress.signals:
-                self._fit_epochs(callbacks, verbose)
-                self.progress.stop_if_signalled()
-                evaluation = self._evaluate()
-                if not self.config.light:
-                    self.out.save_model(self.model)
+            self._fit_epochs(callbacks, verbose)
+            self.progress.stop_if_signalled()
+            evaluation = self._evaluate()
+            self.progress.stop_if_signalled()
+            if not self.config.light:
+                self.out.save_model(self.model)
         except TrainingDiverged as error:
             self.out.write_results(self._results(
                 status="diverged",
@@ -251,15 +311,24 @@ class Run:
         return results
 
     def _evaluate(self):
-        """The trained model's test error and loss, and what it is."""
+        """The trained model's test error and loss, and what it is.
+
+        Raises:
+            TrainingDiverged: the test loss or accuracy is not finite (the
+                model's outputs overflow): the run did not produce a model.
+        """
         test_loss, test_accuracy = self.model.evaluate(
             self.test_data, steps=self.test_steps, verbose=0
         )
+        steps = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        for name, value in (("loss", test_loss), ("accuracy", test_accuracy)):
+            check_finite(value, f"the test {name} is not finite", self.out.path, steps,
+                         epoch=self.state.epoch - 1)
         return {
             "trainable_parameters": count_trainable_parameters(self.model),
             "test_error": float(1.0 - test_accuracy),
             "test_loss": float(test_loss),
-            "optimizer_steps": int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)),
+            "optimizer_steps": steps,
         }
 
     def _distributed(self, dataset_fn, split, **kwargs):
@@ -280,6 +349,10 @@ class Run:
         """The state to start from, the newest usable backup's (its files
         written again: a kill may have missed them), and the run's objects."""
         config, runtime = self.config, self.runtime
+        # The epoch length of the run's data now (a backup holds the one it had).
+        steps_per_epoch = config.steps_per_epoch or runtime.steps_per_epoch(
+            self.info["splits"]["train"], self.recipe.batch_size
+        )
         self.backups = None if config.light else Backups(
             self.out.file(BACKUP), every=config.backup_every
         )
@@ -288,11 +361,9 @@ class Run:
             restored = self.backups.restore(self.model)
             if restored is None:
                 self._check_nothing_to_lose()
-        self.state = restored or TrainingState()
-        # The epoch length of the run's data now (a backup holds the one it had).
-        self.state.steps_per_epoch = config.steps_per_epoch or runtime.steps_per_epoch(
-            self.info["splits"]["train"], self.recipe.batch_size
-        )
+            else:
+                self._check_position(restored, steps_per_epoch)
+        self.state = restored or TrainingState(steps_per_epoch=steps_per_epoch)
 
         def examples(first_step, stop_step):
             return runtime.examples(
@@ -300,10 +371,35 @@ class Run:
             )
 
         self.counters = Counters(self.state, examples, self.started)
-        self.progress = Progress(self.state, self.out, self.backups, self.counters, StopSignals())
+        self.progress = Progress(self.state, self.out, self.backups, self.counters, self.signals)
         self.progress.set_model(self.model)
         if restored is not None:
             self.progress.write_epoch_files()
+
+    def _check_position(self, state, steps_per_epoch):
+        """Refuses a backup this run cannot continue from.
+
+        Its epochs must have the run's length now: the data (a folder's
+        images; `run_dataset` refuses changed folders first), --batch-size,
+        --steps-per-epoch or the strategy's handling of the last batch may
+        have changed it, and the step arithmetic must never go on with
+        another. Its position must lie in the run's epochs. Then every
+        `fit` of `_fit_epochs` gets a whole, positive number of steps.
+        """
+        where = (f"Cannot resume {self.dir.path!r}: its backup of optimizer step "
+                 f"{state.optimizer_steps}")
+        if state.steps_per_epoch != steps_per_epoch:
+            raise ValueError(
+                f"{where} was taken in epochs of {state.steps_per_epoch} optimizer steps; "
+                f"they are now {steps_per_epoch} (the training data, the batch size or "
+                "the steps per epoch differ from the run's). Nothing was changed; "
+                "restore the data the run started on, or start a new run."
+            )
+        if (state.epoch, state.step) > (self.recipe.epochs, 0):
+            raise ValueError(
+                f"{where} is at epoch {state.epoch}, step {state.step}, past the run's "
+                f"{self.recipe.epochs} epochs. Nothing was changed; start a new run."
+            )
 
     def _check_nothing_to_lose(self):
         """Lets a resume without any backup start at step 0 only if nothing is lost.
@@ -323,9 +419,9 @@ class Run:
         if progress:
             raise RuntimeError(
                 f"Cannot resume {self.out.path!r}: {self.backups.directory!r} holds no "
-                f"backup, but the run has progress ({', '.join(progress)}) that training "
-                "from step 0 would replace. Nothing was changed; put the backup "
-                "folder back from a copy, or start a new run."
+                f"backup to resume from, but the run has progress ({', '.join(progress)}) "
+                "that training from step 0 would replace. Nothing was changed; put the "
+                "backup folder back from a copy, or start a new run."
             )
 
     def _fit_epochs(self, callbacks, verbose):

@@ -28,7 +28,6 @@ has its dataset.json.
 import dataclasses
 import json
 import os
-import sys
 from typing import Mapping, Optional, Tuple
 
 from keras_dropact.pipelines import registry
@@ -160,17 +159,15 @@ def path(run_dir):
 
 
 def write(run_dir, config):
-    """Records `config`'s dataset in `run_dir` (atomically); returns it.
+    """Records `config`'s dataset in `run_dir` (atomically).
 
-    Call it when a run starts, before `config.json` is written. Prints the
-    folder's note (images resized to the most common size) to stderr.
+    Call it when a run starts, before `config.json` is written. Returns the
+    folder's note for the user (how many images are resized to the most
+    common size), or None; the caller shows it as its verbosity says.
     """
     spec = registry.get(config.dataset, config.image_size)
-    if spec.note:
-        print(spec.note, file=sys.stderr)
-    record = DatasetRecord.from_spec(spec)
-    rd.write_json(path(run_dir), record.to_dict())
-    return record
+    rd.write_json(path(run_dir), DatasetRecord.from_spec(spec).to_dict())
+    return spec.note or None
 
 
 def read(run_dir, dataset):

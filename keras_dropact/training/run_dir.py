@@ -1,6 +1,8 @@
 """The run directory: what a training run writes, and the rules protecting it.
 
     RUN_DIR/
+      dataset.json       the data the run started on: classes, shape, split
+                         sizes (`training/run_dataset.py`)
       config.json        the full TrainConfig
       run.lock           held by the one process training the run
       backup/            resume state: step-N.weights.h5 + step-N.json, the
@@ -16,7 +18,11 @@ A run directory that exists is never reused unless the caller asks to
 resume it; nothing in it is deleted (old backups apart). Every file but the
 TensorBoard logs is written to a temporary name and renamed, so a process
 killed at any instruction leaves the old file or the new one, never a
-0-byte or half-written one. See docs/runs.md.
+0-byte or half-written one; a write that fails (a full disk) removes its
+temporary file and raises `stops.CannotWrite`. What is read back is
+checked, never trusted: config.json and results.json against their
+schemas (`read_config`, `read_results`), the backups by `Backups`; a file
+that fails is one line naming it and the problem. See docs/runs.md.
 """
 
 import contextlib
@@ -25,9 +31,13 @@ import io
 import json
 import math
 import os
+import shutil
 import time
+import types
+import typing
 
 from keras_dropact.training import faults
+from keras_dropact.training.stops import CannotWrite
 
 CONFIG = "config.json"
 BACKUP = "backup"
@@ -37,6 +47,35 @@ TENSORBOARD = "tensorboard"
 MODEL = "model.keras"
 RESULTS = "results.json"
 LOCK = "run.lock"
+
+# results.json (`Run._results`): the keys of every run, then those of each
+# status, each with the kinds of value it holds (`record_problem`).
+RESULTS_FIELDS = {
+    "status": (str,),
+    "config": (dict,),
+    "recipe": (dict,),
+    "epochs_completed": (int,),
+    "optimizer_steps": (int,),
+    "history": (list,),
+    "wall_seconds": (float,),
+    "train_seconds": (float,),
+    "timed_examples": (int,),
+    "images_per_second": (float, None),
+    "processes": (int,),
+    "distribution": (dict,),
+    "versions": (dict,),
+}
+RESULTS_BY_STATUS = {
+    # Finished runs of earlier versions could record a non-finite test loss
+    # (written as null); since issue 20 such a run is "diverged".
+    "finished": {"test_error": (float,), "test_loss": (float, None),
+                 "trainable_parameters": (int,)},
+    "diverged": {"test_error": (None,), "test_loss": (None,), "diverged_at_step": (int,),
+                 "diverged_in_epoch": (int,), "message": (str,)},
+}
+# Keys runs of earlier versions did not write: "distribution" came with the
+# JAX backend. Nothing stands in for it.
+RESULTS_ADDED_KEYS = ("distribution",)
 
 
 def _strict(value):
@@ -57,38 +96,131 @@ def commit(temporary, path):
     os.replace(temporary, path)
 
 
-def write_json(path, value):
-    """Writes `value` as JSON to `path` through a temporary file and a rename.
+@contextlib.contextmanager
+def atomic_write(path, extension=""):
+    """The temporary file through which `path` is written, for a `with` block.
 
-    A process killed at any instruction leaves either the old file or the
-    new one, never a half-written one. The JSON is strict: NaN and infinite
-    floats are written as null (Python's json would write bare `NaN`).
+    The block writes the temporary file (`extension`, e.g. ".keras", ends
+    its name, as Keras' writers need); at its end the file is fsynced and
+    renamed to `path`. A process killed at any instruction leaves the old
+    file or the new one, never a half-written one. When writing fails (an
+    OSError: a full disk, a quota, permissions) the temporary file is
+    removed and `stops.CannotWrite` names `path`.
     """
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w") as f:
+    path = os.fspath(path)
+    temporary = f"{path[: len(path) - len(extension)]}.tmp-{os.getpid()}{extension}"
+    try:
+        yield temporary
+        commit(temporary, path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        if isinstance(error, OSError) and not isinstance(error, CannotWrite):
+            raise CannotWrite(path, error) from error
+        raise
+
+
+def write_json(path, value):
+    """Writes `value` as JSON to `path` (`atomic_write`).
+
+    The JSON is strict: NaN and infinite floats are written as null
+    (Python's json would write bare `NaN`).
+    """
+    with atomic_write(path) as temporary, open(temporary, "w") as f:
         json.dump(_strict(value), f, indent=2, allow_nan=False)
-    commit(temporary, path)
 
 
 def write_text(path, text):
-    """Writes `text` to `path` through a temporary file and a rename."""
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", newline="") as f:
+    """Writes `text` to `path` (`atomic_write`)."""
+    with atomic_write(path) as temporary, open(temporary, "w", newline="") as f:
         f.write(text)
-    commit(temporary, path)
 
 
 def save_model(model, path, before_rename=None):
-    """`model.save(path)` through a temporary `.keras` file and a rename.
+    """`model.save(path)` through a temporary `.keras` file (`atomic_write`).
 
     `before_rename()`, if given, runs between the two (the fault-injection
     tests kill the process there).
     """
-    temporary = path[: -len(".keras")] + f".tmp-{os.getpid()}.keras"
-    model.save(temporary)
-    if before_rename is not None:
-        before_rename()
-    commit(temporary, path)
+    with atomic_write(path, ".keras") as temporary:
+        model.save(temporary)
+        if before_rename is not None:
+            before_rename()
+
+
+def load_json(path):
+    """The strict JSON in `path` (NaN and Infinity tokens are refused).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it is not strict JSON.
+    """
+    def refuse(token):
+        raise ValueError(f"the non-standard token {token}")
+
+    with open(path) as f:
+        return json.load(f, parse_constant=refuse)
+
+
+def read_json(path, what, fix):
+    """`load_json(path)`, else one RuntimeError line naming the file.
+
+    `what` is what the file should hold ("a run configuration"); `fix` what
+    to do when it does not.
+    """
+    try:
+        return load_json(path)
+    except OSError as error:
+        raise RuntimeError(f"{path!r} is unreadable ({error.strerror}); {fix}") from None
+    except ValueError as error:
+        raise RuntimeError(
+            f"{path!r} is not valid JSON ({error}), so not {what}; it is left as it is. {fix}"
+        ) from None
+
+
+def _has_kind(value, kind):
+    """`value` is a JSON value of `kind`: None, bool, int, float (any number), str, list, dict."""
+    if kind is None:
+        return value is None
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
+
+
+def json_fields(cls):
+    """Each field of the dataclass `cls` with the kinds of JSON value it
+    holds (for `record_problem`), from its annotation."""
+    fields = {}
+    for name, annotation in typing.get_type_hints(cls).items():
+        options = (typing.get_args(annotation)
+                   if isinstance(annotation, types.UnionType) else (annotation,))
+        fields[name] = tuple(
+            None if option is type(None) else typing.get_origin(option) or option
+            for option in options
+        )
+    return fields
+
+
+def record_problem(values, fields, optional=()):
+    """The first way `values` is not a record of `fields`, or None.
+
+    `fields` maps each key to the kinds its value may have (see
+    `_has_kind`); every key must be there, but those in `optional`, and no
+    other.
+    """
+    if not isinstance(values, dict):
+        return f"a JSON object is needed, not {type(values).__name__}"
+    missing = sorted(set(fields) - set(values) - set(optional))
+    unknown = sorted(set(values) - set(fields))
+    if missing or unknown:
+        return ", ".join(f"{what} keys {keys}" for what, keys in
+                         (("missing", missing), ("unknown", unknown)) if keys)
+    for key, kinds in fields.items():
+        if key in values and not any(_has_kind(values[key], kind) for kind in kinds):
+            return f"{key!r} is {values[key]!r}"
+    return None
 
 
 def log_csv(history):
@@ -140,6 +272,14 @@ class RunDir:
             )
         os.makedirs(self.path)
 
+    def discard(self):
+        """Removes the directory of a new run that could not be started.
+
+        Only for the directory `create` made, before training: it holds
+        nothing but the files the start wrote.
+        """
+        shutil.rmtree(self.path, ignore_errors=True)
+
     def check_resumable(self):
         """Raises FileNotFoundError unless a run was started here (config.json)."""
         if not os.path.isfile(self.file(CONFIG)):
@@ -158,7 +298,8 @@ class RunDir:
         SIGKILL.
 
         Raises:
-            RuntimeError: another process holds the lock.
+            RuntimeError: another process holds the lock, or run.lock is
+                not a file.
         """
         from keras_dropact.extras import require
 
@@ -173,6 +314,11 @@ class RunDir:
                 f"Run directory {self.path!r} is in use by another dropact process "
                 f"(it holds {LOCK}). Wait for that run to end, or stop it with "
                 "SIGINT or SIGTERM (it saves a backup), then resume it."
+            ) from None
+        except OSError as error:  # e.g. a folder in its place.
+            raise RuntimeError(
+                f"{self.file(LOCK)!r} is not a file the run can lock ({error.strerror}); "
+                "nothing was changed. Remove it (a lock file holds nothing) and try again."
             ) from None
         try:
             yield
@@ -197,22 +343,35 @@ class RunDir:
     # The files -------------------------------------------------------------
 
     def read_config(self):
-        """The run's `TrainConfig`, with `run_dir` set to this directory.
+        """The run's `TrainConfig` from config.json, checked; `run_dir` is
+        set to this directory.
+
+        Every field must be there with a value of its type (see
+        `config.ADDED_KEYS` for those older versions did not write), and no
+        other; the values are checked as flags are. Nothing is filled in.
 
         Raises:
             FileNotFoundError: no run was started here.
-            RuntimeError: config.json cannot be read as a configuration.
+            RuntimeError: config.json is unreadable or not a configuration
+                (one line naming it and the problem).
         """
-        from keras_dropact.training.config import TrainConfig
+        from keras_dropact.training import config as config_lib
 
         self.check_resumable()
         path = self.file(CONFIG)
-        try:
-            config = TrainConfig.load(path)
-        except (OSError, ValueError, TypeError) as error:
+        fix = "Put back the run's own copy, or start a new run."
+        values = read_json(path, "a run configuration", fix)
+        fields = json_fields(config_lib.TrainConfig)
+        problem = record_problem(values, fields, optional=config_lib.ADDED_KEYS)
+        if problem is None:
+            try:
+                config = config_lib.TrainConfig(**{**config_lib.ADDED_KEYS, **values})
+            except ValueError as error:
+                problem = str(error)
+        if problem is not None:
             raise RuntimeError(
-                f"Cannot resume {self.path!r}: {path!r} is unreadable ({error})."
-            ) from error
+                f"{path!r} is not a run configuration ({problem}); it is left as it is. {fix}"
+            )
         config.run_dir = self.path
         return config
 
@@ -220,22 +379,30 @@ class RunDir:
         config.save(self.file(CONFIG))
 
     def read_results(self):
-        """The run's `results.json` as a dict, or None when it has none.
+        """The run's `results.json`, checked (`RESULTS_FIELDS`), or None when
+        it has none.
 
         Raises:
-            RuntimeError: the file exists but cannot be read as JSON.
+            RuntimeError: the file is unreadable or not a run's results (one
+                line naming it and the problem); it is left as it is.
         """
         path = self.file(RESULTS)
         if not os.path.exists(path):
             return None
-        try:
-            with open(path) as f:
-                return json.load(f)
-        except (OSError, ValueError) as error:
+        fix = "Move it away to let --resume evaluate the run and write it again."
+        results = read_json(path, "a run's results", fix)
+        status = results.get("status") if isinstance(results, dict) else None
+        if isinstance(results, dict) and "status" in results and status not in tuple(
+                RESULTS_BY_STATUS):
+            problem = f"'status' is {status!r}, not one of {', '.join(RESULTS_BY_STATUS)}"
+        else:
+            fields = {**RESULTS_FIELDS, **RESULTS_BY_STATUS.get(status, {})}
+            problem = record_problem(results, fields, optional=RESULTS_ADDED_KEYS)
+        if problem is not None:
             raise RuntimeError(
-                f"{path!r} is unreadable ({error}); it is left as it is. Move it "
-                "away to let --resume evaluate the run and write it again."
-            ) from error
+                f"{path!r} is not a run's results ({problem}); it is left as it is. {fix}"
+            )
+        return results
 
     def write_results(self, results):
         write_json(self.file(RESULTS), results)

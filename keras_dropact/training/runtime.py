@@ -19,6 +19,7 @@ with a few epochs of warm-up for large factors); see docs/distributed.md.
 """
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -207,11 +208,18 @@ class Runtime:
         in `copy` (the backups) are copied into it first, so that a resumed
         run restores the same state everywhere; this needs `run_dir` on a
         filesystem all processes can read.
+
+        The temporary directory has one name per run and task
+        (`temporary_dir`): a process killed by SIGKILL cannot remove its
+        copy (as large as the backups), and the next process of that run
+        and task removes it before it starts.
         """
         if self.is_chief:
             yield run_dir
             return
-        temporary = tempfile.mkdtemp(prefix=f"dropact-{self.task}-")
+        temporary = self.temporary_dir(run_dir)
+        shutil.rmtree(temporary, ignore_errors=True)  # A killed process' leftovers.
+        os.makedirs(temporary)
         try:
             for name in copy:
                 source = os.path.join(run_dir, name)
@@ -220,6 +228,12 @@ class Runtime:
             yield temporary
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
+
+    def temporary_dir(self, run_dir):
+        """`TMPDIR/dropact-TASK-HASH`: this task's temporary directory for
+        the run in `run_dir` (HASH: of its absolute path)."""
+        digest = hashlib.sha256(os.path.abspath(run_dir).encode()).hexdigest()[:16]
+        return os.path.join(tempfile.gettempdir(), f"dropact-{self.task}-{digest}")
 
     def describe(self):
         """How the run is distributed, for `results.json`."""

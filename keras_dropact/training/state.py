@@ -19,6 +19,8 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_dropact.training import run_dir as rd
+
 
 @dataclasses.dataclass
 class TrainingState:
@@ -55,15 +57,52 @@ class TrainingState:
     def mid_epoch(self):
         return self.step > 0
 
+    @property
+    def before_epoch_end(self):
+        """The epoch's last step is done, its end (validation, history row,
+        checkpoint) is not: a position no backup of this version holds.
+
+        Versions before issue 20 backed up there when a signal came in an
+        epoch's last step; `Backups.restore` replays such a backup from the
+        one before it instead.
+        """
+        return self.step == self.steps_per_epoch
+
     def to_json(self):
         """The state as a JSON-ready dict (a backup's JSON holds its keys)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, values):
-        """The state in `values` (a backup's JSON); other keys are the backup's own."""
-        fields = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in fields})
+        """The state in `values` (a backup's JSON without its own keys), checked.
+
+        Every field must be there with a value of its type, and no other;
+        the counts must be possible (`check`). Nothing is filled in.
+
+        Raises:
+            ValueError: the first problem, in a few words.
+        """
+        fields = {**rd.json_fields(cls), "steps_per_epoch": (int,)}
+        problem = rd.record_problem(values, fields)
+        if problem is not None:
+            raise ValueError(problem)
+        state = cls(**{key: values[key] for key in fields})
+        state.check()
+        return state
+
+    def check(self):
+        """Raises ValueError unless the counts are possible for a run."""
+        counts = {"epoch": 0, "step": 0, "optimizer_steps": 0, "timed_examples": 0,
+                  "processes": 1, "steps_per_epoch": 1, "epoch_seconds": 0,
+                  "wall_seconds": 0, "train_seconds": 0}
+        for name, least in counts.items():
+            if getattr(self, name) < least:
+                raise ValueError(f"{name!r} is {getattr(self, name)!r}, below {least}")
+        if not self.step <= min(self.steps_per_epoch, self.optimizer_steps):
+            raise ValueError(
+                f"step {self.step} is not in an epoch of {self.steps_per_epoch} steps "
+                f"after {self.optimizer_steps} optimizer steps"
+            )
 
 
 def seed_variables(model):

@@ -1,21 +1,39 @@
-"""How a run stops early: divergence and SIGINT/SIGTERM.
+"""How a run stops early: divergence, SIGINT/SIGTERM, a write that fails.
 
-A run whose loss or weights stop being finite raises `TrainingDiverged`
-before any backup of them is written; one that receives SIGINT or SIGTERM
-raises `TrainingInterrupted` after a backup of the step it was at. This
-module imports neither Keras nor TensorFlow.
+A run whose loss, weights or evaluation stop being finite raises
+`TrainingDiverged` before any backup of them is written; one that receives
+SIGINT or SIGTERM (`keras_dropact.interrupts.StopSignals`) raises
+`TrainingInterrupted` at the next point where nothing is lost; one that
+cannot write its run directory (a full disk) raises `CannotWrite` after
+removing what it had half written. Each is one line saying what to do; the
+`dropact train` exit codes are `EXIT_CODES`. This module imports neither
+Keras nor TensorFlow.
 """
 
+import os
 import shlex
-import signal
-import sys
-import threading
 
 import numpy as np
 
+from keras_dropact.interrupts import Interrupted
+
+# dropact train's exit codes (its --help and docs/runs.md list them).
+EXIT_DIVERGED = 3
+EXIT_CANNOT_WRITE = 74  # EX_IOERR of sysexits.h
+EXIT_CODES = (
+    "0 done (or already finished), 2 bad input or refused, "
+    f"{EXIT_DIVERGED} diverged (a non-finite loss, weight or evaluation), "
+    f"{EXIT_CANNOT_WRITE} a file could not be written (disk full), "
+    "130/143 stopped by SIGINT/SIGTERM (128 + the signal)"
+)
+
+
+def resume_command(run_dir):
+    return f"dropact train --resume --run-dir {shlex.quote(str(run_dir))}"
+
 
 class TrainingDiverged(RuntimeError):
-    """The loss (or, at a backup, a weight) stopped being finite."""
+    """The loss, a weight or the evaluation stopped being finite."""
 
     def __init__(self, run_dir, optimizer_step, epoch, what):
         self.run_dir = run_dir
@@ -29,82 +47,70 @@ class TrainingDiverged(RuntimeError):
         )
 
 
-class TrainingInterrupted(Exception):
-    """SIGINT or SIGTERM stopped the run, after a backup of where it was."""
+class TrainingInterrupted(Interrupted):
+    """SIGINT or SIGTERM stopped the run where nothing is lost."""
 
-    def __init__(self, signum, run_dir, epoch, step, optimizer_steps, backed_up):
-        self.signum = signum
+    def __init__(self, signum, run_dir, message):
         self.run_dir = run_dir
-        name = signal.Signals(signum).name
-        where = f"at epoch {epoch}, step {step} (optimizer step {optimizer_steps})"
-        if backed_up:
-            super().__init__(
-                f"interrupted by {name} {where}; backup saved. Resume with: "
-                f"dropact train --resume --run-dir {shlex.quote(run_dir)}"
-            )
-        else:
-            super().__init__(
-                f"interrupted by {name} {where}; this light run keeps no "
-                "backup, so resuming restarts it."
-            )
+        super().__init__(signum, message)
 
 
-def check_finite(value, what, run_dir, state):
+def raise_if_signalled(signals, run_dir, state=None, backed_up=False, started=True):
+    """Raises `TrainingInterrupted` once `signals` has received a signal.
+
+    Args:
+        signals: the run's `StopSignals`.
+        run_dir: the run directory, for the resume command.
+        state: the `TrainingState` just backed up (or, with `backed_up`
+            False, of a light run); None before training.
+        backed_up: a backup of `state` was written.
+        started: the run directory holds the run (its config.json).
+    """
+    if signals.received is None:
+        return
+    if not started:
+        message = "before the run started; nothing was written."
+    elif state is None:
+        message = f"before training started. Resume with: {resume_command(run_dir)}"
+    else:
+        where = (f"at epoch {state.epoch}, step {state.step} "
+                 f"(optimizer step {state.optimizer_steps})")
+        message = (
+            f"{where}; backup saved. Resume with: {resume_command(run_dir)}" if backed_up
+            else f"{where}; this light run keeps no backup, so resuming restarts it."
+        )
+    raise TrainingInterrupted(signals.received, run_dir, message)
+
+
+class CannotWrite(OSError):
+    """A file of the run could not be written (disk full, quota, permissions).
+
+    The writer removed its temporary file: nothing half-written is left.
+    `then` says what to do; the run sets it (`advise`).
+    """
+
+    def __init__(self, path, error):
+        # HDF5's own text spans lines; the errno names the problem.
+        reason = os.strerror(error.errno) if error.errno else str(error).splitlines()[0]
+        super().__init__(error.errno, reason, path)
+        self.then = "nothing half-written was left"
+
+    def advise(self, then):
+        self.then = then
+        return self
+
+    def __str__(self):
+        return f"cannot write {self.filename!r} ({self.strerror}); {self.then}"
+
+
+def check_finite(value, what, run_dir, optimizer_step, epoch):
     """Raises `TrainingDiverged` unless every element of `value` is finite.
 
     Args:
         value: a NumPy array (or scalar).
         what: what `value` is, for the message ("the loss is not finite").
         run_dir: the run directory, for the message.
-        state: the run's `TrainingState` (its position goes in the message).
+        optimizer_step, epoch: where the run is (the epoch `value` belongs to).
     """
     if not np.all(np.isfinite(value)):
-        raise TrainingDiverged(run_dir, state.optimizer_steps, state.epoch, what)
-
-
-class StopSignals:
-    """Turns SIGINT and SIGTERM into a request to stop after a backup.
-
-    While active (a `with` block, main thread only), the first SIGINT or
-    SIGTERM sets `received`; the run then backs up at the end of the current
-    step (or epoch) and calls `raise_if_received`. A second signal gets the
-    previous handler (Ctrl-C twice: KeyboardInterrupt at once).
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.received = None
-        self._previous = {}
-
-    def raise_if_received(self, run_dir, state, backed_up):
-        """Raises `TrainingInterrupted` (at `state`'s position) after a signal."""
-        if self.received is not None:
-            raise TrainingInterrupted(
-                self.received, run_dir, state.epoch, state.step, state.optimizer_steps,
-                backed_up=backed_up,
-            )
-
-    def _handle(self, signum, frame):
-        if self.received is not None:
-            previous = self._previous.get(signum, signal.SIG_DFL)
-            signal.signal(signum, previous)
-            signal.raise_signal(signum)
-            return
-        self.received = signum
-        print(
-            f"\ndropact train: {signal.Signals(signum).name} received; saving a "
-            "backup after this step.", file=sys.stderr, flush=True,
-        )
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-        self._previous = {}
-        return False
+        raise TrainingDiverged(run_dir, optimizer_step, epoch, what)

@@ -86,10 +86,38 @@ class TensorFlowRuntime(Runtime):
         return bool(tf.config.list_physical_devices("GPU"))
 
     def prepare(self, model):
-        """The multi-worker `fit` patch (see `allow_multi_worker_fit`)."""
+        """Evaluation that takes empty replica batches (`skip_empty_batches`)
+        with several replicas; the multi-worker `fit` patch
+        (`allow_multi_worker_fit`) with several processes."""
+        if self.num_replicas > 1:
+            skip_empty_batches(model)
         if self.num_processes > 1:
             allow_multi_worker_fit(model, self.strategy)
         return model
+
+
+def skip_empty_batches(model):
+    """Lets `model.evaluate` (and `fit`'s validation) give a replica no examples.
+
+    A finite dataset shared by several replicas leaves the replicas of its
+    last step only the remainder: with 360 test examples, a global batch
+    of 32 and 2 replicas, one replica's last batch holds 0 examples. A
+    Conv2D on 0 examples returns a tensor of the wrong shape on CPUs
+    (oneDNN gives [0, H, W, C_in]: "Incompatible shapes" in the next
+    layer; measured with TensorFlow 2.21), and cuDNN has rejected a 0
+    dimension on GPUs (tensorflow issue 14657; not checked here). Such a
+    batch adds nothing to the metrics (they weigh each
+    batch by its size), so the test step skips it: the same results, for
+    any split size. Only this model instance's `test_step` is wrapped.
+    """
+    step = model.test_step
+
+    def test_step(data):
+        examples = tf.nest.flatten(data)[0]
+        return tf.cond(tf.shape(examples)[0] > 0, lambda: step(data), model.get_metrics_result)
+
+    model.test_step = test_step
+    return model
 
 
 def allow_multi_worker_fit(model, strategy):

@@ -1,0 +1,185 @@
+"""A run directory's files are checked when read, never trusted (issue 20;
+docs/runs.md, docs/validation.md): config.json, results.json, the backups
+and run.lock. A damaged or edited file is one line naming the file and the
+problem (exit 2), nothing is changed and nothing is filled in with
+defaults; files written by the previous release still resume and export.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from keras_dropact import cli
+from keras_dropact.training import faults
+from keras_dropact.training import run_dir as rd
+from keras_dropact.training.config import TrainConfig
+from keras_dropact.training.train import train
+from tests.conftest import tensorflow_only
+
+pytestmark = [tensorflow_only, pytest.mark.slow]
+
+FLAGS = ["--model", "simple-cnn", "--dataset", "digits", "--epochs", "2", "--steps-per-epoch", "2",
+         "--batch-size", "32", "--backup-every", "1", "--seed", "2"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A finished run, and the same run SIGKILLed after optimizer step 3."""
+    root = tmp_path_factory.mktemp("files")
+    killed = str(root / "killed")
+    env = {**os.environ, faults.ENV: "step:3", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_dropact.cli", "train", *FLAGS, "--run-dir", killed],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    finished = str(root / "finished")
+    assert cli.main(["train", *FLAGS, "--run-dir", finished]) == 0
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == -signal.SIGKILL, err[-3000:]
+    return {"finished": finished, "killed": killed}
+
+
+def _copy(runs, name, tmp_path):
+    target = str(tmp_path / name)
+    shutil.copytree(runs[name], target)
+    return target
+
+
+def _snapshot(run):
+    """Every file of the run with its bytes: what must not change."""
+    found = {}
+    for folder, _, names in os.walk(run):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, run)] = f.read()
+    return found
+
+
+def _refused(argv, capsys, run, *phrases, command="dropact train"):
+    """Runs `dropact ARGV`: exit 2, one line naming the phrases, `run` unchanged."""
+    before = _snapshot(run)
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.startswith(command)]
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+    assert _snapshot(run) == before
+    return lines[0]
+
+
+def _edit_json(run, name, edit):
+    path = os.path.join(run, name)
+    with open(path) as f:
+        values = json.load(f)
+    rd.write_json(path, edit(values))
+
+
+def _truncate(run, name):
+    path = os.path.join(run, name)
+    with open(path, "rb") as f:
+        text = f.read()
+    with open(path, "wb") as f:
+        f.write(text[: len(text) // 2])
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda config: {}, "missing keys ['activation', 'augment'"),
+    (lambda config: {**config, "epochs": "2"}, "'epochs' is '2'"),
+    (lambda config: {**config, "epochz": 2}, "unknown keys ['epochz']"),
+    (lambda config: [config], "a JSON object is needed, not list"),
+    (lambda config: {**config, "deterministic": 1}, "'deterministic' is 1"),
+])
+def test_an_edited_config_json_is_refused_never_filled_in(runs, tmp_path, capsys, edit, problem):
+    # `{}` used to train with every default: 345 steps instead of 4.
+    run = _copy(runs, "killed", tmp_path)
+    _edit_json(run, rd.CONFIG, edit)
+    _refused(["train", "--resume", "--run-dir", run], capsys, run,
+             f"{os.path.join(run, rd.CONFIG)!r} is not a run configuration", problem)
+
+
+def test_a_truncated_config_json_is_named_and_export_writes_nothing(runs, tmp_path, capsys):
+    run = _copy(runs, "finished", tmp_path)
+    _truncate(run, rd.CONFIG)
+    named = f"{os.path.join(run, rd.CONFIG)!r} is not valid JSON"
+    _refused(["train", "--resume", "--run-dir", run], capsys, run, named)
+    root = str(tmp_path / "exports")
+    _refused(["export", run, "--root", root], capsys, run, named, command="dropact export")
+    assert not os.path.exists(root)
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"[]", "a JSON object is needed, not list"),
+    (b'{"status": "finished"}', "missing keys ['config'"),
+    (b'{"status": "running"}', "'status' is 'running'"),
+    (None, "is not valid JSON"),
+])
+def test_a_damaged_results_json_is_named(runs, tmp_path, capsys, content, problem):
+    run = _copy(runs, "finished", tmp_path)
+    path = os.path.join(run, rd.RESULTS)
+    if content is None:
+        _truncate(run, rd.RESULTS)
+    else:
+        with open(path, "wb") as f:
+            f.write(content)
+    _refused(["train", "--resume", "--run-dir", run], capsys, run, repr(path), problem)
+    root = str(tmp_path / "exports")
+    _refused(["export", run, "--root", root], capsys, run, repr(path), problem,
+             command="dropact export")
+    assert not os.path.exists(root)
+
+
+def test_a_run_lock_that_is_a_folder_is_named(runs, tmp_path, capsys):
+    run = _copy(runs, "killed", tmp_path)
+    os.remove(os.path.join(run, rd.LOCK))
+    os.mkdir(os.path.join(run, rd.LOCK))
+    _refused(["train", "--resume", "--run-dir", run], capsys, run,
+             repr(os.path.join(run, rd.LOCK)), "not a file")
+
+
+def test_a_backup_naming_weights_outside_its_folder_is_never_loaded(runs, tmp_path, capsys):
+    # The newest backup names another run's weights file, with its checksum.
+    run = _copy(runs, "killed", tmp_path)
+    other = _copy(runs, "finished", tmp_path)
+    backup = os.path.join(run, rd.BACKUP)
+    newest = max(name for name in os.listdir(backup) if name.endswith(".json"))
+    foreign = max(name for name in os.listdir(os.path.join(other, rd.BACKUP)) if name.endswith(".h5"))
+    from keras_dropact.training.backups import sha256
+
+    relative = os.path.join("..", "..", os.path.basename(other), rd.BACKUP, foreign)
+    _edit_json(run, os.path.join(rd.BACKUP, newest), lambda state: {
+        **state, "weights": relative, "sha256": sha256(os.path.join(backup, relative))})
+    results = train(TrainConfig(run_dir=run), resume=True, verbose=0)
+    err = capsys.readouterr().err
+    assert f"skipped a backup: {newest}: " in err and repr(relative) in err, err
+    assert results["optimizer_steps"] == 4 and results["processes"] == 2
+
+
+def _as_the_previous_release_wrote_it(run):
+    """The run's files as keras-dropact before issue 20 wrote them: no
+    `image_size` in config.json (there was no --image-size), no
+    dataset.json, and results.json as the release wrote it."""
+    _edit_json(run, rd.CONFIG, lambda config: {k: v for k, v in config.items() if k != "image_size"})
+    os.remove(os.path.join(run, "dataset.json"))
+
+
+def test_a_run_of_the_previous_release_resumes_and_exports(runs, tmp_path, capsys):
+    run = _copy(runs, "killed", tmp_path)
+    _as_the_previous_release_wrote_it(run)
+    assert cli.main(["train", "--resume", "--run-dir", run]) == 0
+    with open(os.path.join(run, rd.RESULTS)) as f:
+        assert json.load(f)["optimizer_steps"] == 4
+    finished = _copy(runs, "finished", tmp_path)
+    _as_the_previous_release_wrote_it(finished)
+    # Before the JAX backend, results.json had no "distribution" either.
+    _edit_json(finished, rd.RESULTS, lambda r: {k: v for k, v in r.items() if k != "distribution"})
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", "--run-dir", finished]) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert cli.main(["export", finished, "--root", str(tmp_path / "exports"), "--format", "keras"]) == 0
