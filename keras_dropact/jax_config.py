@@ -6,7 +6,7 @@ persistent compilation cache keeps the compiled programs on disk, so a
 second run of the same network and batch (a resumed run, the next seed of
 a study) loads them instead: on this project's 2-core CPU the first step of
 ResNet-56 with Drop-Activation took about half as long with a warm cache
-(docs/performance.md, `benchmarks/compile_cost.py --cache`).
+(docs/reports/performance.md, `benchmarks/compile_cost.py --cache`).
 
 This module imports JAX only when called, so it sits below every other
 module of the package.

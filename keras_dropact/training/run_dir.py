@@ -16,7 +16,7 @@ A run directory that exists is never reused unless the caller asks to
 resume it; nothing in it is deleted (old backups apart). Every file but the
 TensorBoard logs is written to a temporary name and renamed, so a process
 killed at any instruction leaves the old file or the new one, never a
-0-byte or half-written one. See docs/runs.md.
+0-byte or half-written one. See docs/guides/training.md.
 """
 
 import contextlib
