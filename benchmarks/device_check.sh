@@ -8,7 +8,7 @@
 #
 # Environment (all optional):
 #   WHEELS=.whl          folder of the carried wheels: keras, namex, optree and
-#                        this project's own (docs/performance.md says how to
+#                        this project's own (docs/reports/performance.md says how to
 #                        download and build them)
 #   RESULTS=$OUT         where device_check.log and gpu_step.json go
 #                        (default $OUT if set, else /tmp/device-check-results)
@@ -60,7 +60,7 @@ stage "install the carried wheels into $SITE"
 shopt -s nullglob
 wheels=("$WHEELS"/*.whl)
 if ((${#wheels[@]} == 0)); then
-  echo "no wheels in $WHEELS: docs/performance.md (GPU check) says how to download and build them"
+  echo "no wheels in $WHEELS: docs/reports/performance.md (GPU check) says how to download and build them"
   exit 2
 fi
 printf '  %s\n' "${wheels[@]##*/}"
@@ -96,7 +96,7 @@ try:
 except ImportError:
     print("  tensorflow             absent: TensorFlow-only tests skip")
 if missing:
-    print(f"missing: {', '.join(missing)}; carry their wheels (docs/performance.md, GPU check)")
+    print(f"missing: {', '.join(missing)}; carry their wheels (docs/reports/performance.md, GPU check)")
     raise SystemExit(1)
 import jax, torch
 print(f"  jax devices: {jax.devices()}; torch cuda: {torch.cuda.is_available()}")
@@ -112,7 +112,7 @@ if [[ $SMOKE == 1 ]]; then
 else
   # ResNet-110 and WRN-28-10 with ReLU and the "bits" sampler (the one
   # "auto" picks on a GPU), float32 then bf16; "bytes" has its figures in
-  # docs/performance.md already (before issue 18) and compiles for minutes.
+  # docs/reports/performance.md already (before issue 18) and compiles for minutes.
   GPU_STEP=(--models resnet-110 wrn-28-10 --samplers bits --steps 10 --rounds 3)
 fi
 

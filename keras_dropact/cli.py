@@ -55,7 +55,7 @@ def _add_train(subparsers):
             f"({defaults['model']} on {defaults['dataset']}, a couple "
             "of minutes on 2 CPU cores). Recipe values can be overridden by flags."
         ),
-        epilog=f"Exit codes: {stops.EXIT_CODES}. See docs/runs.md.",
+        epilog=f"Exit codes: {stops.EXIT_CODES}. See docs/guides/training.md.",
     )
     parser.add_argument("--model", default=defaults["model"], help="a preset of keras_dropact.models (see `python -c 'from keras_dropact import models; print(models.names())'`)")
     parser.add_argument("--dataset", default=defaults["dataset"], help="cifar10, cifar100, svhn, emnist-balanced, digits, mnist1d or folder:PATH")
@@ -74,7 +74,7 @@ def _add_train(subparsers):
     parser.add_argument("--data-dir", help="TFDS data directory (prepared datasets, offline use)")
     parser.add_argument("--image-size", type=run_dataset.image_size_argument, metavar="N|HxW", help="folder: datasets: read the images at this size (default: their most common size)")
     parser.add_argument("--run-dir", help="where to write the run (default runs/MODEL-DATASET-ACTIVATION-TIME)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir exactly where its last backup left it (docs/runs.md)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir exactly where its last backup left it (docs/guides/training.md)")
     parser.add_argument("--strategy", default=defaults["strategy"], help="auto, none; TensorFlow: mirrored, multiworker; JAX: data-parallel")
     parser.add_argument("--backup-every", type=int, default=defaults["backup_every"], help=f"optimizer steps between resume backups (default {defaults['backup_every']})")
     parser.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism: a rerun or a resumed run gives bit-identical weights (slower)")
@@ -135,7 +135,7 @@ def _enable_jax_compilation_cache():
 
     A resumed run, or the next seed of a study, then loads its programs
     instead of compiling them again (`keras_dropact.jax_config`;
-    docs/performance.md). `JAX_COMPILATION_CACHE_DIR` chooses the folder,
+    docs/reports/performance.md). `JAX_COMPILATION_CACHE_DIR` chooses the folder,
     `JAX_ENABLE_COMPILATION_CACHE=false` switches the cache off.
     """
     import keras

@@ -5,8 +5,8 @@ ResNet-20 on a CPU, a minute or more for a deep network on a GPU. Its
 persistent compilation cache keeps the compiled programs on disk, so a
 second run of the same network and batch (a resumed run, the next seed of
 a study) loads them instead: on this project's 2-core CPU the first step of
-ResNet-56 with Drop-Activation took about half as long with a warm cache
-(docs/performance.md, `benchmarks/compile_cost.py --cache`).
+ResNet-56 with Drop-Activation took about a third as long with a warm cache
+(docs/reports/performance.md, `benchmarks/compile_cost.py --cache`).
 
 This module imports JAX only when called, so it sits below every other
 module of the package.

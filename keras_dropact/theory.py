@@ -1,6 +1,6 @@
 """The paper's two properties of Drop-Activation, in closed form and simulated.
 
-Section 5 of Liang, Kwoo & Yang (arXiv 1811.05850) states two properties of
+Section 5 of Liang, Khoo & Yang (arXiv 1811.05850) states two properties of
 Drop-Activation with ReLU, keeping the nonlinearity with probability `p`:
 
 * Property 5.2 (eq. 13-15): for x ~ N(0, I_d) and any weights w, the variance

@@ -254,8 +254,8 @@ def prepare(name, data_dir=None, manual_dir=None):
     """Prepares a TFDS dataset in data_dir, from `manual_dir` if given.
 
     Put the original archives (see the DatasetNotPreparedError message or
-    README) under their original names in `manual_dir` to prepare without
-    network. Returns the prepared dataset's folder.
+    docs/guides/datasets.md) under their original names in `manual_dir` to
+    prepare without network. Returns the prepared dataset's folder.
     """
     spec = _registry.get(name)
     if not spec.tfds_name:

@@ -60,7 +60,7 @@ class DatasetSpec:
         transpose: True where TFDS stores images transposed (EMNIST).
         archives: (file name, URL) pairs TFDS downloads; the offline
             preparation instructions name them.
-        description: one line for `info` and the README.
+        description: one line for `info`.
         class_names: the label names: label i is `class_names[i]` (what
             an export's serving signatures return).
         note: one line a user should read before training on the data

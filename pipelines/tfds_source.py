@@ -40,8 +40,8 @@ def not_prepared_message(spec, root, looked_for, reason):
     )
     return (
         f"Dataset {spec.name!r} (TFDS {spec.tfds_name!r}) is not prepared in "
-        f"data_dir {root!r} and {reason}; prepare it offline as follows (README "
-        '"TFDS data without network"), then pass --data-dir.\n'
+        f"data_dir {root!r} and {reason}; prepare it offline as follows "
+        '(docs/guides/datasets.md, "TFDS data without network"), then pass --data-dir.\n'
         f"  Looked for {looked_for}. To prepare it offline:\n"
         "  1. on a machine with network access, download\n"
         f"{archives}\n"

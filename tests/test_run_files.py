@@ -1,5 +1,5 @@
 """A run directory's files are checked when read, never trusted (issue 20;
-docs/runs.md, docs/validation.md): config.json, results.json, the backups
+docs/guides/training.md, docs/reference/validation.md): config.json, results.json, the backups
 and run.lock. A damaged or edited file is one line naming the file and the
 problem (exit 2), nothing is changed and nothing is filled in with
 defaults; files written by the previous release still resume and export.

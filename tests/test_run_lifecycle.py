@@ -1,4 +1,4 @@
-"""Runs that can always finish (issue 20; docs/runs.md): signals at an
+"""Runs that can always finish (issue 20; docs/guides/training.md): signals at an
 epoch's last step and during start-up, a full disk, non-finite evaluations,
 a backup whose epoch length no longer matches the data.
 

@@ -1,5 +1,5 @@
 """Runs that lose nothing: exact resume after SIGKILL, damaged backups,
-divergence, the run lock, SIGTERM (issue 15; docs/runs.md).
+divergence, the run lock, SIGTERM (issue 15; docs/guides/training.md).
 
 The kills are real (`DROPACT_FAULT`, `keras_dropact.training.faults`: the
 training subprocess SIGKILLs itself at a named point); the resumes run in

@@ -276,7 +276,7 @@ def test_tfds_dataset_offline_fails_fast_and_writes_nothing(tmp_path, capsys, mo
         ["--model", "resnet-20", "--dataset", "cifar10"], tmp_path, capsys,
         "Dataset 'cifar10' (TFDS 'cifar10') is not prepared in data_dir",
         "cannot be downloaded (www.cs.toronto.edu does not answer: no network?)",
-        'README "TFDS data without network"',
+        '(docs/guides/datasets.md, "TFDS data without network")',
         "tfds build cifar10",
     )
     first_line = err.splitlines()[0]

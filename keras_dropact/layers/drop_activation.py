@@ -1,4 +1,4 @@
-"""The Drop-Activation layer (Liang, Kwoo, Yang 2018, arXiv 1811.05850)."""
+"""The Drop-Activation layer (Liang, Khoo, Yang 2018, arXiv 1811.05850)."""
 
 import numbers
 

@@ -22,7 +22,7 @@ killed at any instruction leaves the old file or the new one, never a
 temporary file and raises `stops.CannotWrite`. What is read back is
 checked, never trusted: config.json and results.json against their
 schemas (`read_config`, `read_results`), the backups by `Backups`; a file
-that fails is one line naming it and the problem. See docs/runs.md.
+that fails is one line naming it and the problem. See docs/guides/training.md.
 """
 
 import contextlib

@@ -15,7 +15,7 @@ sees batch_size / N examples and the gradients are averaged over all of
 them, so a run gives the same updates on 1 device or on N (up to float
 summation order). When you change the global batch instead, scale the
 learning rate with it (linear scaling, Goyal et al. 2017: lr * B / B_recipe,
-with a few epochs of warm-up for large factors); see docs/distributed.md.
+with a few epochs of warm-up for large factors); see docs/guides/distributed.md.
 """
 
 import contextlib

@@ -4,7 +4,7 @@ A backup (`backups.py`) is the model's weights and optimizer state (one
 `.weights.h5` file) plus a `TrainingState` as JSON. Together they let a run
 killed at any instruction continue with the same optimizer steps on the
 same batches, with the same random streams, as the uninterrupted run
-(docs/runs.md):
+(docs/guides/training.md):
 
 - the data is `pipelines.stream_fn`'s stream, whose batch i depends only on
   (seed, i), so the resumed process starts it at `optimizer_steps`;

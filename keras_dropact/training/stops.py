@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_dropact.interrupts import Interrupted
 
-# dropact train's exit codes (its --help and docs/runs.md list them).
+# dropact train's exit codes (its --help and docs/guides/training.md list them).
 EXIT_DIVERGED = 3
 EXIT_CANNOT_WRITE = 74  # EX_IOERR of sysexits.h
 EXIT_CODES = (

@@ -175,7 +175,7 @@ def _check_patchable_keras(model):
     jax_path = (
         "The supported path for several machines is the JAX backend: "
         "KERAS_BACKEND=jax dropact train --strategy data-parallel (see "
-        "docs/distributed.md)."
+        "docs/guides/distributed.md)."
     )
     missing = [
         name for name in ("_maybe_symbolic_build", "_symbolic_build", "train_step", "test_step")

@@ -21,7 +21,7 @@ def train(config, resume=False, verbose=1, callbacks=(), model_builder=None):
     (taken every `config.backup_every` optimizer steps, at every epoch end
     and on SIGINT/SIGTERM) left it, with the configuration saved there: the
     same optimizer steps on the same batches with the same random streams
-    as an uninterrupted run (docs/runs.md). Resuming a finished run does
+    as an uninterrupted run (docs/guides/training.md). Resuming a finished run does
     nothing and returns its results. The reported test error is the last
     epoch's; no checkpoint is ever picked by its test accuracy.
 

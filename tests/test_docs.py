@@ -1,0 +1,234 @@
+"""The documentation cannot drift: its examples run, its CLI page is complete, its links resolve.
+
+- Every ```python block of docs/reference/*.md runs, in order, in one namespace per page: as a
+  doctest if it holds `>>>` prompts (outputs compared, ELLIPSIS and NORMALIZE_WHITESPACE on),
+  else with `exec`. TensorFlow backend, tiny models, no training beyond a step.
+- docs/reference/cli.md lists exactly the flags and positional arguments of every `dropact`
+  subcommand, read from the argparse parser itself.
+- docs/reference/models.md's preset table holds the counts of `models/presets.py`.
+- Every relative link of every tracked Markdown file points to a file that exists (and, for a
+  Markdown target, to a heading that exists), and every `docs/...` path named in any tracked text
+  or source file exists.
+"""
+
+import argparse
+import doctest
+import os
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import tensorflow_only
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE = os.path.join(ROOT, "docs", "reference")
+# Folders that are never the project's own files (where `git ls-files` is unavailable).
+_NOT_TRACKED = {".git", ".venv", ".venv-ci", ".venv-ci-core", "runs", "saved_models", "__pycache__",
+                ".pytest_cache", "build", "dist", ".whl"}
+_TEXT = (".md", ".py", ".sh", ".toml", ".cff", ".txt", ".cfg", ".yml", ".yaml", ".json")
+
+
+def tracked_files():
+    """Repository-relative paths of the project's text files: those git tracks or would
+    (untracked, not ignored), or, outside a git checkout, every file but the usual build folders."""
+    try:
+        listing = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                                 cwd=ROOT, capture_output=True, text=True, check=True)
+        paths = [p for p in listing.stdout.split() if os.path.isfile(os.path.join(ROOT, p))]
+    except (OSError, subprocess.CalledProcessError):
+        paths = []
+        for folder, subfolders, files in os.walk(ROOT):
+            subfolders[:] = [d for d in subfolders if d not in _NOT_TRACKED and not d.endswith(".egg-info")]
+            paths += [os.path.relpath(os.path.join(folder, f), ROOT) for f in files]
+    return sorted(p for p in paths if p.endswith(_TEXT) or os.path.basename(p) == "run")
+
+
+def read(path):
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        return f.read()
+
+
+# --- examples ---------------------------------------------------------------
+
+_FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def python_blocks(text):
+    """(line number, code) of each ```python block of a Markdown text."""
+    return [(text[:m.start()].count("\n") + 2, m.group(2)) for m in _FENCE.finditer(text) if m.group(1) == "python"]
+
+
+def run_examples(path, text):
+    """Runs the page's python blocks in one namespace; returns doctest's (failed, attempted)."""
+    namespace = {"__name__": "__docs__"}
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    parser = doctest.DocTestParser()
+    for line, code in python_blocks(text):
+        if ">>>" in code:
+            test = parser.get_doctest(code, namespace, f"{path}:{line}", path, line)
+            runner.run(test, clear_globs=False)
+            namespace.update(test.globs)  # A DocTest runs in a copy of its globals.
+        else:
+            exec(compile(code, f"{path}:{line}", "exec"), namespace)  # noqa: S102 - our own docs.
+    return runner.summarize(verbose=False)
+
+
+REFERENCE_PAGES = sorted(f for f in os.listdir(REFERENCE) if f.endswith(".md"))
+
+
+@tensorflow_only
+@pytest.mark.parametrize("page", REFERENCE_PAGES)
+def test_the_reference_examples_run(page, capsys):
+    path = os.path.join("docs", "reference", page)
+    text = read(path)
+    failed, attempted = run_examples(path, text)
+    assert failed == 0, capsys.readouterr().out
+    assert attempted == len(re.findall(r"^>>> ", text, re.MULTILINE))
+
+
+def test_a_wrong_example_output_fails():
+    planted = "```python\n>>> 1 + 1\n3\n```\n"
+    assert run_examples("planted.md", planted) == (1, 1)
+    assert run_examples("planted.md", planted.replace("3", "2")) == (0, 1)
+
+
+# --- the CLI page -----------------------------------------------------------
+
+
+def subcommand_arguments(parser):
+    """{subcommand: {"--flag" or "METAVAR"}} of every `dropact` subcommand, and "" for dropact."""
+    def names(command_parser):
+        found = set()
+        for action in command_parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            if action.option_strings:
+                found.update(s for s in action.option_strings if s.startswith("--"))
+            else:
+                found.add(action.metavar or action.dest.upper())
+        return found
+
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    arguments = {name: names(sub) for name, sub in subparsers.choices.items()}
+    arguments[""] = names(parser)
+    return arguments
+
+
+_SECTION = re.compile(r"^## `dropact ?(\w*)`[^\n]*\n(.*?)(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+
+
+def documented_arguments(text):
+    """{subcommand: {"--flag" or "METAVAR"}} from the first column of each section's table."""
+    documented = {}
+    for match in _SECTION.finditer(text):
+        found = set()
+        for row in re.findall(r"^\| `([^`]+)` \|", match.group(2), re.MULTILINE):
+            flags = re.findall(r"--[a-z][a-z0-9-]*", row)
+            found.update(flags or [row.split()[0]])
+        documented[match.group(1)] = found
+    return documented
+
+
+@tensorflow_only
+def test_the_cli_reference_lists_every_flag():
+    from keras_dropact import cli
+
+    expected = subcommand_arguments(cli.build_parser())
+    assert documented_arguments(read("docs/reference/cli.md")) == expected
+
+
+def test_a_missing_or_invented_flag_is_seen():
+    parser = argparse.ArgumentParser(prog="dropact")
+    parser.add_argument("--version", action="version", version="1")
+    sub = parser.add_subparsers().add_parser("evaluate")
+    sub.add_argument("source", metavar="RUN_DIR_OR_MODEL")
+    sub.add_argument("--batch-size", type=int)
+    page = ("## `dropact`\n\n| flag | meaning |\n|---|---|\n| `--version` | v |\n\n"
+            "## `dropact evaluate`\n\n| flag | meaning |\n|---|---|\n| `RUN_DIR_OR_MODEL` | m |\n"
+            "| `--batch-size BATCH_SIZE` | b |\n")
+    assert documented_arguments(page) == subcommand_arguments(parser)
+    assert documented_arguments(page.replace("| `--batch-size BATCH_SIZE` | b |\n", "")) != subcommand_arguments(parser)
+    assert documented_arguments(page + "| `--invented` | x |\n") != subcommand_arguments(parser)
+
+
+# --- the preset table ------------------------------------------------------
+
+
+def test_the_preset_table_holds_the_presets_counts():
+    from keras_dropact import models
+
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \| ([0-9,]+)(?: / ([0-9,]+))?", read("docs/reference/models.md"), re.MULTILINE)
+    table = {name: [int(n.replace(",", "")) for n in counts if n] for name, *counts in rows}
+    assert table == {name: list(row["params"].values()) for name, row in models.PRESETS.items()}
+
+
+# --- links and docs/ paths ---------------------------------------------------
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_DOCS_PATH = re.compile(r"(?<![\w./-])docs/[\w./-]*[\w/]")
+
+
+def heading_anchors(text):
+    """GitHub's anchors of a Markdown text's headings (outside code fences)."""
+    anchors, seen = set(), {}
+    text = _FENCE.sub("", text)
+    for heading in re.findall(r"^#{1,6} +(.+?) *#*$", text, re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        anchors.add(slug if count == 0 else f"{slug}-{count}")
+    return anchors
+
+
+def broken_links(path, text):
+    """The relative links of Markdown file `path` whose file or heading does not exist."""
+    broken = []
+    for target in _LINK.findall(_FENCE.sub("", text)):
+        if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto:, ...
+            continue
+        file, _, anchor = target.partition("#")
+        if not file:  # A heading of this page.
+            if anchor not in heading_anchors(text):
+                broken.append(target)
+            continue
+        resolved = os.path.normpath(os.path.join(os.path.dirname(path), file))
+        if not os.path.exists(os.path.join(ROOT, resolved)):
+            broken.append(target)
+        elif anchor and resolved.endswith(".md") and anchor not in heading_anchors(read(resolved)):
+            broken.append(target)
+    return broken
+
+
+def missing_docs_paths(text):
+    """The `docs/...` paths named in `text` that do not exist under the repository root."""
+    return sorted({p for p in _DOCS_PATH.findall(text) if not os.path.exists(os.path.join(ROOT, p))})
+
+
+def test_every_relative_link_resolves():
+    broken = {path: broken_links(path, read(path)) for path in tracked_files() if path.endswith(".md")}
+    assert {path: links for path, links in broken.items() if links} == {}
+
+
+def test_every_docs_path_exists():
+    missing = {path: missing_docs_paths(read(path)) for path in tracked_files()}
+    assert {path: paths for path, paths in missing.items() if paths} == {}
+
+
+def test_a_broken_link_or_path_is_seen():
+    page = "# Top\n\n## Exact resume\n\n[a](#exact-resume) [b](../reference/cli.md#dropact-train)\n"
+    guide = os.path.join("docs", "guides", "planted.md")  # Not a path the path check reads.
+    assert broken_links(guide, page) == []
+    assert broken_links(guide, page + "[c](#no-such-heading) [d](nowhere.md)\n") == [
+        "#no-such-heading", "nowhere.md"]
+    assert missing_docs_paths("see docs/reference/cli.md") == []
+    assert missing_docs_paths("see " + "docs/" + "runs.md, then docs/guides/") == ["docs/" + "runs.md"]
+
+
+def test_the_citation_names_this_version_and_the_papers_authors():
+    import keras_dropact
+
+    citation = read("CITATION.cff")
+    assert re.search(r'^version: "([^"]+)"$', citation, re.MULTILINE).group(1) == keras_dropact.__version__
+    authors = re.findall(r"family-names: (\w+)\n\s+given-names: (\w+)", citation)
+    assert authors == [("Liang", "Senwei"), ("Khoo", "Yuehaw"), ("Yang", "Haizhao")]
