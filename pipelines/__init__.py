@@ -166,19 +166,21 @@ def stream_fn(name, split, global_batch_size, start_step=0, **kwargs):
     return make
 
 
-def stream_examples(name, split, global_batch_size, start_step, stop_step,
+def stream_examples(num_examples, global_batch_size, start_step, stop_step,
                     num_pipelines=1, num_replicas=1, drop_remainder=False):
-    """Examples read in global steps [start_step, stop_step) of `stream_fn`'s data.
+    """Examples read in global steps [start_step, stop_step) of `stream_fn`'s
+    data over a split of `num_examples` examples (`info(name)["splits"]`).
 
     `num_replicas` is the total over all `num_pipelines` input pipelines;
     the last batch of each pass is smaller, so this is not steps x batch.
+    It takes the split's size, not the dataset's name, so that training
+    callbacks never look the dataset up again (a folder would be rescanned).
     """
-    spec = _registry.get(name)
     replicas = num_replicas // num_pipelines
     per_replica = global_batch_size // num_replicas
     total = 0
     for pipeline_id in range(num_pipelines):
-        shard = len(range(pipeline_id, spec.splits[split], num_pipelines))
+        shard = len(range(pipeline_id, num_examples, num_pipelines))
         total += _stream_examples(
             shard, per_replica, start_step * replicas, stop_step * replicas, drop_remainder
         )

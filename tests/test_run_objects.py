@@ -6,6 +6,7 @@ Whole runs (kills, resumes, divergence) are tests/test_run_safety.py.
 
 import json
 import os
+import re
 import signal
 
 import keras
@@ -18,10 +19,14 @@ from keras_dropact.training import run_dir as rd
 from keras_dropact.training.backups import KEEP
 from keras_dropact.training.backups import Backups
 from keras_dropact.training.backups import sha256
+from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.counters import Counters
+from keras_dropact.training.progress import Progress
+from keras_dropact.training.run import Run
 from keras_dropact.training.runtime import Runtime
 from keras_dropact.training.state import TrainingState
 from keras_dropact.training.state import seed_variables
+from keras_dropact.training.stops import TrainingDiverged
 from keras_dropact.training.stops import TrainingInterrupted
 from keras_dropact.training.stops import raise_if_signalled
 
@@ -135,6 +140,8 @@ def test_only_the_chief_writes_the_run_directory(tmp_path, monkeypatch):
     run = tmp_path / "run"
     (run / "backup").mkdir(parents=True)
     (run / "backup" / "step-000000002.json").write_text("{}")
+    # A killed process' temporary file, which the chief may be removing: not copied.
+    (run / "backup" / "step-000000003.tmp-999.json").write_text("{")
     with _runtime(chief=True).writable_dir(str(run)) as out:
         assert out == str(run)
     with _runtime(chief=False).writable_dir(str(run)) as out:
@@ -172,6 +179,41 @@ def test_a_signal_is_a_request_to_stop_after_a_backup():
                                                       r"Resume with: dropact train --resume"):
             raise_if_signalled(signals, "r")
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def _worker_run(tmp_path):
+    """A resumed `Run` as a worker that is not the chief sees it: the run
+    directory holds a finished epoch (log.csv) and no backup; the worker
+    writes a temporary directory holding only its copy of backup/."""
+    (tmp_path / "run" / "backup").mkdir(parents=True)
+    (tmp_path / "run" / rd.LOG).write_text("epoch,loss\n0,1.0\n")
+    (tmp_path / "worker" / "backup").mkdir(parents=True)
+    run = Run(TrainConfig(run_dir=str(tmp_path / "run")), resumed=True)
+    run.out = rd.RunDir(str(tmp_path / "worker"))
+    run.backups = Backups(run.out.file(rd.BACKUP), every=50)
+    return run
+
+
+def test_every_process_refuses_to_train_over_a_runs_progress(tmp_path):
+    # Deciding on the temporary copy, a worker would go on into `fit` and
+    # wait there for a chief that refused.
+    run = _worker_run(tmp_path)
+    expected = (re.escape(f"Cannot resume '{tmp_path / 'run'}': '{tmp_path / 'run' / 'backup'}'")
+                + r" holds no backup to resume from, but the run has progress \(log.csv\)")
+    with pytest.raises(RuntimeError, match=expected):
+        run._check_nothing_to_lose()
+
+
+def test_a_workers_messages_name_the_run_directory_not_its_temporary_copy(tmp_path):
+    run = _worker_run(tmp_path)
+    progress = Progress(_state(5), run.out, run.backups, None, None, run.dir.path)
+    with pytest.raises(TrainingDiverged, match=re.escape(f"{tmp_path / 'run'}/results.json")):
+        progress._check(np.array([np.nan]), "the loss is not finite", epoch=1)
+    with StopSignals() as signals:
+        os.kill(os.getpid(), signal.SIGTERM)
+        progress.signals = signals
+        with pytest.raises(TrainingInterrupted, match=re.escape(f"--run-dir {tmp_path / 'run'}") + "$"):
+            progress.stop_if_signalled()
 
 
 def _saved(backups, step):

@@ -265,9 +265,9 @@ def test_stream_resumes_at_any_batch():
         np.testing.assert_array_equal(y, ry)
     assert len(full[44][1]) == 1437 - 44 * 32  # The pass' last, smaller batch.
     assert not np.array_equal(full[0][1], full[45][1])  # Pass 2 is shuffled anew.
-    assert pipelines.stream_examples("digits", "train", 32, 43, 50) == 32 + 29 + 5 * 32
+    assert pipelines.stream_examples(1437, 32, 43, 50) == 32 + 29 + 5 * 32
     # A batch larger than the data: each step reads the whole split, not 2048.
-    assert pipelines.stream_examples("digits", "train", 2048, 0, 3) == 3 * 1437
+    assert pipelines.stream_examples(1437, 2048, 0, 3) == 3 * 1437
 
 
 def test_results_json_is_strict(tmp_path):

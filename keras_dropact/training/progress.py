@@ -37,16 +37,19 @@ class Progress(keras.callbacks.Callback):
     Args:
         state: the run's `TrainingState`, updated in place.
         out: the `RunDir` this process writes.
+        run_path: the run directory, named in messages (on a worker that is
+            not the chief, `out` is a temporary directory).
         backups: a `Backups`, or None for a light run (no backup, no
             checkpoint).
         counters: the run's `Counters`.
         signals: the run's `interrupts.StopSignals`.
     """
 
-    def __init__(self, state, out, backups, counters, signals):
+    def __init__(self, state, out, backups, counters, signals, run_path):
         super().__init__()
         self.state = state
         self.out = out
+        self.run_path = run_path
         self.backups = backups
         self.counters = counters
         self.signals = signals
@@ -87,11 +90,11 @@ class Progress(keras.callbacks.Callback):
 
     def stop_if_signalled(self):
         """Raises `TrainingInterrupted` once a signal has arrived."""
-        raise_if_signalled(self.signals, self.out.path, self.state,
+        raise_if_signalled(self.signals, self.run_path, self.state,
                            backed_up=self.backups is not None)
 
     def _check(self, value, what, epoch):
-        check_finite(value, what, self.out.path, self.state.optimizer_steps, epoch)
+        check_finite(value, what, self.run_path, self.state.optimizer_steps, epoch)
 
     # Keras hooks -----------------------------------------------------------
 

@@ -322,7 +322,7 @@ class Run:
         )
         steps = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         for name, value in (("loss", test_loss), ("accuracy", test_accuracy)):
-            check_finite(value, f"the test {name} is not finite", self.out.path, steps,
+            check_finite(value, f"the test {name} is not finite", self.dir.path, steps,
                          epoch=self.state.epoch - 1)
         return {
             "trainable_parameters": count_trainable_parameters(self.model),
@@ -367,11 +367,13 @@ class Run:
 
         def examples(first_step, stop_step):
             return runtime.examples(
-                config.dataset, "train", self.recipe.batch_size, first_step, stop_step
+                self.info["splits"]["train"], self.recipe.batch_size, first_step, stop_step
             )
 
         self.counters = Counters(self.state, examples, self.started)
-        self.progress = Progress(self.state, self.out, self.backups, self.counters, self.signals)
+        self.progress = Progress(
+            self.state, self.out, self.backups, self.counters, self.signals, self.dir.path
+        )
         self.progress.set_model(self.model)
         if restored is not None:
             self.progress.write_epoch_files()
@@ -406,19 +408,23 @@ class Run:
 
         That happens when a run is killed before its first backup. A run with a
         finished epoch (log.csv, checkpoint.keras) or model must not be trained
-        again from scratch over it.
+        again from scratch over it. Every process decides on the run directory
+        (a worker that is not the chief writes a temporary copy holding only
+        the backups), so that all stop together instead of some waiting in
+        `fit` for a chief that has stopped.
         """
         foreign = self.backups.foreign_files()
+        backups = self.dir.file(BACKUP)  # Every process checks the run directory itself.
         if foreign:
             raise RuntimeError(
-                f"Cannot resume {self.out.path!r}: {self.backups.directory!r} holds no "
+                f"Cannot resume {self.dir.path!r}: {backups!r} holds no "
                 f"backup this version can read ({', '.join(foreign)}). Nothing was "
                 "changed; start a new run."
             )
-        progress = self.out.progress()
+        progress = self.dir.progress()
         if progress:
             raise RuntimeError(
-                f"Cannot resume {self.out.path!r}: {self.backups.directory!r} holds no "
+                f"Cannot resume {self.dir.path!r}: {backups!r} holds no "
                 f"backup to resume from, but the run has progress ({', '.join(progress)}) "
                 "that training from step 0 would replace. Nothing was changed; put the "
                 "backup folder back from a copy, or start a new run."

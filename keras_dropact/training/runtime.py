@@ -92,8 +92,8 @@ class Runtime:
     """What a run needs from the devices and processes it runs on.
 
     Subclasses set `name` (the resolved --strategy), `num_replicas` (the
-    replicas that share each global batch), `num_processes`, `process_id`
-    and `is_chief`, and implement `scope`, `distribute` and `has_gpu`.
+    replicas that share each global batch), `num_processes` and
+    `is_chief`, and implement `scope`, `distribute` and `has_gpu`.
 
     Attributes:
         is_chief: True for the one process that writes the run directory.
@@ -106,7 +106,6 @@ class Runtime:
     name = "none"
     num_replicas = 1
     num_processes = 1
-    process_id = 0
     is_chief = True
     drop_remainder = False
     task = "process0"  # Names this process's temporary directory.
@@ -160,14 +159,15 @@ class Runtime:
             return None
         return self.steps_per_epoch(num_examples, global_batch_size)
 
-    def examples(self, dataset, split, global_batch_size, first_step, stop_step):
-        """Examples of `split` read in global steps [first_step, stop_step) of
-        the `pipelines.stream_fn` data that `distribute` feeds."""
+    def examples(self, num_examples, global_batch_size, first_step, stop_step):
+        """Examples read in global steps [first_step, stop_step) of the
+        `pipelines.stream_fn` data over a split of `num_examples` examples
+        that `distribute` feeds."""
         from keras_dropact import pipelines
 
         num_pipelines, num_replicas = self.input_layout
         return pipelines.stream_examples(
-            dataset, split, global_batch_size, first_step, stop_step,
+            num_examples, global_batch_size, first_step, stop_step,
             num_pipelines=num_pipelines, num_replicas=num_replicas,
             drop_remainder=self.drop_remainder,
         )
@@ -224,7 +224,10 @@ class Runtime:
             for name in copy:
                 source = os.path.join(run_dir, name)
                 if os.path.isdir(source):
-                    shutil.copytree(source, os.path.join(temporary, name))
+                    # The chief may be removing a killed process' temporary
+                    # files (`RunDir.remove_temporaries`) meanwhile.
+                    shutil.copytree(source, os.path.join(temporary, name),
+                                    ignore=shutil.ignore_patterns("*.tmp-*"))
             yield temporary
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
