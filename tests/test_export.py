@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 
@@ -293,15 +294,21 @@ def test_a_killed_export_leaves_no_version(run, tmp_path):
     assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
     model_root = os.path.join(root, "m")
     leftovers = os.listdir(model_root)
-    assert version_folders(model_root) == [] and len(leftovers) == 1 and leftovers[0].startswith(".1.tmp-")
+    assert version_folders(model_root) == [] and len(leftovers) == 1
+    assert leftovers[0].startswith(f".1.tmp-{socket.gethostname()}-")
     assert export_lib.next_version(model_root) == 1
-    # The next export of that name removes the killed one's folder, never
-    # the folder of an export whose process still runs.
+    # The next export of that name removes the killed one's folder (and
+    # 0.1.0's `.VERSION.tmp-PID` of a dead process), never the folder of an
+    # export whose process still runs, nor one of another machine.
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    kept = [f".1.tmp-{socket.gethostname()}-{live.pid}", f".1.tmp-other-host-{dead.pid}"]
     try:
-        os.makedirs(os.path.join(model_root, f".1.tmp-{live.pid}", "variables"))
+        for name in [*kept, f".1.tmp-{dead.pid}"]:
+            os.makedirs(os.path.join(model_root, name, "variables"))
         export_lib.export(run, "saved_model", name="m", root=root)
-        assert sorted(os.listdir(model_root)) == [f".1.tmp-{live.pid}", "1"]
+        assert sorted(os.listdir(model_root)) == sorted([*kept, "1"])
     finally:
         live.kill()
         live.wait()

@@ -377,6 +377,21 @@ def test_a_malformed_dataset_record_is_named(tmp_path, content, problem):
     assert len(message.splitlines()) == 1
 
 
+def test_a_dataset_record_is_strict_json_and_a_source_is_named_for_what_it_is(tmp_path):
+    from keras_dropact.training import run_dataset
+
+    (tmp_path / "dataset.json").write_text('{"dataset": NaN}')
+    with pytest.raises(RuntimeError, match=r"dataset.json' is not valid JSON \(the non-standard token "
+                                           r"NaN\), so not a dataset record; it is left as it is. Put back"):
+        run_dataset.read(str(tmp_path), "digits")
+    # Without --dataset: a folder without config.json is not called a model file.
+    with pytest.raises(ValueError, match=r"is a folder without config.json, not a run directory: "
+                                         r"name the dataset its model was trained on with --dataset"):
+        run_dataset.resolve(str(tmp_path))
+    with pytest.raises(ValueError, match=r"model.keras' is a model file, not a run directory"):
+        run_dataset.resolve(str(tmp_path / "model.keras"))
+
+
 def test_dataset_record_round_trip_and_its_absence(tmp_path):
     from keras_dropact.training import run_dataset
 
@@ -390,7 +405,7 @@ def test_dataset_record_round_trip_and_its_absence(tmp_path):
     with pytest.raises(RuntimeError, match="records dataset 'folder:.*', but the run's config.json says 'digits'"):
         run_dataset.read(config.run_dir, "digits")
     (tmp_path / "run" / "dataset.json").write_text('{"dataset": "fol')
-    with pytest.raises(RuntimeError, match=r"dataset.json' is unreadable \(Unterminated string"):
+    with pytest.raises(RuntimeError, match=r"dataset.json' is not valid JSON \(Unterminated string.*, so not a dataset record"):
         run_dataset.read(config.run_dir, config.dataset)
     os.remove(tmp_path / "run" / "dataset.json")
     with pytest.raises(RuntimeError, match="has no dataset.json: the classes and image size of its 'folder:"):

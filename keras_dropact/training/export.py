@@ -25,10 +25,10 @@ temporary folders of exports whose process is gone. NAME is one folder name
 under ROOT; an export never writes outside ROOT.
 """
 
-import json
 import os
 import re
 import shutil
+import socket
 import time
 
 import numpy as np
@@ -44,8 +44,15 @@ METADATA = "metadata.json"
 ONNX_OPSET = 17
 
 
-# `.VERSION.tmp-PID`: the folder an export in progress (or killed) writes.
-_TEMPORARY = re.compile(r"\.(\d+)\.tmp-(\d+)")
+# `.VERSION.tmp-HOST-PID`: the folder an export in progress (or killed)
+# writes; `.VERSION.tmp-PID` as keras-dropact 0.1.0 named it (HOST: this machine).
+_TEMPORARY = re.compile(r"\.(\d+)\.tmp-(?:(.*)-)?(\d+)")
+
+
+def temporary_dir(version_dir):
+    """`.VERSION.tmp-HOST-PID` next to `version_dir`: where this process builds it."""
+    model_root, version = os.path.split(version_dir)
+    return os.path.join(model_root, f".{version}.tmp-{socket.gethostname()}-{os.getpid()}")
 
 
 def check_name(name):
@@ -73,15 +80,18 @@ def check_root(root):
 
 
 def remove_stale_temporaries(model_root):
-    """Deletes the `.VERSION.tmp-PID` folders of exports whose process is gone.
+    """Deletes the `.VERSION.tmp-HOST-PID` folders of this machine's exports
+    whose process is gone.
 
     A killed export leaves its temporary folder behind; one whose process
-    still runs (an export in progress, here or in another process) is kept.
-    The PID is checked on this machine only.
+    still runs (an export in progress, here or in another process) is kept,
+    and so is every folder of another machine (HOST), whose processes this
+    one cannot see (a --root on a shared filesystem).
     """
+    host = socket.gethostname()
     for entry in os.listdir(model_root):
         match = _TEMPORARY.fullmatch(entry)
-        if match and not _process_exists(int(match.group(2))):
+        if match and match.group(2) in (None, host) and not _process_exists(int(match.group(3))):
             shutil.rmtree(os.path.join(model_root, entry), ignore_errors=True)
 
 
@@ -167,7 +177,7 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
     model_root = os.path.dirname(version_dir)
     created = _make_folders(model_root)
     remove_stale_temporaries(model_root)
-    temporary = os.path.join(model_root, f".{os.path.basename(version_dir)}.tmp-{os.getpid()}")
+    temporary = temporary_dir(version_dir)
     shutil.rmtree(temporary, ignore_errors=True)
     try:
         os.makedirs(temporary)
@@ -361,12 +371,8 @@ def run_exported(path, fmt, x, signature="serving_default", spec=None, loaded=No
 
 def read_metadata(version_dir, fmt):
     """An export's `metadata.json`, or a one-line RuntimeError naming it."""
-    path = metadata_path(version_dir, fmt)
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as error:
-        raise RuntimeError(f"{path!r} is unreadable ({error}); export the run again.") from None
+    return rd.read_json(metadata_path(version_dir, fmt), "an export's metadata",
+                        "Export the run again.")
 
 
 def run_record(source):

@@ -35,8 +35,6 @@ class Predictor:
     """Encoded image bytes -> class probabilities, for one SOURCE."""
 
     def __init__(self, source, dataset=None):
-        import tensorflow as tf
-
         from keras_dropact.training import serving
 
         source = latest_version(source)

@@ -26,7 +26,6 @@ has its dataset.json.
 """
 
 import dataclasses
-import json
 import os
 from typing import Mapping, Optional, Tuple
 
@@ -35,7 +34,8 @@ from keras_dropact.training import artifacts
 from keras_dropact.training import run_dir as rd
 
 FILE = "dataset.json"
-SPLITS = ("train", "test")
+# What to do about a damaged dataset.json.
+FIX = "Put back the run's own copy, or export/evaluate its model.keras with --dataset."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +60,7 @@ class DatasetRecord:
     def from_spec(cls, spec):
         digests = None if spec.split_digests is None else dict(spec.split_digests)
         return cls(spec.name, tuple(spec.shape), tuple(spec.class_names),
-                   {split: spec.splits[split] for split in SPLITS}, digests)
+                   {split: spec.splits[split] for split in registry.SPLITS}, digests)
 
     @property
     def is_folder(self):
@@ -85,9 +85,7 @@ class DatasetRecord:
         """
         def bad(problem):
             return RuntimeError(
-                f"{path!r} is not a dataset record ({problem}); it is left as it is. "
-                "Put back the run's own copy, or export/evaluate its model.keras "
-                "with --dataset."
+                f"{path!r} is not a dataset record ({problem}); it is left as it is. {FIX}"
             )
 
         if not isinstance(values, dict):
@@ -102,10 +100,10 @@ class DatasetRecord:
             "shape": lambda v: isinstance(v, list) and bool(v) and all(_positive(d) for d in v),
             "class_names": lambda v: isinstance(v, list) and len(v) >= 2 and all(
                 isinstance(n, str) and n for n in v),
-            "splits": lambda v: isinstance(v, dict) and set(v) == set(SPLITS) and all(
+            "splits": lambda v: isinstance(v, dict) and set(v) == set(registry.SPLITS) and all(
                 _positive(n) for n in v.values()),
             "split_digests": lambda v: v is None or (
-                isinstance(v, dict) and set(v) == set(SPLITS)
+                isinstance(v, dict) and set(v) == set(registry.SPLITS)
                 and all(isinstance(d, str) and len(d) == 64 for d in v.values())),
         }
         for key, is_valid in checks.items():
@@ -124,7 +122,7 @@ class DatasetRecord:
         elif self.class_names != current.class_names:
             changes.append(f"class order {self.class_names} -> {current.class_names}")
         same_classes = not changes
-        for split in SPLITS:
+        for split in registry.SPLITS:
             if self.splits[split] != current.splits[split]:
                 changes.append(f"{split} images {self.splits[split]} -> {current.splits[split]}")
             elif same_classes and ((self.split_digests or {}).get(split)
@@ -189,11 +187,7 @@ def read(run_dir, dataset):
                 f"its model.keras with --dataset {dataset} if the folder is unchanged."
             )
         return DatasetRecord.of(dataset)
-    try:
-        with open(file) as f:
-            values = json.load(f)
-    except (OSError, ValueError) as error:
-        raise RuntimeError(f"{file!r} is unreadable ({error}); it is left as it is.") from None
+    values = rd.read_json(file, "a dataset record", FIX)
     record = DatasetRecord.from_dict(values, file)
     if record.dataset != dataset:
         raise RuntimeError(
@@ -248,8 +242,9 @@ def resolve(source, dataset=None):
     if config is None:
         from keras_dropact import pipelines
 
+        what = "a folder without config.json" if os.path.isdir(source) else "a model file"
         raise ValueError(
-            f"{source!r} is a model file, not a run directory: name the dataset it "
+            f"{source!r} is {what}, not a run directory: name the dataset its model "
             f"was trained on with --dataset (one of {', '.join(pipelines.names())}); "
             "its normalisation and class names come from that dataset."
         )
