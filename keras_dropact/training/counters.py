@@ -62,7 +62,7 @@ class Counters:
 
     def validation_began(self, optimizer_steps):
         self._close(optimizer_steps)
-        if self._epoch_train_seconds is None and self._epoch_start is not None:
+        if self._epoch_train_seconds is None:
             self._epoch_train_seconds = self.epoch_seconds()
 
     def epoch_ended(self, optimizer_steps):
@@ -70,8 +70,6 @@ class Counters:
         without this process' first step; that step's seconds, or 0.0 when
         it was in another epoch)."""
         self.validation_began(optimizer_steps)
-        if self._epoch_train_seconds is None:
-            self._epoch_train_seconds = self.epoch_seconds()
         compile_seconds = self._epoch_compile
         self._epoch_before, self._epoch_start, self._epoch_compile = 0.0, None, 0.0
         return self._epoch_train_seconds, compile_seconds
