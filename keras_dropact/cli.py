@@ -106,7 +106,7 @@ def _train(args, signals):
         if previous is not None:
             print(
                 f"dropact train: {args.run_dir} already finished (test error "
-                f"{100 * previous['test_error']:.2f}%); nothing to do."
+                f"{100 * previous.test_error:.2f}%); nothing to do."
             )
             return 0
     else:
@@ -120,12 +120,11 @@ def _train(args, signals):
     except stops.TrainingDiverged as error:
         print(f"dropact train: error: {error}", file=sys.stderr)
         return stops.EXIT_DIVERGED
-    speed = results["images_per_second"]
+    speed, config = results.images_per_second, results.config
     print(
-        f"\n{results['config']['model']} on {results['config']['dataset']} "
-        f"({results['config']['activation']}): test error "
-        f"{100 * results['test_error']:.2f}%, test loss {results['test_loss']:.4f}, "
-        f"{'-' if speed is None else f'{speed:.0f}'} images/s. Run: {results['config']['run_dir']}"
+        f"\n{config['model']} on {config['dataset']} ({config['activation']}): test error "
+        f"{100 * results.test_error:.2f}%, test loss {results.test_loss:.4f}, "
+        f"{'-' if speed is None else f'{speed:.0f}'} images/s. Run: {config['run_dir']}"
     )
     return 0
 

@@ -283,14 +283,12 @@ def version_folders(model_root):
 
 def test_a_killed_export_leaves_no_version(run, tmp_path):
     """SIGKILL at the last instruction before the rename: no version folder."""
+    from keras_dropact.training import faults
+
     root = str(tmp_path / "models")
-    script = (
-        "import os, signal\n"
-        "from keras_dropact.training import export as e\n"
-        "e.publish = lambda temporary, version_dir: os.kill(os.getpid(), signal.SIGKILL)\n"
-        f"e.export({run!r}, 'saved_model', name='m', root={root!r})\n"
-    )
-    process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    process = subprocess.run(
+        [sys.executable, "-m", "keras_dropact.cli", "export", run, "--name", "m", "--root", root],
+        capture_output=True, text=True, env={**os.environ, faults.ENV: "export_publish"})
     assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
     model_root = os.path.join(root, "m")
     leftovers = os.listdir(model_root)
@@ -303,12 +301,17 @@ def test_a_killed_export_leaves_no_version(run, tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", ""])
     dead.wait()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    kept = [f".1.tmp-{socket.gethostname()}-{live.pid}", f".1.tmp-other-host-{dead.pid}"]
+    kept = [f".1.tmp-{socket.gethostname()}-{live.pid}", f".1.tmp-other-host-{dead.pid}",
+            f".2.tmp-{dead.pid}.txt", f".3.tmp-{dead.pid}"]
     try:
-        for name in [*kept, f".1.tmp-{dead.pid}"]:
+        for name in [*kept[:2], f".1.tmp-{dead.pid}"]:
             os.makedirs(os.path.join(model_root, name, "variables"))
+        open(os.path.join(model_root, kept[2]), "w").close()  # A user's file, and a link:
+        os.makedirs(tmp_path / "elsewhere" / "keep")  # never deleted, never followed.
+        os.symlink(tmp_path / "elsewhere", os.path.join(model_root, kept[3]))
         export_lib.export(run, "saved_model", name="m", root=root)
         assert sorted(os.listdir(model_root)) == sorted([*kept, "1"])
+        assert os.listdir(tmp_path / "elsewhere") == ["keep"]
     finally:
         live.kill()
         live.wait()

@@ -119,12 +119,18 @@ def test_a_truncated_config_json_is_named_and_export_writes_nothing(runs, tmp_pa
     (b'{"status": "finished"}', "missing keys ['config'"),
     (b'{"status": "running"}', "'status' is 'running'"),
     (None, "is not valid JSON"),
+    # Issue 25: "already finished (test error -500.00%)", copied into the export.
+    (lambda results: {**results, "test_error": -5.0}, "'test_error' is -5.0, not in [0, 1]"),
+    (lambda results: {**results, "history": ["x"], "epochs_completed": 1},
+     "history row 0 is 'x', not the logs of epoch 0"),
 ])
 def test_a_damaged_results_json_is_named(runs, tmp_path, capsys, content, problem):
     run = _copy(runs, "finished", tmp_path)
     path = os.path.join(run, rd.RESULTS)
     if content is None:
         _truncate(run, rd.RESULTS)
+    elif callable(content):
+        _edit_json(run, rd.RESULTS, content)
     else:
         with open(path, "wb") as f:
             f.write(content)
@@ -172,9 +178,19 @@ def _as_the_previous_release_wrote_it(run):
 def test_a_run_of_the_previous_release_resumes_and_exports(runs, tmp_path, capsys):
     run = _copy(runs, "killed", tmp_path)
     _as_the_previous_release_wrote_it(run)
+    # A user's files whose names hold ".tmp-" (issue 25: deleted by the
+    # resume, then an IsADirectoryError), and a killed writer's own one.
+    users = ["my.tmp-notes.txt", os.path.join("notes.tmp-1", "a.txt"),
+             os.path.join(rd.BACKUP, "old.tmp-2")]
+    for name in [*users, "log.csv.tmp-99999"]:
+        os.makedirs(os.path.dirname(os.path.join(run, name)), exist_ok=True)
+        with open(os.path.join(run, name), "w") as f:
+            f.write("mine")
     assert cli.main(["train", "--resume", "--run-dir", run]) == 0
     with open(os.path.join(run, rd.RESULTS)) as f:
         assert json.load(f)["optimizer_steps"] == 4
+    assert all(open(os.path.join(run, name)).read() == "mine" for name in users)
+    assert not os.path.exists(os.path.join(run, "log.csv.tmp-99999"))
     finished = _copy(runs, "finished", tmp_path)
     _as_the_previous_release_wrote_it(finished)
     # Before the JAX backend, results.json had no "distribution" either.

@@ -22,7 +22,11 @@ from keras_dropact.training.backups import sha256
 from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.counters import Counters
 from keras_dropact.training.progress import Progress
+from keras_dropact.training.results import Results
+from keras_dropact.training.results import read_results
+from keras_dropact.training.results import write_results
 from keras_dropact.training.run import Run
+from keras_dropact.training.run_files import write_json
 from keras_dropact.training.runtime import Runtime
 from keras_dropact.training.state import TrainingState
 from keras_dropact.training.state import seed_variables
@@ -141,7 +145,7 @@ def test_only_the_chief_writes_the_run_directory(tmp_path, monkeypatch):
     (run / "backup").mkdir(parents=True)
     (run / "backup" / "step-000000002.json").write_text("{}")
     # A killed process' temporary file, which the chief may be removing: not copied.
-    (run / "backup" / "step-000000003.tmp-999.json").write_text("{")
+    (run / "backup" / "step-000000003.json.tmp-999").write_text("{")
     with _runtime(chief=True).writable_dir(str(run)) as out:
         assert out == str(run)
     with _runtime(chief=False).writable_dir(str(run)) as out:
@@ -306,3 +310,78 @@ def test_an_interval_without_a_step_times_nothing(monkeypatch):
     counters.validation_began(1)
     totals = counters.totals(1)
     assert totals["timed_examples"] == 0 and totals["images_per_second"] is None
+
+
+def test_a_resume_removes_the_tools_own_temporary_files_only(tmp_path):
+    # Issue 25: every name holding ".tmp-" was deleted (a user's notes too),
+    # then a folder of such a name stopped the resume (IsADirectoryError).
+    run = tmp_path / "run"
+    (run / "backup").mkdir(parents=True)
+    own = ["config.json.tmp-12", "checkpoint.tmp-12.keras", "log.csv.tmp-7",
+           "backup/step-000000003.tmp-12.weights.h5", "backup/step-000000003.json.tmp-12"]
+    users = ["my.tmp-notes.txt", "data.tmp-3", "backup/notes.tmp-2", "backup/step-3.tmp-1.txt"]
+    for name in own + users:
+        (run / name).write_text("x")
+    (run / "notes.tmp-1").mkdir()  # A user's folder.
+    (run / "results.json.tmp-5").symlink_to(run / "my.tmp-notes.txt")  # Links are never followed.
+    rd.RunDir(str(run)).remove_temporaries()
+    left = sorted(os.path.relpath(os.path.join(folder, name), run)
+                  for folder, folders, names in os.walk(run) for name in names + folders)
+    assert left == sorted(["backup", "notes.tmp-1", "results.json.tmp-5", *users])
+
+
+def _results_json(**change):
+    """A finished run's results.json object, with `change`."""
+    config = TrainConfig(run_dir="r").to_dict()
+    values = {
+        "status": "finished", "trainable_parameters": 10, "test_error": 0.25, "test_loss": 0.5,
+        "config": config, "recipe": {"epochs": 2, "batch_size": 32}, "epochs_completed": 2,
+        "optimizer_steps": 8, "history": [{"epoch": 0, "loss": 1.0}, {"epoch": 1, "loss": None}],
+        "wall_seconds": 3.5, "train_seconds": 2.0, "timed_examples": 224,
+        "images_per_second": 112.0, "processes": 1,
+        "distribution": {"strategy": "none", "replicas": 1, "processes": 1},
+        "versions": {"keras": "3"},
+    }
+    return {**values, **change}
+
+
+def test_results_are_one_typed_record_read_as_written(tmp_path):
+    results = Results.from_json(_results_json())
+    assert results.test_error == 0.25 and results["history"][1] == {"epoch": 1, "loss": None}
+    assert dict(results) == _results_json() and list(results)[:4] == [
+        "status", "trainable_parameters", "test_error", "test_loss"]
+    write_results(str(tmp_path), results)
+    assert read_results(str(tmp_path)) == results and read_results(str(tmp_path / "none")) is None
+    # Runs before the JAX backend have no "distribution"; it stays absent.
+    old = {k: v for k, v in _results_json().items() if k != "distribution"}
+    assert dict(Results.from_json(old)) == old
+    diverged = _results_json(status="diverged", test_error=None, test_loss=None,
+                             diverged_at_step=8, diverged_in_epoch=1, message="m")
+    del diverged["trainable_parameters"]
+    assert Results.from_json(diverged).diverged_at_step == 8
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"test_error": -5.0}, "'test_error' is -5.0, not in [0, 1]"),
+    ({"test_error": 1.5}, "'test_error' is 1.5, not in [0, 1]"),
+    ({"wall_seconds": -1.0}, "'wall_seconds' is -1.0, below 0"),
+    ({"processes": 0}, "'processes' is 0, below 1"),
+    ({"timed_examples": 10**30}, "'timed_examples' is 1000000000000000000000000000000"),
+    ({"images_per_second": 0.0}, "'images_per_second' is 0.0, not positive"),
+    ({"history": ["x"], "epochs_completed": 1}, "history row 0 is 'x', not the logs of epoch 0"),
+    ({"history": [{"epoch": 1}], "epochs_completed": 1}, "history row 0 is {'epoch': 1}"),
+    ({"history": [{"epoch": 0, "loss": "low"}], "epochs_completed": 1},
+     "history row 0 holds 'loss': 'low', not a number"),
+    ({"epochs_completed": 3}, "'epochs_completed' is 3, with 2 history rows of a 2-epoch recipe"),
+    ({"config": {"model": "x"}}, "its 'config' is no run configuration: missing keys"),
+    ({"status": "diverged"}, "missing keys ['diverged_at_step', 'diverged_in_epoch', 'message']"),
+])
+def test_results_out_of_range_are_refused(tmp_path, change, problem):
+    with pytest.raises(ValueError) as error:
+        Results.from_json(_results_json(**change))
+    assert str(error.value).startswith(problem)
+    write_json(str(tmp_path / "results.json"), _results_json(**change))
+    with pytest.raises(RuntimeError) as error:
+        read_results(str(tmp_path))
+    assert str(error.value).startswith(f"{str(tmp_path / 'results.json')!r} is not a run's results "
+                                       f"({problem}")

@@ -33,7 +33,7 @@ def setup(dataset, scale, setup_name=None):
 
 def final_train_error(results):
     """The last epoch's training error as `fit` logs it (training mode: random masks)."""
-    return 1.0 - results["history"][-1]["accuracy"]
+    return 1.0 - results.history[-1]["accuracy"]
 
 
 def run(dataset, seeds, out, scale="cpu", p_values=P_VALUES, epochs=None, steps_per_epoch=None, verbose=0,
@@ -64,11 +64,11 @@ def run(dataset, seeds, out, scale="cpu", p_values=P_VALUES, epochs=None, steps_
             )
             progress.start()
             results, skipped = runs.train_classifier(config, scale, verbose=verbose)
-            errors[p].append(results["test_error"])
+            errors[p].append(results.test_error)
             train_errors[p].append(final_train_error(results))
             progress.finish(
                 f"{fields['model']} on {dataset}, p={p:.2f}, seed {seed}",
-                f"test error {100 * results['test_error']:.2f}%", skipped,
+                f"test error {100 * results.test_error:.2f}%", skipped,
             )
     rows = []
     for p in p_values:

@@ -130,10 +130,10 @@ def run(seeds, out, scale="cpu", patterns=(), p=DEFAULT_KEEP_PROBABILITY, epochs
                     )
                 progress.start()
                 results, skipped = runs.train_classifier(config, scale, verbose=verbose)
-                errors[row].setdefault(column, {})[seed] = results["test_error"]
-                train_errors[row].setdefault(column, {})[seed] = 1.0 - results["history"][-1]["accuracy"]
+                errors[row].setdefault(column, {})[seed] = results.test_error
+                train_errors[row].setdefault(column, {})[seed] = 1.0 - results.history[-1]["accuracy"]
                 progress.finish(f"{row.model} on {row.dataset}, {column.label}, seed {seed}",
-                                f"test error {100 * results['test_error']:.2f}%", skipped)
+                                f"test error {100 * results.test_error:.2f}%", skipped)
     text = markdown(rows, errors, seeds) + "\n" + markdown(
         rows, train_errors, seeds, what="Final training error (the last epoch's, as `fit` logs it: "
         "random masks for Drop-Activation and RReLU)", paper=False)

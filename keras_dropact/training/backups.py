@@ -13,10 +13,11 @@ wrong.
 import hashlib
 import os
 import re
+import stat
 import sys
 
 from keras_dropact.training import faults
-from keras_dropact.training import run_dir as rd
+from keras_dropact.training import run_files
 from keras_dropact.training.state import TrainingState
 from keras_dropact.training.state import assign
 from keras_dropact.training.state import seed_variables
@@ -25,7 +26,13 @@ FORMAT = 1
 KEEP = 2  # Backups kept: the latest and the one before it.
 # A backup's JSON: the `TrainingState`, then these keys of its own.
 ENVELOPE = {"format": (int,), "weights": (str,), "sha256": (str,)}
-_NAME = re.compile(r"step-(\d+)(\..*)")  # step-N.json, step-N.weights.h5, step-N.tmp-PID...
+# A backup's two files: step-N.json and step-N.weights.h5 (N: 9 digits).
+_NAME = re.compile(r"step-(\d{9,})(\.json|\.weights\.h5)")
+
+
+def is_backup_file(name):
+    """Whether `name` is the name of one of a backup's two files."""
+    return _NAME.fullmatch(name) is not None
 
 
 class ReplayInstead(ValueError):
@@ -56,14 +63,20 @@ class Backups:
         return os.path.join(self.directory, f"step-{step:09d}{suffix}")
 
     def _files(self):
-        """(step, suffix, name) of every `step-N...` file of the folder."""
+        """(step, suffix, name) of every backup file of the folder, and of
+        every temporary file (suffix ".tmp") a killed writer left of one.
+
+        Only regular files of exactly those names: nothing else in the
+        folder is ever deleted.
+        """
         if not os.path.isdir(self.directory):
             return []
         found = []
         for name in os.listdir(self.directory):
-            match = _NAME.fullmatch(name)
-            if match:
-                found.append((int(match[1]), match[2], name))
+            target = run_files.temporary_target(name)
+            match = _NAME.fullmatch(target or name)
+            if match and stat.S_ISREG(os.lstat(os.path.join(self.directory, name)).st_mode):
+                found.append((int(match[1]), ".tmp" if target else match[2], name))
         return found
 
     def marks(self):
@@ -84,7 +97,8 @@ class Backups:
         BackupAndRestore files of an older keras-dropact)."""
         if not os.path.isdir(self.directory):
             return []
-        return sorted(n for n in os.listdir(self.directory) if not n.startswith("step-"))
+        own = {name for _, _, name in self._files()}
+        return sorted(n for n in os.listdir(self.directory) if n not in own)
 
     def should_save(self, state):
         """True every `every` optimizer steps, except at an epoch's last step
@@ -101,10 +115,10 @@ class Backups:
         os.makedirs(self.directory, exist_ok=True)
         step = state.optimizer_steps
         weights = self._path(step, ".weights.h5")
-        with rd.atomic_write(weights, ".weights.h5") as temporary:
+        with run_files.atomic_write(weights, ".weights.h5") as temporary:
             model.save_weights(temporary)
             faults.point("backup_weights", step)
-        rd.write_json(self._path(step, ".json"), {
+        run_files.write_json(self._path(step, ".json"), {
             **state.to_json(),
             "format": FORMAT,
             "weights": os.path.basename(weights),
@@ -129,10 +143,10 @@ class Backups:
             OSError, ValueError: the backup is damaged or not of this format.
             ReplayInstead: it is no point to resume from.
         """
-        saved = rd.load_json(mark)
+        saved = run_files.load_json(mark)
         if not isinstance(saved, dict):
             raise ValueError(f"a JSON object is needed, not {type(saved).__name__}")
-        problem = rd.record_problem({key: saved.get(key) for key in ENVELOPE}, ENVELOPE)
+        problem = run_files.record_problem({key: saved.get(key) for key in ENVELOPE}, ENVELOPE)
         if problem is not None or saved["format"] != FORMAT:
             raise ValueError(f"not a backup of format {FORMAT} ({problem or saved['format']})")
         own = os.path.basename(self._path(step, ".weights.h5"))

@@ -9,7 +9,7 @@ from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
 from keras_dropact.layers import check_keep_probability
 from keras_dropact.training import recipes
 from keras_dropact.training.runtime import STRATEGIES
-from keras_dropact.training.run_dir import write_json
+from keras_dropact.training import run_files
 
 # config.json keys that files of earlier versions lack, with the value that
 # is exactly what those versions did. --image-size came with issue 20: a run
@@ -167,5 +167,23 @@ class TrainConfig:
     def to_dict(self):
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_json(cls, values):
+        """The configuration in `values` (config.json's object), checked.
+
+        Every field must be there with a value of its type (but the
+        `ADDED_KEYS` that files of earlier versions lack, which get the value
+        those versions used), and no other; the values are checked as flags
+        are. Nothing else is filled in.
+
+        Raises:
+            ValueError: the first problem, in a few words.
+        """
+        problem = run_files.record_problem(values, run_files.json_fields(cls),
+                                           optional=ADDED_KEYS)
+        if problem is not None:
+            raise ValueError(problem)
+        return cls(**{**ADDED_KEYS, **values})
+
     def save(self, path):
-        write_json(path, self.to_dict())
+        run_files.write_json(path, self.to_dict())

@@ -17,42 +17,31 @@ normalisation, class names, test error and package versions.
 
 The graph is the inference form (DropActivation as LeakyReLU, no random op).
 Each export is written to a hidden temporary folder in the model's folder
-(`.VERSION.tmp-PID`, which TF Serving and `next_version` ignore), checked
-numerically against `model.predict` there (every SavedModel signature), and only then renamed into its
-version folder: a killed or failed export leaves no version, and an existing
+(`.VERSION.tmp-HOST-PID`, which TF Serving and `next_version` ignore;
+`run_files.atomic_folder`), checked numerically against `model.predict`
+there (every SavedModel signature), and only then renamed into its version
+folder: a killed or failed export leaves no version, and an existing
 version is never overwritten. The next export of the same name deletes the
-temporary folders of exports whose process is gone. NAME is one folder name
-under ROOT; an export never writes outside ROOT.
+temporary folders of this machine's exports whose process is gone. NAME is
+one folder name under ROOT; an export never writes outside ROOT.
 """
 
 import os
-import re
-import shutil
-import socket
 import time
 
 import numpy as np
 
 from keras_dropact.extras import require
 from keras_dropact.training import artifacts
+from keras_dropact.training import faults
 from keras_dropact.training import run_dataset
-from keras_dropact.training import run_dir as rd
+from keras_dropact.training import run_files
+from keras_dropact.training.results import read_results
 
 FORMATS = ("saved_model", "onnx", "keras")
 TOLERANCE = 1e-5
 METADATA = "metadata.json"
 ONNX_OPSET = 17
-
-
-# `.VERSION.tmp-HOST-PID`: the folder an export in progress (or killed)
-# writes; `.VERSION.tmp-PID` as keras-dropact 0.1.0 named it (HOST: this machine).
-_TEMPORARY = re.compile(r"\.(\d+)\.tmp-(?:(.*)-)?(\d+)")
-
-
-def temporary_dir(version_dir):
-    """`.VERSION.tmp-HOST-PID` next to `version_dir`: where this process builds it."""
-    model_root, version = os.path.split(version_dir)
-    return os.path.join(model_root, f".{version}.tmp-{socket.gethostname()}-{os.getpid()}")
 
 
 def check_name(name):
@@ -77,35 +66,6 @@ def check_root(root):
             f"--root {root!r} {where}, not a folder: exports are written into "
             "folders under --root; choose a folder (default saved_models)."
         )
-
-
-def remove_stale_temporaries(model_root):
-    """Deletes the `.VERSION.tmp-HOST-PID` folders of this machine's exports
-    whose process is gone.
-
-    A killed export leaves its temporary folder behind; one whose process
-    still runs (an export in progress, here or in another process) is kept,
-    and so is every folder of another machine (HOST), whose processes this
-    one cannot see (a --root on a shared filesystem).
-    """
-    host = socket.gethostname()
-    for entry in os.listdir(model_root):
-        match = _TEMPORARY.fullmatch(entry)
-        if match and match.group(2) in (None, host) and not _process_exists(int(match.group(3))):
-            shutil.rmtree(os.path.join(model_root, entry), ignore_errors=True)
-
-
-def _process_exists(pid):
-    """Whether process `pid` exists on this machine (kept when unsure)."""
-    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there.
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):  # Another user's process; not a PID.
-        return True
-    return True
 
 
 def next_version(model_root):
@@ -176,19 +136,16 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
     functions = serving.ServingFunctions(model, spec)
     model_root = os.path.dirname(version_dir)
     created = _make_folders(model_root)
-    remove_stale_temporaries(model_root)
-    temporary = temporary_dir(version_dir)
-    shutil.rmtree(temporary, ignore_errors=True)
+    run_files.remove_stale_folders(model_root)
     try:
-        os.makedirs(temporary)
-        _WRITERS[fmt](functions, model_file(temporary, fmt))
-        difference = check(model, spec, model_file(temporary, fmt), fmt)
-        metadata = build_metadata(source, fmt, spec, functions, difference, training)
-        os.makedirs(os.path.dirname(metadata_path(temporary, fmt)), exist_ok=True)
-        rd.write_json(metadata_path(temporary, fmt), metadata)
-        publish(temporary, version_dir)
+        with run_files.atomic_folder(
+                version_dir, before_rename=lambda: faults.point("export_publish")) as temporary:
+            _WRITERS[fmt](functions, model_file(temporary, fmt))
+            difference = check(model, spec, model_file(temporary, fmt), fmt)
+            metadata = build_metadata(source, fmt, spec, functions, difference, training)
+            os.makedirs(os.path.dirname(metadata_path(temporary, fmt)), exist_ok=True)
+            run_files.write_json(metadata_path(temporary, fmt), metadata)
     except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
         for folder in reversed(created):  # Innermost first; only if left empty.
             if not os.listdir(folder):
                 os.rmdir(folder)
@@ -241,13 +198,6 @@ def _require_tensorflow_backend():
             "backend by itself) or set KERAS_BACKEND=tensorflow; the .keras file "
             "of a JAX run loads there unchanged."
         )
-
-
-def publish(temporary, version_dir):
-    """Renames the finished export into its version folder (atomic)."""
-    if os.path.exists(version_dir):
-        raise FileExistsError(f"{version_dir!r} appeared during the export; refusing to overwrite it.")
-    os.rename(temporary, version_dir)
 
 
 def _write_saved_model(functions, path):
@@ -371,18 +321,18 @@ def run_exported(path, fmt, x, signature="serving_default", spec=None, loaded=No
 
 def read_metadata(version_dir, fmt):
     """An export's `metadata.json`, or a one-line RuntimeError naming it."""
-    return rd.read_json(metadata_path(version_dir, fmt), "an export's metadata",
-                        "Export the run again.")
+    return run_files.read_json(metadata_path(version_dir, fmt), "an export's metadata",
+                               "Export the run again.")
 
 
 def run_record(source):
-    """(config dict or None, results dict) of a run directory; (None, {})
-    for a model file. Read before anything is written: an unreadable file
-    stops the export with a one-line error naming it."""
+    """(config dict or None, `Results` or None) of a run directory; (None,
+    None) for a model file. Read before anything is written: an unreadable
+    file stops the export with a one-line error naming it."""
     if not os.path.isdir(source):
-        return None, {}
+        return None, None
     config = artifacts.run_config(source)
-    return (config.to_dict() if config else None), rd.RunDir(source).read_results() or {}
+    return (config.to_dict() if config else None), read_results(source)
 
 
 def build_metadata(source, fmt, spec, functions, difference, training):
@@ -403,10 +353,10 @@ def build_metadata(source, fmt, spec, functions, difference, training):
             "std": normalisation.std,
         },
         "signatures": describe_signatures(functions, fmt),
-        "config": results.get("config") or config,
-        "test_error": results.get("test_error"),
-        "test_loss": results.get("test_loss"),
-        "training_versions": results.get("versions"),
+        "config": config if results is None else results.config,
+        "test_error": getattr(results, "test_error", None),
+        "test_loss": getattr(results, "test_loss", None),
+        "training_versions": getattr(results, "versions", None),
         "versions": versions(),
         "max_abs_difference_to_predict": difference,
     }

@@ -46,6 +46,7 @@ from keras_dropact.training import runtime as runtime_lib
 from keras_dropact.training.backups import Backups
 from keras_dropact.training.counters import Counters
 from keras_dropact.training.progress import Progress
+from keras_dropact.training.results import Results
 from keras_dropact.training.run_dir import BACKUP
 from keras_dropact.training.run_dir import TENSORBOARD
 from keras_dropact.training.run_dir import RunDir
@@ -173,16 +174,16 @@ class Run:
             RuntimeError: the run diverged; resuming would repeat the same steps.
         """
         results = self.dir.read_results() if self.resumed else None
-        if results is not None and results.get("status") == "diverged":
+        if results is not None and results.status == "diverged":
             raise RuntimeError(
                 f"Cannot resume {self.dir.path!r}: it diverged at optimizer step "
-                f"{results.get('diverged_at_step')}, and resuming would repeat the "
+                f"{results.diverged_at_step}, and resuming would repeat the "
                 "same steps. Start a new run with a lower --lr."
             )
         return results
 
     def fit(self, verbose=1, callbacks=(), signals=None):
-        """Trains, evaluates and records the run; returns its results dict.
+        """Trains, evaluates and records the run; returns its `Results`.
 
         A resumed run that has ended returns its results and changes nothing.
         `callbacks` run before the run's own loggers, so that what they write
@@ -465,18 +466,24 @@ class Run:
         )
 
     def _results(self, **outcome):
-        """results.json: the `outcome` (status first), then the run's record.
+        """The run's `Results`: the `outcome` (status, evaluation or
+        divergence, optimizer steps), then the run's record.
 
         The counters are over all processes of the run; speed without each
         process' first (tracing) step and without validation (`Counters`).
         """
-        return {
+        totals = self.counters.totals(self.state.optimizer_steps)
+        return Results(
             **outcome,
-            "config": self.config.to_dict(),
-            "recipe": dataclasses.asdict(self.recipe),
-            "epochs_completed": len(self.state.history),
-            "history": self.state.history,
-            **self.counters.totals(self.state.optimizer_steps),
-            "distribution": self.runtime.describe(),
-            "versions": versions(),
-        }
+            config=self.config.to_dict(),
+            recipe=dataclasses.asdict(self.recipe),
+            epochs_completed=len(self.state.history),
+            history=self.state.history,
+            wall_seconds=totals["wall_seconds"],
+            train_seconds=totals["train_seconds"],
+            timed_examples=totals["timed_examples"],
+            images_per_second=totals["images_per_second"],
+            processes=totals["processes"],
+            distribution=self.runtime.describe(),
+            versions=versions(),
+        )

@@ -88,6 +88,13 @@ def make(strategy="auto"):
     return tf_runtime.make(strategy)
 
 
+def _not_backups(folder, names):
+    """The names of `names` that are no backup file (`shutil.copytree`'s `ignore`)."""
+    from keras_dropact.training.backups import is_backup_file
+
+    return [name for name in names if not is_backup_file(name)]
+
+
 class Runtime:
     """What a run needs from the devices and processes it runs on.
 
@@ -224,10 +231,9 @@ class Runtime:
             for name in copy:
                 source = os.path.join(run_dir, name)
                 if os.path.isdir(source):
-                    # The chief may be removing a killed process' temporary
-                    # files (`RunDir.remove_temporaries`) meanwhile.
-                    shutil.copytree(source, os.path.join(temporary, name),
-                                    ignore=shutil.ignore_patterns("*.tmp-*"))
+                    # Backups only: the chief may be removing a killed
+                    # process' temporary files (`RunDir.remove_temporaries`).
+                    shutil.copytree(source, os.path.join(temporary, name), ignore=_not_backups)
             yield temporary
         finally:
             shutil.rmtree(temporary, ignore_errors=True)

@@ -19,7 +19,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from keras_dropact.training import run_dir as rd
+from keras_dropact.training import run_files
 
 
 @dataclasses.dataclass
@@ -82,8 +82,8 @@ class TrainingState:
         Raises:
             ValueError: the first problem, in a few words.
         """
-        fields = {**rd.json_fields(cls), "steps_per_epoch": (int,)}
-        problem = rd.record_problem(values, fields)
+        fields = {**run_files.json_fields(cls), "steps_per_epoch": (int,)}
+        problem = run_files.record_problem(values, fields)
         if problem is not None:
             raise ValueError(problem)
         state = cls(**{key: values[key] for key in fields})
