@@ -29,10 +29,12 @@ FLAGS = ["--model", "simple-cnn", "--dataset", "digits", "--epochs", "2", "--ste
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A finished run, and the same run SIGKILLed after optimizer step 3."""
+    """A finished run, and the same run SIGKILLed after optimizer step 4,
+    before the end of its last epoch: its backups are those of steps 2 (the
+    end of epoch 0) and 3 (mid-epoch, with its metric totals)."""
     root = tmp_path_factory.mktemp("files")
     killed = str(root / "killed")
-    env = {**os.environ, faults.ENV: "step:3", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, faults.ENV: "step:4", "TF_CPP_MIN_LOG_LEVEL": "3"}
     process = subprocess.Popen(
         [sys.executable, "-m", "keras_dropact.cli", "train", *FLAGS, "--run-dir", killed],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
@@ -167,6 +169,35 @@ def test_a_backup_naming_weights_outside_its_folder_is_never_loaded(runs, tmp_pa
     assert results["optimizer_steps"] == 4 and results["processes"] == 2
 
 
+def test_a_backup_with_other_metric_totals_falls_back_to_the_one_before(runs, tmp_path, capsys):
+    # Issue 25: every resume stopped in its first step ("The backup holds 3
+    # metric values, the model 4", exit 2), naming no file, using no other backup.
+    run = _copy(runs, "killed", tmp_path)
+    _edit_json(run, os.path.join(rd.BACKUP, "step-000000003.json"),
+               lambda state: {**state, "metrics": state["metrics"][:-1]})
+    assert cli.main(["train", "--resume", "--run-dir", run]) == 0
+    assert ("skipped a backup: step-000000003.json: it holds 3 metric values, the model 4"
+            in capsys.readouterr().err)
+    with open(os.path.join(run, rd.RESULTS)) as f:
+        assert json.load(f)["optimizer_steps"] == 4
+
+
+@pytest.mark.parametrize("folder", [rd.BACKUP, rd.TENSORBOARD])
+def test_a_run_folder_that_is_a_link_is_refused(runs, tmp_path, capsys, folder):
+    # Issue 25: backups were written and pruned in the folder the link names.
+    run = _copy(runs, "killed", tmp_path)
+    elsewhere = str(tmp_path / "elsewhere")
+    if os.path.isdir(os.path.join(run, folder)):
+        shutil.move(os.path.join(run, folder), elsewhere)
+    else:
+        os.mkdir(elsewhere)
+    os.symlink(elsewhere, os.path.join(run, folder))
+    before = _snapshot(elsewhere)
+    _refused(["train", "--resume", "--run-dir", run], capsys, run,
+             f"{os.path.join(run, folder)!r} is a link to {elsewhere!r}")
+    assert _snapshot(elsewhere) == before
+
+
 def _as_the_previous_release_wrote_it(run):
     """The run's files as keras-dropact before issue 20 wrote them: no
     `image_size` in config.json (there was no --image-size), no
@@ -186,7 +217,9 @@ def test_a_run_of_the_previous_release_resumes_and_exports(runs, tmp_path, capsy
         os.makedirs(os.path.dirname(os.path.join(run, name)), exist_ok=True)
         with open(os.path.join(run, name), "w") as f:
             f.write("mine")
+    capsys.readouterr()
     assert cli.main(["train", "--resume", "--run-dir", run]) == 0
+    assert "skipped a backup" not in capsys.readouterr().err  # The mid-epoch backup of step 3.
     with open(os.path.join(run, rd.RESULTS)) as f:
         assert json.load(f)["optimizer_steps"] == 4
     assert all(open(os.path.join(run, name)).read() == "mine" for name in users)

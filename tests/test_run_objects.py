@@ -43,8 +43,10 @@ def _model(seed=1):
 
 
 def _state(step, **values):
+    """The state after optimizer step `step` of a run of 4-step epochs."""
+    history = [{"epoch": epoch, "loss": 1.0 / (epoch + 1)} for epoch in range(step // 4)]
     return TrainingState(epoch=step // 4, step=step % 4, optimizer_steps=step, steps_per_epoch=4,
-                         seeds=[[step, 7]], processes=1, **values)
+                         history=history, seeds=[[step, 7]], processes=1, **values)
 
 
 def test_training_state_round_trips_through_json():
@@ -232,7 +234,17 @@ def _saved(backups, step):
     ({"step": 5}, "step 5 is not in an epoch of 4 steps"),
     ({"processes": 0}, "'processes' is 0, below 1"),
     ({"format": 2}, "not a backup of format 1 (2)"),
-    ({"optimizer_steps": 2, "step": 2, "epoch": 0}, "it holds optimizer step 2, not 6"),
+    ({"optimizer_steps": 2, "step": 2, "epoch": 0, "history": []},
+     "it holds optimizer step 2, not 6"),
+    # Issue 25: positions no run can be at were resumed (22 steps instead of 20).
+    ({"epoch": 1, "step": 0}, "epoch 1, step 0 is optimizer step 4 in epochs of 4 steps, not 6"),
+    ({"epoch": 0, "step": 6, "steps_per_epoch": 8}, "it holds 1 history rows at epoch 0"),
+    # Typed history rows and metric totals (a 37-line traceback; exit 2
+    # in the first step, without naming the file or falling back).
+    ({"history": ["x"]}, "history row 0 is 'x', not the logs of epoch 0"),
+    ({"history": [{"epoch": 0, "loss": [1]}]}, "history row 0 holds 'loss': [1], not a number"),
+    ({"metrics": [1.0]}, "it holds 1 metric values, the model 2: it belongs to another model"),
+    ({"metrics": [[1.0], 2.0]}, "its metric value for loss/total is not a number array of shape ()"),
 ])
 def test_a_backup_is_checked_field_by_field_before_it_is_loaded(tmp_path, capsys, change, problem):
     backups = Backups(str(tmp_path / "backup"))
@@ -243,6 +255,19 @@ def test_a_backup_is_checked_field_by_field_before_it_is_loaded(tmp_path, capsys
     rd.write_json(backups._path(6, ".json"), {**saved, **change})
     assert backups.restore(_model()).optimizer_steps == 4  # The one before.
     assert f"skipped a backup: step-000000006.json: {problem}" in capsys.readouterr().err
+
+
+def test_a_backup_of_other_epochs_than_the_runs_is_skipped(tmp_path, capsys):
+    backups = Backups(str(tmp_path / "backup"))
+    backups.save(_model(), _state(4))
+    backups.save(_model(), _state(6))
+    assert backups.restore(_model(), steps_per_epoch=4, epochs=2) == _state(6)
+    with pytest.raises(RuntimeError, match=r"step-000000006.json: it was taken in epochs of 4 "
+                                           r"optimizer steps; they are now 3 .*step-000000004"):
+        backups.restore(_model(), steps_per_epoch=3, epochs=2)
+    assert backups.restore(_model(), steps_per_epoch=4, epochs=1) == _state(4)
+    assert ("step-000000006.json: it is at epoch 1, step 2, past the run's 1 epochs"
+            in capsys.readouterr().err)
 
 
 def test_a_backup_naming_another_file_is_never_loaded(tmp_path, capsys):

@@ -20,6 +20,7 @@ from keras_dropact.training import faults
 from keras_dropact.training import run_files
 from keras_dropact.training.state import TrainingState
 from keras_dropact.training.state import assign
+from keras_dropact.training.state import check_values
 from keras_dropact.training.state import seed_variables
 
 FORMAT = 1
@@ -136,8 +137,9 @@ class Backups:
         for _, name in sorted(old):
             os.remove(os.path.join(self.directory, name))
 
-    def _state(self, step, mark):
-        """The checked `TrainingState` of backup `step` and its weights file.
+    def _state(self, step, mark, fits):
+        """The checked `TrainingState` of backup `step` and its weights file;
+        `fits` is `(steps_per_epoch, epochs)` of the run now, or None.
 
         Raises:
             OSError, ValueError: the backup is damaged or not of this format.
@@ -155,6 +157,8 @@ class Backups:
         state = TrainingState.from_json({k: v for k, v in saved.items() if k not in ENVELOPE})
         if state.optimizer_steps != step:
             raise ValueError(f"it holds optimizer step {state.optimizer_steps}, not {step}")
+        if fits is not None:
+            state.check_fits(*fits)
         if state.before_epoch_end:
             raise ReplayInstead(
                 f"it was taken after the last step of epoch {state.epoch}, before the "
@@ -168,17 +172,27 @@ class Backups:
             raise ValueError(f"{own} is damaged (SHA-256 mismatch)")
         return state, weights
 
-    def _load(self, model, step, mark):
+    def _load(self, model, step, mark, fits):
         """Loads backup `step` into `model`; returns its state (raises if unusable)."""
-        state, weights = self._state(step, mark)
+        state, weights = self._state(step, mark, fits)
+        if state.metrics is not None:  # Added to the model's after the first step.
+            check_values(model.metrics_variables, state.metrics, "metric")
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         model.load_weights(weights)
         assign(seed_variables(model), state.seeds, "random-seed")
         return state
 
-    def restore(self, model):
+    def restore(self, model, steps_per_epoch=None, epochs=None):
         """Loads the newest usable backup into `model`; returns its `TrainingState`.
+
+        A backup is usable when every check passes: its files (format, own
+        weights file, SHA-256), its state (`TrainingState.from_json`: a
+        position a run can be at), a run of `epochs` epochs of
+        `steps_per_epoch` steps, when given (`TrainingState.check_fits`),
+        and `model`'s variables (weights, random seeds, and metric totals:
+        build the compiled metrics first, `state.build_metrics`). One that
+        fails is skipped, named, and the one before it used.
 
         Returns None when the folder holds no backup to resume from (none,
         or only `ReplayInstead` ones: the run starts at step 0).
@@ -187,10 +201,11 @@ class Backups:
             RuntimeError: there are backups but none is usable (the message
                 names each file and what is wrong with it).
         """
+        fits = None if steps_per_epoch is None else (steps_per_epoch, epochs)
         problems, damaged = [], False
         for step, mark in self.marks():
             try:
-                state = self._load(model, step, mark)
+                state = self._load(model, step, mark, fits)
             except Exception as error:  # noqa: BLE001 - any failure: try the older one.
                 problems.append(f"{os.path.basename(mark)}: {error}")
                 damaged = damaged or not isinstance(error, ReplayInstead)

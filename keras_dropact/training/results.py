@@ -17,6 +17,7 @@ import dataclasses
 import os
 
 from keras_dropact.training import run_files
+from keras_dropact.training.state import history_problem
 
 FILE = "results.json"
 STATUSES = ("finished", "diverged")
@@ -162,25 +163,6 @@ def _range_problem(values):
         return (f"'diverged_in_epoch' is {values['diverged_in_epoch']}, after the "
                 f"{values['epochs_completed']} completed epochs")
     return history_problem(values["history"])
-
-
-def history_problem(history):
-    """The first way `history` is not a list of epoch rows, or None: row i
-    is an object whose "epoch" is i and whose other values are numbers (or
-    null: a non-finite value)."""
-    for index, row in enumerate(history):
-        if not isinstance(row, dict) or row.get("epoch") != index or isinstance(
-                row.get("epoch"), bool):
-            return f"history row {index} is {_short(row)}, not the logs of epoch {index}"
-        for key, value in row.items():
-            if not (value is None or run_files.has_kind(value, float)):
-                return f"history row {index} holds {key!r}: {_short(value)}, not a number"
-    return None
-
-
-def _short(value):
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def read_results(run_dir):

@@ -43,6 +43,7 @@ from keras_dropact.interrupts import StopSignals
 from keras_dropact.training import faults
 from keras_dropact.training import run_dataset
 from keras_dropact.training import runtime as runtime_lib
+from keras_dropact.training import state as state_lib
 from keras_dropact.training.backups import Backups
 from keras_dropact.training.counters import Counters
 from keras_dropact.training.progress import Progress
@@ -242,6 +243,7 @@ class Run:
         if self.resumed:
             run_dataset.check_unchanged(self.dir.path, self.config)
         if self.runtime.is_chief and self.resumed:
+            self.dir.check_folders()
             self.dir.remove_temporaries()
         self.info = pipelines.info(self.config.dataset, image_size=self.config.image_size)
         self.recipe = self.config.resolved_recipe()
@@ -359,11 +361,10 @@ class Run:
         )
         restored = None
         if self.resumed and self.backups is not None:
-            restored = self.backups.restore(self.model)
+            state_lib.build_metrics(self.model, self.info["shape"])
+            restored = self.backups.restore(self.model, steps_per_epoch, self.recipe.epochs)
             if restored is None:
                 self._check_nothing_to_lose()
-            else:
-                self._check_position(restored, steps_per_epoch)
         self.state = restored or TrainingState(steps_per_epoch=steps_per_epoch)
 
         def examples(first_step, stop_step):
@@ -378,31 +379,6 @@ class Run:
         self.progress.set_model(self.model)
         if restored is not None:
             self.progress.write_epoch_files()
-
-    def _check_position(self, state, steps_per_epoch):
-        """Refuses a backup this run cannot continue from.
-
-        Its epochs must have the run's length now: the data (a folder's
-        images; `run_dataset` refuses changed folders first), --batch-size,
-        --steps-per-epoch or the strategy's handling of the last batch may
-        have changed it, and the step arithmetic must never go on with
-        another. Its position must lie in the run's epochs. Then every
-        `fit` of `_fit_epochs` gets a whole, positive number of steps.
-        """
-        where = (f"Cannot resume {self.dir.path!r}: its backup of optimizer step "
-                 f"{state.optimizer_steps}")
-        if state.steps_per_epoch != steps_per_epoch:
-            raise ValueError(
-                f"{where} was taken in epochs of {state.steps_per_epoch} optimizer steps; "
-                f"they are now {steps_per_epoch} (the training data, the batch size or "
-                "the steps per epoch differ from the run's). Nothing was changed; "
-                "restore the data the run started on, or start a new run."
-            )
-        if (state.epoch, state.step) > (self.recipe.epochs, 0):
-            raise ValueError(
-                f"{where} is at epoch {state.epoch}, step {state.step}, past the run's "
-                f"{self.recipe.epochs} epochs. Nothing was changed; start a new run."
-            )
 
     def _check_nothing_to_lose(self):
         """Lets a resume without any backup start at step 0 only if nothing is lost.

@@ -51,6 +51,9 @@ RESULTS = results_lib.FILE
 LOCK = "run.lock"
 # The files of the run directory itself, each written through `run_files`.
 FILES = (DATASET, CONFIG, CHECKPOINT, LOG, MODEL, RESULTS)
+# The folders a run writes into; each must be a folder of its own, never a
+# link to one elsewhere (`check_folders`).
+FOLDERS = (BACKUP, TENSORBOARD)
 
 
 def log_csv(history):
@@ -164,6 +167,21 @@ class RunDir:
         """
         run_files.remove_temporaries(self.path, lambda name: name in FILES)
         run_files.remove_temporaries(self.file(BACKUP), is_backup_file)
+
+    def check_folders(self):
+        """Raises RuntimeError if backup/ or tensorboard/ is not a folder of
+        the run's own: a link would have the run write and prune its backups
+        (or logs) elsewhere."""
+        for name in FOLDERS:
+            path = self.file(name)
+            if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+                what = (f"a link to {os.readlink(path)!r}" if os.path.islink(path)
+                        else "not a folder")
+                raise RuntimeError(
+                    f"{path!r} is {what}; a run writes its {name} only into a folder of its "
+                    "own. Nothing was changed; put a folder there (move the files into it), "
+                    "then resume."
+                )
 
     def progress(self):
         """The files of finished epochs or of a finished model that exist."""
