@@ -29,10 +29,9 @@ from keras_dropact import __version__
 from keras_dropact import interrupts
 from keras_dropact.extras import MissingExtraError
 
-BACKENDS = ("tensorflow", "jax")
-
-
 def _add_backend(parser):
+    from keras_dropact.training.runtime import BACKENDS
+
     parser.add_argument(
         "--backend", choices=BACKENDS,
         help="Keras backend (default: KERAS_BACKEND, else Keras' configured one); "
@@ -87,7 +86,9 @@ def _add_train(subparsers):
     parser.set_defaults(handler=_train)
 
 
-def _train(args, signals):
+def _train(args, signals, argv=None):
+    import keras
+
     from keras_dropact.training import stops
     from keras_dropact.training.config import TrainConfig
     from keras_dropact.training.run import Run
@@ -109,6 +110,9 @@ def _train(args, signals):
                 f"{100 * previous.test_error:.2f}%); nothing to do."
             )
             return 0
+        saved = run.config.backend
+        if saved is not None and saved != keras.backend.backend():
+            _switch_backend(saved, argv, f"{args.run_dir} trains on {saved} (its config.json)")
     else:
         run = Run.new(TrainConfig(run_dir=args.run_dir, **given))
     _enable_jax_compilation_cache()
@@ -153,7 +157,8 @@ def _check_resume_flags(config, given):
     changed = [
         f"--{name.replace('_', '-')} {value!r} (saved: {saved[name]!r})"
         for name, value in given.items()
-        if saved.get(name) != value
+        # A run of an earlier version records no backend: --backend picks it.
+        if saved.get(name) != value and not (name == "backend" and saved[name] is None)
     ]
     if changed:
         raise ValueError(
@@ -284,18 +289,19 @@ def build_parser():
     return parser
 
 
-def _switch_backend(backend, argv):
+def _switch_backend(backend, argv, why=None):
     """Runs this command again with KERAS_BACKEND=backend (never returns).
 
     Only the `dropact` process itself (argv None) restarts; a caller that
     passes argv has Keras loaded in its own process and gets an error.
+    `why` it must: default `--backend BACKEND`.
     """
     import keras
 
     loaded = keras.backend.backend()
     if argv is not None or os.environ.get("KERAS_BACKEND") == backend:
         raise RuntimeError(
-            f"--backend {backend}: Keras is already loaded with the {loaded!r} "
+            f"{why or f'--backend {backend}'}: Keras is already loaded with the {loaded!r} "
             f"backend in this process. Set KERAS_BACKEND={backend} before Keras is "
             f"imported (e.g. KERAS_BACKEND={backend} dropact ...)."
         )
@@ -332,7 +338,7 @@ def main(argv=None):
             from keras_dropact.training import stops
 
             try:
-                return _run(args, argv, lambda: _train(args, signals))
+                return _run(args, argv, lambda: _train(args, signals, argv))
             except stops.CannotWrite as error:
                 print(f"dropact train: error: {error}", file=sys.stderr)
                 if argv is None:

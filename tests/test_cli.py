@@ -128,7 +128,7 @@ def test_bad_input_fails_early_with_the_choices(argv, message, capsys, tmp_path,
 def test_corrupt_checkpoint_is_reported(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    TrainConfig(model="simple-cnn", run_dir=str(run)).save(run / rd.CONFIG)
+    TrainConfig(model="simple-cnn", steps_per_epoch=5, run_dir=str(run)).save(run / rd.CONFIG)
     (run / rd.BACKUP).mkdir()
     for step in (2, 4):
         name = f"step-{step:09d}"

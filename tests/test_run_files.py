@@ -200,9 +200,11 @@ def test_a_run_folder_that_is_a_link_is_refused(runs, tmp_path, capsys, folder):
 
 def _as_the_previous_release_wrote_it(run):
     """The run's files as keras-dropact before issue 20 wrote them: no
-    `image_size` in config.json (there was no --image-size), no
-    dataset.json, and results.json as the release wrote it."""
-    _edit_json(run, rd.CONFIG, lambda config: {k: v for k, v in config.items() if k != "image_size"})
+    `image_size` in config.json (there was no --image-size) and no
+    `backend` (issue 25), no dataset.json, and results.json as the release
+    wrote it."""
+    _edit_json(run, rd.CONFIG, lambda config: {k: v for k, v in config.items()
+                                               if k not in ("image_size", "backend")})
     os.remove(os.path.join(run, "dataset.json"))
 
 
@@ -226,9 +228,13 @@ def test_a_run_of_the_previous_release_resumes_and_exports(runs, tmp_path, capsy
     assert not os.path.exists(os.path.join(run, "log.csv.tmp-99999"))
     finished = _copy(runs, "finished", tmp_path)
     _as_the_previous_release_wrote_it(finished)
-    # Before the JAX backend, results.json had no "distribution" either.
-    _edit_json(finished, rd.RESULTS, lambda r: {k: v for k, v in r.items() if k != "distribution"})
+    # Before the JAX backend, results.json had no "distribution" either; its
+    # config is config.json's.
+    _edit_json(finished, rd.RESULTS, lambda r: {
+        **{k: v for k, v in r.items() if k != "distribution"},
+        "config": {k: v for k, v in r["config"].items() if k not in ("image_size", "backend")}})
     capsys.readouterr()
     assert cli.main(["train", "--resume", "--run-dir", finished]) == 0
     assert "already finished" in capsys.readouterr().out
+    assert cli.main(["evaluate", finished]) == 0
     assert cli.main(["export", finished, "--root", str(tmp_path / "exports"), "--format", "keras"]) == 0

@@ -154,8 +154,10 @@ class Run:
     @classmethod
     def new(cls, config, model_builder=None):
         """A new run of `config`; `fit` creates its directory (default
-        runs/MODEL-DATASET-ACTIVATION-TIME), which must not exist."""
+        runs/MODEL-DATASET-ACTIVATION-TIME), which must not exist. Its
+        backend is the loaded one unless `config.backend` names it."""
         config.run_dir = config.run_dir or default_path(config)
+        config.backend = config.backend or keras.backend.backend()
         return cls(config, resumed=False, model_builder=model_builder)
 
     @classmethod
@@ -231,6 +233,7 @@ class Run:
         (entered on `stack`). Returns the results of a resumed run that has
         ended, else None."""
         faults.point("run_start")
+        self._check_backend()
         self.runtime = runtime_lib.make(self.config.strategy)
         validate(self.config, self.model_builder, self.runtime.num_replicas)
         raise_if_signalled(self.signals, self.dir.path, started=False)
@@ -255,6 +258,20 @@ class Run:
         self.out = RunDir(stack.enter_context(self.runtime.writable_dir(self.dir.path)))
         stack.enter_context(self.runtime.scope())
         return None
+
+    def _check_backend(self):
+        """Refuses to train on another Keras backend than the run's: a
+        resume there would not continue the same run (other random streams,
+        other numerics)."""
+        wanted, loaded = self.config.backend, keras.backend.backend()
+        if wanted not in (None, loaded):
+            what = (f"Run {self.dir.path!r} trains on the {wanted} backend (its config.json)"
+                    if self.resumed else f"This run asks for the {wanted} backend")
+            raise ValueError(
+                f"{what}, but Keras is loaded with {loaded}. Nothing was changed; set "
+                f"KERAS_BACKEND={wanted} before Keras is imported (`dropact train` switches "
+                "by itself)."
+            )
 
     def _claim(self, stack):
         """The chief's hold on the run directory: created (new run), locked,

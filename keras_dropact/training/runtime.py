@@ -42,6 +42,8 @@ _BACKENDS = {
         "note": " (keras.distribution.DataParallel)",
     },
 }
+# The Keras backends a run trains on (--backend, `TrainConfig.backend`).
+BACKENDS = tuple(_BACKENDS)
 
 
 def _check_strategy(name, backend):
