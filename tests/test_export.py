@@ -328,6 +328,26 @@ def test_a_name_is_one_folder_under_the_root(run, tmp_path, capsys, name):
     assert os.listdir(tmp_path) == []
 
 
+def test_the_default_name_is_the_runs_real_folder_name(run, tmp_path, capsys, monkeypatch):
+    """Issue 25: `cd RUN/backup && dropact export .. --root X` wrote X/../1,
+    outside --root; `export .` wrote ROOT/1, with no name folder."""
+    root = tmp_path / "root" / "models"
+    for where, source in ((os.path.join(run, rd.BACKUP), ".."), (run, ".")):
+        monkeypatch.chdir(where)
+        assert cli.main(["export", source, "--root", str(root), "--format", "keras"]) == 0
+    assert os.listdir(tmp_path) == ["root"] and os.listdir(root) == ["digits-run-keras"]
+    assert version_folders(root / "digits-run-keras") == ["1", "2"]
+    # A model folder under --root that is a link is refused: the export
+    # would be written where the link points.
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", root / "linked-keras")
+    capsys.readouterr()
+    assert cli.main(["export", run, "--name", "linked", "--root", str(root), "--format", "keras"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dropact export: error: {str(root / 'linked-keras')!r} is a link: ")
+    assert len(err.splitlines()) == 1 and os.listdir(tmp_path / "elsewhere") == []
+
+
 def test_a_root_that_is_a_file_is_refused(run, tmp_path, capsys):
     """Issue 20: `export --root FILE` gave a NotADirectoryError traceback."""
     file = tmp_path / "notes.txt"

@@ -44,15 +44,26 @@ METADATA = "metadata.json"
 ONNX_OPSET = 17
 
 
-def check_name(name):
-    """ValueError unless `name` is one path component (a folder name under --root)."""
+def check_name(name, what=None):
+    """ValueError unless `name` is one path component (a folder name under
+    --root); `what` the name is, for the message (default `--name NAME`)."""
     separators = [s for s in (os.sep, os.altsep) if s]
     if (not isinstance(name, str) or name in ("", ".", "..") or "\0" in name
             or any(s in name for s in separators)):
         raise ValueError(
-            f"--name {name!r} is not a model name: a name is one folder name under "
-            f"--root (not empty, not '.' or '..', without {' or '.join(map(repr, separators))})."
+            f"{what or f'--name {name!r}'} is not a model name: a name is one folder name "
+            f"under --root (not empty, not '.' or '..', without "
+            f"{' or '.join(map(repr, separators))})."
         )
+
+
+def default_name(source):
+    """The model name of `source` without --name: the real name of its run
+    directory (or `.keras` file, without the extension), whatever the path
+    says (`.`, `..`, a link), checked as --name is."""
+    name = os.path.basename(os.path.realpath(source)).removesuffix(".keras")
+    check_name(name, f"The name of {source!r}, {name!r},")
+    return name
 
 
 def check_root(root):
@@ -77,8 +88,17 @@ def next_version(model_root):
 
 
 def export_path(root, name, fmt, version):
+    """ROOT/NAME[-FORMAT]/VERSION, checked: a model folder that is a link
+    (an export would be written where it points) or a version that exists
+    is refused."""
     folder = name if fmt == "saved_model" else f"{name}-{fmt}"
     model_root = os.path.join(root, folder)
+    if os.path.islink(model_root) or (os.path.lexists(model_root) and not os.path.isdir(model_root)):
+        raise ValueError(
+            f"{model_root!r} is {'a link' if os.path.islink(model_root) else 'not a folder'}: "
+            "an export is written only into a folder of its own under --root. Nothing was "
+            "written; choose another --name or --root."
+        )
     version = next_version(model_root) if version is None else int(version)
     if version < 1:
         raise ValueError(f"--version must be a positive integer, got {version}.")
@@ -126,8 +146,7 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
     artifacts.model_path(source)  # Fails early if there is no model.
     record, _ = run_dataset.resolve(source, dataset)
     training = run_record(source)
-    name = name or os.path.basename(os.path.normpath(source)).removesuffix(".keras")
-    version_dir = export_path(root, name, fmt, version)
+    version_dir = export_path(root, name or default_name(source), fmt, version)
 
     from keras_dropact.training import serving
 
