@@ -322,7 +322,9 @@ def main(argv=None):
     SIGINT and SIGTERM are held from the command's first instruction
     (`keras_dropact.interrupts`): one that arrives while the command starts
     stops it with one line; `dropact train` hands them to its run, which
-    stops where nothing is lost; the other commands stop at once on Ctrl-C.
+    stops where nothing is lost; the other commands stop at once, removing
+    what they had half-written. Either way: one line and 128 + the signal.
+    A file that cannot be written (a full disk) is one line and exit 74.
     """
     with interrupts.command_signals() as signals:
         try:
@@ -334,34 +336,44 @@ def main(argv=None):
         if args.command is None:
             parser.print_help()
             return 0
-        if args.command == "train" and signals.received is None:
-            from keras_dropact.training import stops
+        if signals.received is not None:
+            name = signal.Signals(signals.received).name
+            print(f"dropact {args.command}: interrupted by {name} before the command started; "
+                  "nothing was done.", file=sys.stderr)
+            return 128 + signals.received
+        if args.command == "train":
+            command = lambda: _train(args, signals, argv)  # noqa: E731
+        else:
+            signals.at_once = True
+            command = lambda: args.handler(args)  # noqa: E731
+        return _stopped_in_one_line(args, argv, command)
 
-            try:
-                return _run(args, argv, lambda: _train(args, signals, argv))
-            except stops.CannotWrite as error:
-                print(f"dropact train: error: {error}", file=sys.stderr)
-                if argv is None:
-                    # A write that failed inside HDF5 leaves h5py objects
-                    # whose cleanup crashes the interpreter (h5py issue 914):
-                    # end now, while the error still holds them.
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                    os._exit(stops.EXIT_CANNOT_WRITE)
-                return stops.EXIT_CANNOT_WRITE
-    if signals.received is not None:
-        name = signal.Signals(signals.received).name
-        print(f"dropact {args.command}: interrupted by {name} before the command started; "
-              "nothing was done.", file=sys.stderr)
-        return 128 + signals.received
+
+def _stopped_in_one_line(args, argv, command):
+    """`_run(args, argv, command)`; a signal or a file that cannot be
+    written is one line and its exit code."""
+    from keras_dropact.training import stops
+
     try:
-        return _run(args, argv, lambda: args.handler(args))
-    except KeyboardInterrupt:
-        print(f"dropact {args.command}: interrupted by SIGINT.", file=sys.stderr)
-        return 128 + signal.SIGINT
-    except interrupts.Interrupted as stop:  # A training run of `repro`.
+        return _run(args, argv, command)
+    except (KeyboardInterrupt, interrupts.StoppedAtOnce) as stop:
+        signum = getattr(stop, "signum", signal.SIGINT)
+        print(f"dropact {args.command}: interrupted by {signal.Signals(signum).name}.",
+              file=sys.stderr)
+        return 128 + signum
+    except interrupts.Interrupted as stop:  # A training run of `train` or `repro`.
         print(f"dropact {args.command}: {stop}", file=sys.stderr)
         return 128 + stop.signum
+    except stops.CannotWrite as error:
+        print(f"dropact {args.command}: error: {error}", file=sys.stderr)
+        if argv is None:
+            # A write that failed inside HDF5 leaves h5py objects whose
+            # cleanup crashes the interpreter (h5py issue 914): end now,
+            # while the error still holds them.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(stops.EXIT_CANNOT_WRITE)
+        return stops.EXIT_CANNOT_WRITE
 
 
 def _run(args, argv, command):

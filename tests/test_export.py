@@ -5,6 +5,7 @@ is exported once per format for the whole module.
 """
 
 import base64
+import errno
 import json
 import os
 import re
@@ -421,18 +422,23 @@ def image_files(tmp_path_factory, test_batch, expected):
     for name, data in files.items():
         (folder / name).write_bytes(data)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    # Random bytes, not UTF-8 text (issue 25: "'utf-8' codec can't decode byte 0xd4").
+    (folder / "random.png").write_bytes(b"\xd4\xff" + np.random.default_rng(5).bytes(3000))
     classes = {name: str(expected["class_id"][i]) for i, name in enumerate(files)}
     return folder, classes
 
 
 def test_predict_prints_the_classes_of_image_files(run, saved_model, image_files, expected, capsys):
     folder, classes = image_files
-    paths = [str(folder / n) for n in ("gray.png", "rgb.png", "big.png", "broken.png")]
+    paths = [str(folder / n) for n in ("gray.png", "rgb.png", "big.png", "broken.png", "random.png")]
     model_folder = os.path.dirname(saved_model["path"])  # Its highest version is used.
     for source in (run, model_folder):
         assert cli.main(["predict", source, *paths, "--top-k", "3"]) == 1
         captured = capsys.readouterr()
-        assert "broken.png" in captured.err and "not a decodable PNG, JPEG, GIF or BMP image" in captured.err
+        broken, random_bytes = captured.err.splitlines()
+        assert "broken.png" in broken and "not a decodable PNG, JPEG, GIF or BMP image" in broken
+        assert random_bytes == (f"dropact predict: error: cannot read {paths[-1]!r}: not a decodable "
+                                "PNG, JPEG, GIF or BMP image (unknown file format)")
         answers = re.findall(r"^(\S+)\n  ([\d.]+)  (\S+) \(class", captured.out, re.M)
         assert [(os.path.basename(f), c) for f, _, c in answers] == [(n, classes[n]) for n in ("gray.png", "rgb.png", "big.png")]
         assert float(answers[0][1]) == pytest.approx(expected["probabilities"][0].max(), abs=1e-4)
@@ -654,3 +660,87 @@ def test_resume_refuses_a_folder_that_no_longer_matches_the_run(folder_run, tmp_
     assert err.startswith(f"dropact train: error: folder:{data} no longer matches run {run!r}")
     assert "classes ('a', 'b') -> ('b', 'zz')" in err and len(err.strip().splitlines()) == 1
     assert snapshot() == before
+
+
+# Signals and full disks in every command (issue 25) -------------------------
+
+STOPPED = """
+import os, signal, sys, time
+from keras_dropact import cli
+from keras_dropact.training import evaluate, faults, predict
+
+def stopped(*args, **kwargs):  # SIGTERM while the command works.
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)
+    raise AssertionError("SIGTERM did not stop the command")
+
+evaluate.evaluate = predict.predict = stopped
+run, root = sys.argv[1:]
+codes = [cli.main(["evaluate", run]), cli.main(["predict", run, "x.png"])]
+os.environ[faults.ENV] = "export_publish@SIGTERM"  # The version is complete, not renamed.
+codes.append(cli.main(["export", run, "--root", root, "--format", "keras"]))
+print(codes)
+"""
+
+
+def test_sigterm_stops_evaluate_predict_and_export_in_one_line(run, tmp_path):
+    """Issue 25: killed with no message (SIGTERM's default), the export's
+    temporary folder left until the next export."""
+    root = str(tmp_path / "models")
+    process = subprocess.run([sys.executable, "-c", STOPPED, run, root], capture_output=True,
+                             text=True, timeout=300)
+    assert process.returncode == 0 and process.stdout.split("\n")[-2] == "[143, 143, 143]", (
+        process.stderr[-3000:])
+    lines = [line for line in process.stderr.splitlines() if line.startswith("dropact")]
+    assert lines == [f"dropact {command}: interrupted by SIGTERM."
+                     for command in ("evaluate", "predict", "export")], process.stderr[-3000:]
+    assert not os.path.exists(root)  # No temporary folder, no empty folder.
+
+
+def test_a_full_disk_during_an_export_is_one_line(run, tmp_path, capsys, monkeypatch):
+    from keras_dropact.training import faults
+
+    root = tmp_path / "models"
+    monkeypatch.setenv(faults.ENV, "export_publish@ENOSPC")
+    assert cli.main(["export", run, "--root", str(root), "--format", "keras"]) == 74
+    err = capsys.readouterr().err
+    assert err == (f"dropact export: error: cannot write {str(root / 'digits-run-keras' / '1')!r} "
+                   "(No space left on device); nothing was published; free space, then export again\n")
+    assert not os.path.exists(root)
+
+
+def _can_mount_a_tmpfs():
+    from tests.test_run_lifecycle import _can_mount_a_tmpfs
+
+    return _can_mount_a_tmpfs()
+
+
+@pytest.mark.skipif(not _can_mount_a_tmpfs(), reason="no user mount namespace for a tmpfs")
+def test_a_real_full_disk_during_an_export(run, tmp_path):
+    """Issue 25: an OSError traceback (a SavedModel: a 51-line
+    ResourceExhaustedError one, `test_tensorflows_full_disk_is_an_os_error`)."""
+    (tmp_path / "mnt").mkdir()
+    script = (f"mount -t tmpfs -o size=100k tmpfs {tmp_path}/mnt && {sys.executable} -m "
+              f"keras_dropact.cli export {run} --root {tmp_path}/mnt/models --format keras "
+              f"2> {tmp_path}/err; echo $? > {tmp_path}/code; ls -A {tmp_path}/mnt > {tmp_path}/left")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run(["unshare", "-Urm", "sh", "-c", script], env=env, timeout=300, check=True)
+    err = (tmp_path / "err").read_text()
+    assert (tmp_path / "code").read_text().strip() == "74", err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith("dropact")]
+    assert lines == [f"dropact export: error: cannot write '{tmp_path}/mnt/models/digits-run-keras/1' "
+                     "(No space left on device); nothing was published; free space, then export "
+                     "again"] and "Traceback" not in err, err[-3000:]
+    assert (tmp_path / "left").read_text() == ""
+
+
+def test_tensorflows_full_disk_is_an_os_error():
+    # What TensorFlow raised writing a SavedModel to a full 100 kB tmpfs.
+    import tensorflow as tf
+
+    message = "/x/variables/variables_temp/part-0; No space left on device [Op:SaveV2]"
+    with pytest.raises(OSError) as error, export_lib._full_disk_as_os_error():
+        raise tf.errors.ResourceExhaustedError(None, None, message)
+    assert error.value.errno == errno.ENOSPC
+    with pytest.raises(tf.errors.ResourceExhaustedError), export_lib._full_disk_as_os_error():
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")

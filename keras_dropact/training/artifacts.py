@@ -38,7 +38,7 @@ def load_model(source):
     path as a SavedModel folder and report "File not found").
     """
     path = model_path(source)
-    fix = "re-run or re-export it, or use the run's checkpoint.keras"
+    fix = _fix_for(path)
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
@@ -55,6 +55,19 @@ def load_model(source):
         keras.saving.load_model, path,
         f"Cannot load the model in {path!r}: the file is corrupt or not a keras-dropact model",
     )
+
+
+def _fix_for(path):
+    """What to do about the damaged model file `path`."""
+    folder, name = os.path.split(path)
+    if not os.path.isfile(os.path.join(folder, rd.CONFIG)):
+        return "export or train it again"
+    if name == rd.CHECKPOINT:
+        from keras_dropact.training.stops import resume_command
+
+        return f"the run's backups write it again when it resumes: {resume_command(folder)}"
+    return (f"move it away to use the run's {rd.CHECKPOINT} (the model at the end of its last "
+            "epoch), or train the run again")
 
 
 def load_saved_model(path):

@@ -26,6 +26,8 @@ temporary folders of this machine's exports whose process is gone. NAME is
 one folder name under ROOT; an export never writes outside ROOT.
 """
 
+import contextlib
+import errno
 import os
 import time
 
@@ -37,6 +39,7 @@ from keras_dropact.training import faults
 from keras_dropact.training import run_dataset
 from keras_dropact.training import run_files
 from keras_dropact.training.results import read_results
+from keras_dropact.training.stops import CannotWrite
 
 FORMATS = ("saved_model", "onnx", "keras")
 TOLERANCE = 1e-5
@@ -159,15 +162,18 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
     try:
         with run_files.atomic_folder(
                 version_dir, before_rename=lambda: faults.point("export_publish")) as temporary:
-            _WRITERS[fmt](functions, model_file(temporary, fmt))
+            with _full_disk_as_os_error():
+                _WRITERS[fmt](functions, model_file(temporary, fmt))
             difference = check(model, spec, model_file(temporary, fmt), fmt)
             metadata = build_metadata(source, fmt, spec, functions, difference, training)
             os.makedirs(os.path.dirname(metadata_path(temporary, fmt)), exist_ok=True)
             run_files.write_json(metadata_path(temporary, fmt), metadata)
-    except BaseException:
+    except BaseException as error:
         for folder in reversed(created):  # Innermost first; only if left empty.
             if not os.listdir(folder):
                 os.rmdir(folder)
+        if isinstance(error, CannotWrite):
+            error.advise("nothing was published; free space, then export again")
         raise
     return {
         "path": model_file(version_dir, fmt),
@@ -200,6 +206,23 @@ def _make_folders(path):
             ) from None
         created.append(folder)
     return created
+
+
+@contextlib.contextmanager
+def _full_disk_as_os_error():
+    """TensorFlow reports a full disk (or quota) while writing a SavedModel
+    as ResourceExhaustedError ("... No space left on device [Op:SaveV2]"):
+    raised here as the OSError it is, which `run_files.atomic_folder` turns
+    into one line (`stops.CannotWrite`)."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.ResourceExhaustedError as error:
+        for code in (errno.ENOSPC, errno.EDQUOT):
+            if os.strerror(code) in error.message:
+                raise OSError(code, os.strerror(code)) from error
+        raise
 
 
 def _require_tensorflow_backend():

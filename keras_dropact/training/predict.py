@@ -84,6 +84,8 @@ class Predictor:
             outputs = self._function(tf.constant([data]))
         except tf.errors.InvalidArgumentError as error:
             raise ValueError(f"not a decodable PNG, JPEG, GIF or BMP image ({_reason(error.message)})") from None
+        except UnicodeDecodeError:  # Exports before issue 25 put a file's first bytes in the message.
+            raise ValueError("not a decodable PNG, JPEG, GIF or BMP image (unknown file format)") from None
         return outputs["probabilities"].numpy()[0]
 
 
