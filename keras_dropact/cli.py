@@ -30,7 +30,7 @@ from keras_dropact import interrupts
 from keras_dropact.extras import MissingExtraError
 
 def _add_backend(parser):
-    from keras_dropact.training.runtime import BACKENDS
+    from keras_dropact.training.strategies import BACKENDS
 
     parser.add_argument(
         "--backend", choices=BACKENDS,

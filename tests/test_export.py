@@ -20,6 +20,7 @@ import pytest
 from keras_dropact import cli
 from keras_dropact import pipelines
 from keras_dropact.training import export as export_lib
+from keras_dropact.training import run_dataset
 from keras_dropact.training import run_dir as rd
 from keras_dropact.training import serving
 from keras_dropact.training.artifacts import load_model
@@ -583,7 +584,7 @@ def test_export_and_predict_keep_the_runs_classes_when_the_folder_changes(folder
     (tmp_path / "bright.png").write_bytes(encode_png(np.full((5, 5, 3), 230, "uint8")))
     expected = export_lib.run_exported(os.path.join(run, rd.MODEL), "keras", np.full((1, 8, 8, 3), 230, "uint8"),
                                        spec=serving.ServingSpec.for_record(
-                                           export_lib.run_dataset.DatasetRecord.of(f"folder:{data}", 8), load_model(run)))
+                                           run_dataset.DatasetRecord.of(f"folder:{data}", 8), load_model(run)))
     with renamed(data / "a", "zz"):
         result = export_lib.export(run, "saved_model", name="f", root=str(tmp_path / "models"))
         metadata = export_lib.read_metadata(result["path"], "saved_model")

@@ -125,10 +125,9 @@ def test_backups_are_taken_every_n_steps_but_not_at_an_epochs_last_step():
     assert [state.optimizer_steps for state in after if backups.should_save(state)] == [2, 6, 10]
 
 
-def _runtime(processes=1, drop_remainder=False, chief=True):
+def _runtime(processes=1, drop_remainder=False):
     runtime = Runtime()
-    runtime.num_processes, runtime.drop_remainder, runtime.is_chief = processes, drop_remainder, chief
-    runtime.task = "worker1"
+    runtime.num_processes, runtime.drop_remainder = processes, drop_remainder
     return runtime
 
 
@@ -148,9 +147,9 @@ def test_only_the_chief_writes_the_run_directory(tmp_path, monkeypatch):
     (run / "backup" / "step-000000002.json").write_text("{}")
     # A killed process' temporary file, which the chief may be removing: not copied.
     (run / "backup" / "step-000000003.json.tmp-999").write_text("{")
-    with _runtime(chief=True).writable_dir(str(run)) as out:
+    with rd.RunDir(str(run)).writable(is_chief=True, task="worker1") as out:
         assert out == str(run)
-    with _runtime(chief=False).writable_dir(str(run)) as out:
+    with rd.RunDir(str(run)).writable(is_chief=False, task="worker1") as out:
         assert out != str(run) and os.path.basename(out).startswith("dropact-worker1-")
         assert os.listdir(os.path.join(out, "backup")) == ["step-000000002.json"]
     assert not os.path.exists(out)
@@ -160,7 +159,7 @@ def test_only_the_chief_writes_the_run_directory(tmp_path, monkeypatch):
     (tmp_path / "tmp" / "dropact-worker1-0123").mkdir()  # Another run's.
     with open(os.path.join(out, "backup", "step-000000001.weights.h5"), "wb") as f:
         f.write(b"a killed worker's copy")
-    with _runtime(chief=False).writable_dir(str(run)) as again:
+    with rd.RunDir(str(run)).writable(is_chief=False, task="worker1") as again:
         assert again == out
         assert os.listdir(os.path.join(again, "backup")) == ["step-000000002.json"]
     assert sorted(os.listdir(tmp_path / "tmp")) == ["dropact-worker1-0123"]

@@ -8,8 +8,8 @@ from keras_dropact.layers import ACTIVATIONS
 from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
 from keras_dropact.layers import check_keep_probability
 from keras_dropact.training import recipes
-from keras_dropact.training.runtime import BACKENDS
-from keras_dropact.training.runtime import STRATEGIES
+from keras_dropact.training.strategies import BACKENDS
+from keras_dropact.training.strategies import STRATEGIES
 from keras_dropact.training import run_files
 
 # config.json keys that files of earlier versions lack, with the value that

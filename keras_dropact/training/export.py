@@ -36,8 +36,8 @@ import numpy as np
 from keras_dropact.extras import require
 from keras_dropact.training import artifacts
 from keras_dropact.training import faults
-from keras_dropact.training import run_dataset
 from keras_dropact.training import run_files
+from keras_dropact.training import sources
 from keras_dropact.training.results import read_results
 from keras_dropact.training.stops import CannotWrite
 
@@ -146,15 +146,14 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
     if name is not None:
         check_name(name)
     check_root(root)
-    artifacts.model_path(source)  # Fails early if there is no model.
-    record, _ = run_dataset.resolve(source, dataset)
-    training = run_record(source)
+    resolved = sources.resolve(source, dataset)
+    results = read_results(source) if os.path.isdir(source) else None
     version_dir = export_path(root, name or default_name(source), fmt, version)
 
     from keras_dropact.training import serving
 
-    model = artifacts.load_model(source)
-    spec = serving.ServingSpec.for_record(record, model)
+    model = artifacts.load_model(resolved.model_file)
+    spec = serving.ServingSpec.for_record(resolved.record, model)
     functions = serving.ServingFunctions(model, spec)
     model_root = os.path.dirname(version_dir)
     created = _make_folders(model_root)
@@ -165,7 +164,7 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
             with _full_disk_as_os_error():
                 _WRITERS[fmt](functions, model_file(temporary, fmt))
             difference = check(model, spec, model_file(temporary, fmt), fmt)
-            metadata = build_metadata(source, fmt, spec, functions, difference, training)
+            metadata = build_metadata(resolved, fmt, spec, functions, difference, results)
             os.makedirs(os.path.dirname(metadata_path(temporary, fmt)), exist_ok=True)
             run_files.write_json(metadata_path(temporary, fmt), metadata)
     except BaseException as error:
@@ -178,7 +177,7 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
     return {
         "path": model_file(version_dir, fmt),
         "format": fmt,
-        "dataset": record.dataset,
+        "dataset": resolved.record.dataset,
         "signatures": metadata["signatures"],
         "max_abs_difference": difference,
     }
@@ -367,26 +366,16 @@ def read_metadata(version_dir, fmt):
                                "Export the run again.")
 
 
-def run_record(source):
-    """(config dict or None, `Results` or None) of a run directory; (None,
-    None) for a model file. Read before anything is written: an unreadable
-    file stops the export with a one-line error naming it."""
-    if not os.path.isdir(source):
-        return None, None
-    config = artifacts.run_config(source)
-    return (config.to_dict() if config else None), read_results(source)
-
-
-def build_metadata(source, fmt, spec, functions, difference, training):
-    """What a server operator needs to know about an export; `training` is
-    `run_record(source)`."""
+def build_metadata(source, fmt, spec, functions, difference, results):
+    """What a server operator needs to know about an export of the
+    `sources.Source` `source`; `results` is its run's `Results`, or None."""
     from keras_dropact.training.run import versions
 
-    config, results = training
+    config = None if source.config is None else source.config.to_dict()
     normalisation = spec.normalisation
     return {
         "format": fmt,
-        "source": os.path.abspath(source),
+        "source": os.path.abspath(source.path),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **spec.describe(),
         "normalisation_parameters": {

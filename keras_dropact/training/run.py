@@ -6,12 +6,13 @@
 A run owns its configuration, its run directory (`RunDir`), the `Runtime` it
 executes on, its model, its backups and its `TrainingState`. `fit` goes:
 
-1. the runtime (`runtime.make`), then `validate`: nothing is written yet;
+1. the backend checked, the runtime made (`strategies`), then `validate`:
+   nothing is written yet;
 2. the chief creates (new run) and locks the run directory and writes
    dataset.json and config.json; a resumed run that has ended returns its
    results;
-3. the model is built, compiled and restored from the newest backup, whose
-   position is checked against the run's epochs;
+3. the dtype policy and op determinism set (`numerics`); the model built,
+   compiled and restored from the newest usable backup (`Backups.restore`);
 4. `model.fit` of the interrupted epoch's remaining steps, then of the
    other epochs, with the `Progress` callback (backups, history, log.csv,
    checkpoint.keras, divergence and signal stops);
@@ -23,7 +24,7 @@ the whole `fit`), read between these stages and after every step: the run
 stops where nothing is lost, with one line (`stops.TrainingInterrupted`).
 
 Every process of a distributed run makes the same calls; only the chief
-writes the run directory, the others a temporary copy (`writable_dir`).
+writes the run directory, the others a temporary copy (`RunDir.writable`).
 """
 
 import contextlib
@@ -42,7 +43,8 @@ from keras_dropact import pipelines
 from keras_dropact.interrupts import StopSignals
 from keras_dropact.training import faults
 from keras_dropact.training import run_dataset
-from keras_dropact.training import runtime as runtime_lib
+from keras_dropact.training import numerics
+from keras_dropact.training import strategies
 from keras_dropact.training import state as state_lib
 from keras_dropact.training.backups import Backups
 from keras_dropact.training.counters import Counters
@@ -103,7 +105,7 @@ def versions():
     """The software a run used, for `results.json` and export metadata."""
     import tensorflow as tf
 
-    backend = keras.backend.backend()
+    backend = strategies.loaded_backend()
     found = {
         "keras_dropact": __version__,
         "keras": keras.__version__,
@@ -114,18 +116,6 @@ def versions():
     }
     found.setdefault(backend, importlib.metadata.version(backend))
     return found
-
-
-@contextlib.contextmanager
-def _dtype_policy(policy):
-    """Keras' global dtype policy set to `policy` (None: unchanged) for the block."""
-    previous = keras.config.dtype_policy()
-    if policy is not None:
-        keras.config.set_dtype_policy(policy)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 class Run:
@@ -157,7 +147,7 @@ class Run:
         runs/MODEL-DATASET-ACTIVATION-TIME), which must not exist. Its
         backend is the loaded one unless `config.backend` names it."""
         config.run_dir = config.run_dir or default_path(config)
-        config.backend = config.backend or keras.backend.backend()
+        config.backend = config.backend or strategies.loaded_backend()
         return cls(config, resumed=False, model_builder=model_builder)
 
     @classmethod
@@ -233,8 +223,9 @@ class Run:
         (entered on `stack`). Returns the results of a resumed run that has
         ended, else None."""
         faults.point("run_start")
-        self._check_backend()
-        self.runtime = runtime_lib.make(self.config.strategy)
+        strategies.check_backend(self.config.backend, (
+            f"Run {self.dir.path!r} (its config.json)" if self.resumed else "This run"))
+        self.runtime = strategies.make(self.config.strategy)
         validate(self.config, self.model_builder, self.runtime.num_replicas)
         raise_if_signalled(self.signals, self.dir.path, started=False)
         if self.runtime.is_chief:
@@ -250,28 +241,13 @@ class Run:
             self.dir.remove_temporaries()
         self.info = pipelines.info(self.config.dataset, image_size=self.config.image_size)
         self.recipe = self.config.resolved_recipe()
-        mixed = self.config.mixed_precision
-        stack.enter_context(_dtype_policy(
-            self.runtime.mixed_precision_policy() if mixed else None
-        ))
-        stack.enter_context(self.runtime.deterministic(self.config.deterministic))
-        self.out = RunDir(stack.enter_context(self.runtime.writable_dir(self.dir.path)))
+        has_gpu = self.runtime.has_gpu()
+        stack.enter_context(numerics.dtype_policy(self.config.mixed_precision, has_gpu))
+        stack.enter_context(numerics.op_determinism(self.config.deterministic))
+        self.out = RunDir(stack.enter_context(
+            self.dir.writable(self.runtime.is_chief, self.runtime.task)))
         stack.enter_context(self.runtime.scope())
         return None
-
-    def _check_backend(self):
-        """Refuses to train on another Keras backend than the run's: a
-        resume there would not continue the same run (other random streams,
-        other numerics)."""
-        wanted, loaded = self.config.backend, keras.backend.backend()
-        if wanted not in (None, loaded):
-            what = (f"Run {self.dir.path!r} trains on the {wanted} backend (its config.json)"
-                    if self.resumed else f"This run asks for the {wanted} backend")
-            raise ValueError(
-                f"{what}, but Keras is loaded with {loaded}. Nothing was changed; set "
-                f"KERAS_BACKEND={wanted} before Keras is imported (`dropact train` switches "
-                "by itself)."
-            )
 
     def _claim(self, stack):
         """The chief's hold on the run directory: created (new run), locked,

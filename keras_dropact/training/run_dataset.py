@@ -30,7 +30,6 @@ import os
 from typing import Mapping, Optional, Tuple
 
 from keras_dropact.pipelines import registry
-from keras_dropact.training import artifacts
 from keras_dropact.training import run_files
 from keras_dropact.training.run_dir import DATASET
 
@@ -215,29 +214,3 @@ def check_matches(record, run_dir, current=None):
             f"{record.dataset} no longer matches run {run_dir!r} ({FILE}): "
             f"{'; '.join(changes)}. Restore the data the run started on, or start a new run."
         )
-
-
-def resolve(source, dataset=None):
-    """(record, data_dir) of the data the model behind `source` was trained on.
-
-    `dataset` names it for a bare `.keras` file (read now: a folder is
-    scanned); a run directory's own is its recorded one, with its
-    `--data-dir`.
-
-    Raises:
-        ValueError: a bare model file without `dataset`; an unknown name.
-        RuntimeError: the run's dataset.json is unusable.
-    """
-    if dataset is not None:
-        return DatasetRecord.of(dataset), None
-    config = artifacts.run_config(source) if os.path.isdir(source) else None
-    if config is None:
-        from keras_dropact import pipelines
-
-        what = "a folder without config.json" if os.path.isdir(source) else "a model file"
-        raise ValueError(
-            f"{source!r} is {what}, not a run directory: name the dataset its model "
-            f"was trained on with --dataset (one of {', '.join(pipelines.names())}); "
-            "its normalisation and class names come from that dataset."
-        )
-    return read(source, config.dataset), config.data_dir

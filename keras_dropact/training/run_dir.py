@@ -24,9 +24,11 @@ one line naming it and the problem. See docs/guides/training.md.
 
 import contextlib
 import csv
+import hashlib
 import io
 import os
 import shutil
+import tempfile
 import time
 
 from keras_dropact.training import faults
@@ -186,6 +188,46 @@ class RunDir:
     def progress(self):
         """The files of finished epochs or of a finished model that exist."""
         return [name for name in (LOG, CHECKPOINT, MODEL) if os.path.exists(self.file(name))]
+
+    @contextlib.contextmanager
+    def writable(self, is_chief=True, task="process0"):
+        """The directory this process writes the run into, for a `with` block.
+
+        The chief (`is_chief`) writes the run directory itself. Every other
+        process of a distributed run must still run the same callbacks
+        (saving reads synchronised variables, a collective operation all
+        processes join), so it writes into a temporary directory, removed on
+        exit, holding a copy of the run's backups, so that a resumed run
+        restores the same state everywhere; this needs the run directory on
+        a filesystem all processes can read.
+
+        The temporary directory has one name per run and `task`
+        (`temporary_copy`): a process killed by SIGKILL cannot remove its
+        copy (as large as the backups), and the next process of that run
+        and task removes it before it starts.
+        """
+        if is_chief:
+            yield self.path
+            return
+        temporary = self.temporary_copy(task)
+        shutil.rmtree(temporary, ignore_errors=True)  # A killed process' leftovers.
+        os.makedirs(temporary)
+        try:
+            if os.path.isdir(self.file(BACKUP)):
+                # Backups only: the chief may be removing a killed process'
+                # temporary files (`remove_temporaries`) meanwhile.
+                shutil.copytree(self.file(BACKUP), os.path.join(temporary, BACKUP),
+                                ignore=lambda folder, names: [
+                                    name for name in names if not is_backup_file(name)])
+            yield temporary
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+    def temporary_copy(self, task):
+        """`TMPDIR/dropact-TASK-HASH`: the temporary run directory of the
+        process `task` (HASH: of the run directory's absolute path)."""
+        digest = hashlib.sha256(os.path.abspath(self.path).encode()).hexdigest()[:16]
+        return os.path.join(tempfile.gettempdir(), f"dropact-{task}-{digest}")
 
     # The files -------------------------------------------------------------
 
