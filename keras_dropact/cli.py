@@ -7,15 +7,22 @@
     dropact recipes   list the training recipes
     dropact repro     reproduce the paper's figures and tables
 
-Every subcommand is a thin wrapper over `keras_dropact.training`, which tests
-and notebooks call directly.
+Every subcommand parses its flags into calls of `keras_dropact.training`
+(`dropact train`: `run.Run`, as `train.train` does), which tests and
+notebooks call directly.
 
-`--backend jax|tensorflow` (train, evaluate, export) picks the Keras backend.
+`--backend jax|tensorflow` (train, evaluate) picks the Keras backend;
+`export` always runs on TensorFlow, and `train --resume` on the backend the
+run recorded in its config.json.
 Keras reads KERAS_BACKEND once, when it is first imported, and importing
 `keras_dropact` imports Keras; so when the flag asks for another backend than
 the one loaded, `dropact` sets KERAS_BACKEND and re-executes itself
 (`python -m keras_dropact.cli ...`) before doing anything else.
 `KERAS_BACKEND=jax dropact ...` does the same without the restart.
+
+Every command ends a signal (SIGINT, SIGTERM) with one line and exit status
+128 + the signal, and a file it cannot write (a full disk) with one line and
+74 (`main`).
 """
 
 import argparse

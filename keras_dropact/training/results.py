@@ -72,6 +72,8 @@ class Results(collections.abc.Mapping):
     message: str | None = None
 
     def __post_init__(self):
+        for name in ("config", "recipe", "history", "distribution", "versions"):
+            object.__setattr__(self, name, run_files.strict(getattr(self, name)))
         problem = problem_of(self.to_json())
         if problem is not None:
             raise ValueError(problem)

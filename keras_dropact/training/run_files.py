@@ -111,14 +111,15 @@ def atomic_write(path, extension=""):
         raise
 
 
-def _strict(value):
-    """`value` with every non-finite float replaced by None (JSON null)."""
+def strict(value):
+    """`value` as strict JSON holds it: tuples as lists, every non-finite
+    float as None (null)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _strict(item) for key, item in value.items()}
+        return {key: strict(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_strict(item) for item in value]
+        return [strict(item) for item in value]
     return value
 
 
@@ -126,7 +127,7 @@ def write_json(path, value):
     """Writes `value` as strict JSON to `path` (`atomic_write`): NaN and
     infinite floats become null (Python's json would write bare `NaN`)."""
     with atomic_write(path) as temporary, open(temporary, "w") as f:
-        json.dump(_strict(value), f, indent=2, allow_nan=False)
+        json.dump(strict(value), f, indent=2, allow_nan=False)
 
 
 def write_text(path, text):
