@@ -42,6 +42,7 @@ FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
+FILE_NAMES = tuple(name for pair in FILES.values() for name in pair)
 SYSTEM_FOLDER = "/usr/share/datasets/fashion-mnist"
 HOW_TO_GET = (
     "install the Debian package (apt-get install dataset-fashion-mnist), or run "
@@ -58,8 +59,7 @@ def keras_cache_folder():
 
 def _missing_files(folder):
     """The file names of the four that `folder` lacks."""
-    return [name for pair in FILES.values() for name in pair
-            if not os.path.isfile(os.path.join(folder, name))]
+    return [name for name in FILE_NAMES if not os.path.isfile(os.path.join(folder, name))]
 
 
 def find(data_dir=None):
@@ -89,18 +89,13 @@ def find(data_dir=None):
     if builder is not None:
         return "tfds", builder
     incomplete = [f"{f} (lacks {', '.join(_missing_files(f))})" for f in folders
-                  if os.path.isdir(f) and len(_missing_files(f)) < 4]
+                  if os.path.isdir(f) and len(_missing_files(f)) < len(FILE_NAMES)]
     raise tfds_source.DatasetNotPreparedError(
         f"Dataset {NAME!r} not found: looked in {folders[0]}, {folders[1]} and for TFDS "
         f"{TFDS_NAME!r} in {tfds_source.dataset_folder(TFDS_NAME)[0]}"
         f"{'; incomplete: ' + ', '.join(incomplete) if incomplete else ''}. To get the files, "
         f"{HOW_TO_GET} (or pass a folder holding them with --data-dir)."
     )
-
-
-def _stamp(path):
-    stat = os.stat(path)
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 @functools.lru_cache(maxsize=2)
@@ -120,7 +115,7 @@ def read_arrays(folder, split):
         idx.IdxError: a file is damaged or not what it must be (named).
     """
     paths = [os.path.join(folder, name) for name in FILES[split]]
-    return _read_files(*paths, SPLIT_SIZES[split], tuple(_stamp(p) for p in paths))
+    return _read_files(*paths, SPLIT_SIZES[split], tuple(offline.file_stamp(p) for p in paths))
 
 
 def load(spec, split, data_dir=None, download=True):

@@ -317,11 +317,14 @@ def _image_shapes(root, paths):
     Raises:
         ValueError: naming the first file that cannot be read or decoded.
     """
-    stamps = []
-    for path in paths:
-        stat = os.stat(path)
-        stamps.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
-    return _decoded_shapes(root, tuple(paths), tuple(stamps))
+    stamps = tuple(file_stamp(path) for path in paths)
+    return _decoded_shapes(root, tuple(paths), stamps)
+
+
+def file_stamp(path):
+    """(inode, size, mtime) of `path`: a cache key that changes when the file does."""
+    stat = os.stat(path)
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 @functools.lru_cache(maxsize=4)

@@ -29,7 +29,7 @@ from tests.conftest import tensorflow_only
 
 pytestmark = tensorflow_only
 
-ALL_FILES = [name for pair in fashion_mnist.FILES.values() for name in pair]
+ALL_FILES = list(fashion_mnist.FILE_NAMES)
 SYSTEM_FILES = [os.path.join(fashion_mnist.SYSTEM_FOLDER, name) for name in ALL_FILES]
 real = pytest.mark.skipif(
     not all(os.path.isfile(path) for path in SYSTEM_FILES),
