@@ -84,7 +84,7 @@ RECIPES = {
         nesterov=True,
         description=(
             "CPU-sized, for Fashion-MNIST: quick's optimiser over 20 epochs with two decays "
-            "(x0.1 at 10 and 15); with --train-size 10000 about 20 min for ResNet-20 on 2 cores."
+            "(x0.1 at 10 and 15); with --train-size 10000, 21 min for ResNet-20 on 2 shared cores."
         ),
     ),
     "mnist1d": Recipe(
