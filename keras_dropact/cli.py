@@ -171,7 +171,7 @@ def _add_compare(subparsers):
         description=(
             "Train the same setup (every `dropact train` flag but --activation, --p, "
             "--run-dir and --resume) once per arm and seed, seeds shared across arms, "
-            "and write OUT/report.md and report.json: errors with 95%% intervals, "
+            "and write OUT/report.md and report.json: errors with 95% intervals, "
             "differences to the first arm paired by seed, learning curves. Rerunning "
             "the command continues a killed comparison (needs the repro extra)."
         ),

@@ -148,7 +148,7 @@ class Plan:
         fixed = sorted(set(flags) & set(PER_RUN) - {"seed"})
         if fixed:
             raise ValueError(f"dropact compare sets {', '.join(fixed)} per arm and run; leave them out.")
-        first = flags.pop("seed", 0)
+        first = flags.pop("seed", TrainConfig.seed)
         self.arms = parse_arms(arms)
         if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
             raise ValueError(f"--seeds must be an integer in [1, {MAX_SEEDS}], got {seeds!r}.")
@@ -156,7 +156,7 @@ class Plan:
             raise ValueError(f"--out must be a folder, got {out!r}.")
         self.flags, self.out, self.command = flags, out, command
         # TrainConfig checks the flags, the first seed and every arm's activation and p.
-        base = [self.config(arm, first) for arm in self.arms][0]
+        base, *_ = [self.config(arm, first) for arm in self.arms]
         if first + seeds - 1 > MAX_SEED:
             raise ValueError(f"--seed {first} with --seeds {seeds} reaches seed {first + seeds - 1}, "
                              f"past the largest seed {MAX_SEED}.")
@@ -303,7 +303,7 @@ def _outcome(plan, arm, seed, progress, signals, verbose):
                "test_error": results["test_error"], "history": results["history"]}
     if results["status"] == "finished":
         evaluation = train_split_evaluation(config.run_dir)
-        outcome.update(train_error=evaluation["train_error"],
+        outcome.update(train_error=evaluation["train_error"], train_examples=evaluation["examples"],
                        gap=outcome["test_error"] - evaluation["train_error"],
                        logged_train_error=runs.logged_train_error(results))
         text = (f"test error {100 * outcome['test_error']:.2f}%, "

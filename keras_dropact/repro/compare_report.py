@@ -122,14 +122,15 @@ def markdown(report):
         [[arm["arm"], *(_paired_cell(arm["difference"][key]) for key in PAIRED)]
          for arm in arms if arm["difference"] is not None])
     runs = markdown_table(
-        ["arm", "seed", "test error (%)", "training error (%)", "as fit logged it (%)", "run"],
-        [[run["arm"], run["seed"], *(_percent(run.get(key)) for key in
-                                     ("test_error", "train_error", "logged_train_error")),
+        ["arm", "seed", "test error (%)", "training error (%)", "training examples",
+         "as fit logged it (%)", "run"],
+        [[run["arm"], run["seed"], _percent(run["test_error"]), _percent(run.get("train_error")),
+          run.get("train_examples", "-"), _percent(run.get("logged_train_error")),
           f"`{run['run_dir']}`" + ("" if run["status"] == "finished" else f" ({run['status']})")]
          for arm in arms for run in arm["runs"]])
     given = ", ".join(f"{key} {value}" for key, value in training.items() if value not in (None, False))
     recipe = ", ".join(f"{key} {value}" for key, value in report["recipe"].items()
-                       if key != "description" and value not in (None, ()))
+                       if key != "description" and value not in (None, []))
     return "\n".join([
         f"# dropact compare: {training['model']} on {training['dataset']}", "",
         f"    {report['command']}", "",

@@ -158,10 +158,11 @@ RUN_FIELDS = ("model", "dataset", "activation", "p", "augment", "recipe", "epoch
 
 
 def check_same_run(config, results):
-    """Raises a ValueError unless the finished `results` are a run of `config`.
+    """Raises a ValueError unless `results` (or `{"config": ...}` of a started
+    run's config.json) are of a run of `config`.
 
-    Guards the reuse of a finished run: two experiments (e.g. the table and
-    Figure 4) share a directory only for literally the same run.
+    Guards the reuse of a run: two experiments (e.g. the table and Figure 4)
+    share a directory only for literally the same run.
     """
     done = results["config"]
     differ = [f"{name}: {done.get(name)!r} there, {getattr(config, name)!r} asked"
