@@ -266,21 +266,26 @@ def test_converted_relu6_follows_eq_3_in_training_and_eq_5_in_inference(mobilene
     np.testing.assert_allclose(numpy(layer(x)), 0.1 * x + 0.9 * relu6, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="names resolve without a backend op, and building EfficientNetB0 "
+    "on JAX compiles every initializer (tens of seconds on 2 cores)",
+)
 def test_efficientnet_b0_converts_with_swish_as_silu():
-    keras.utils.set_random_seed(0)
     model = keras.applications.EfficientNetB0(
         weights=None, input_shape=(32, 32, 3), classes=10
     )
     # Built with activation="swish", which Keras resolves to silu: 33
     # Activation layers and 16 squeeze-excite convolutions with it fused.
     assert activation_sites(model) == {"sigmoid": 16, "silu": 49}
-    converted = convert(model, p=1.0, activation="swish")
+    converted = convert(model, activation="swish")
     assert activation_sites(converted) == {"sigmoid": 16}
     assert {layer.activation for layer in drop_activations(converted)} == {"silu"}
     assert len(drop_activations(converted)) == 49
+    assert isinstance(converted.get_layer("block1a_activation"), DropActivation)
     assert isinstance(converted.get_layer("block1a_se_reduce_dropact"), DropActivation)
     assert converted.get_layer("block1a_se_reduce").activation is keras.activations.linear
-    assert_same_inference(converted, model, IMAGES)
+    # p=1 inference equal to the original's: test_names_resolve_as_keras_resolves_them.
 
 
 @pytest.mark.parametrize("name", ["swish", "silu"])
@@ -388,13 +393,21 @@ def test_keras_hub_task_keeps_its_class_preprocessor_and_presets(tmp_path):
     keras.utils.set_random_seed(0)
     task = tiny_resnet_classifier(keras_hub)
     assert activation_sites(task) == {"relu": 5}
-    # A backbone alone comes back as a plain functional model.
-    assert type(convert(task.backbone)).__name__ == "Functional"
     images = np.random.default_rng(0).uniform(0, 255, size=(2, 40, 40, 3)).astype("float32")
+    expected = task.predict(images, verbose=0)
     same = convert(task, p=1.0)
     assert type(same) is type(task) and same.preprocessor is task.preprocessor
     assert len(drop_activations(same.backbone)) == 5
-    np.testing.assert_allclose(same.predict(images, verbose=0), task.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(same.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    # A backbone alone comes back as a plain functional model; the task is
+    # rebuilt around it as docs/reference/convert.md says.
+    backbone = convert(task.backbone, p=1.0)
+    assert type(backbone).__name__ == "Functional"
+    rebuilt = keras_hub.models.ImageClassifier(
+        backbone=backbone, num_classes=task.num_classes, preprocessor=task.preprocessor
+    )
+    rebuilt.get_layer("predictions").set_weights(task.get_layer("predictions").get_weights())
+    np.testing.assert_allclose(rebuilt.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-6)
     converted = convert(task, p=0.9, seed=0)
     converted.save_to_preset(str(tmp_path / "preset"))
     converted.save(tmp_path / "task.keras")
