@@ -72,7 +72,9 @@ def convert(
     Args:
         model: a functional or Sequential `keras.Model` (nested functional or
             Sequential models are converted too), e.g.
-            `keras.applications.ResNet50(weights=None)`.
+            `keras.applications.ResNet50(weights=None)`, or a keras-hub task
+            (rebuilt as its own class around its converted backbone; a
+            keras-hub backbone comes back as a plain functional model).
         p: probability of keeping the nonlinearity, in (0, 1].
         activation: the name of the elementwise Keras activation to convert
             ("relu"; "relu6", "gelu", "swish", ... when asked), or a list of
