@@ -230,6 +230,16 @@ def assert_same_inference(converted, model, x):
 
 IMAGES = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
 
+# Building these keras.applications models on JAX compiles every initializer
+# and the first call every op (about a minute on 2 cores): they run on
+# TensorFlow. What they check does not depend on the backend; the layers of
+# ReLU6, ReLU variants and SiLU are checked on every backend by the small
+# models below and tests/test_layers.py.
+applications_on_tensorflow = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="keras.applications models cost about a minute of XLA compilation on JAX",
+)
+
 
 @pytest.fixture(scope="module")
 def mobilenet_v2():
@@ -239,6 +249,7 @@ def mobilenet_v2():
     )
 
 
+@applications_on_tensorflow
 def test_mobilenet_v2_relu6_converts_with_relu6_only(mobilenet_v2):
     # Its nonlinearities are ReLU(max_value=6): "relu" (max(x, 0)) does not
     # name them; "relu6", as Keras names that function, does.
@@ -252,6 +263,7 @@ def test_mobilenet_v2_relu6_converts_with_relu6_only(mobilenet_v2):
     assert_same_inference(converted, mobilenet_v2, IMAGES)
 
 
+@applications_on_tensorflow
 def test_converted_relu6_follows_eq_3_in_training_and_eq_5_in_inference(mobilenet_v2):
     layer = convert(mobilenet_v2, p=0.9, activation="relu6", seed=0).get_layer("Conv1_relu")
     assert (layer.p, layer.activation, layer.seed) == (0.9, "relu6", 0)
@@ -266,11 +278,7 @@ def test_converted_relu6_follows_eq_3_in_training_and_eq_5_in_inference(mobilene
     np.testing.assert_allclose(numpy(layer(x)), 0.1 * x + 0.9 * relu6, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="names resolve without a backend op, and building EfficientNetB0 "
-    "on JAX compiles every initializer (tens of seconds on 2 cores)",
-)
+@applications_on_tensorflow
 def test_efficientnet_b0_converts_with_swish_as_silu():
     model = keras.applications.EfficientNetB0(
         weights=None, input_shape=(32, 32, 3), classes=10
@@ -314,9 +322,9 @@ def test_names_resolve_as_keras_resolves_them(name):
 
 
 @pytest.mark.parametrize("name", ["swissh", "softmax", 3])
-def test_unknown_name_fails_in_one_line_with_the_choices(name, mobilenet_v2):
+def test_unknown_name_fails_in_one_line_with_the_choices(name):
     with pytest.raises(ValueError) as error:
-        convert(mobilenet_v2, activation=["relu6", name])
+        convert(relu_variants_model(), activation=["relu6", name])
     message = str(error.value)
     assert "\n" not in message
     assert f"{name!r} is not an elementwise Keras activation" in message
