@@ -14,7 +14,7 @@ every weight:
   `DropActivation` named `<layer name>_dropact`.
 
 Names are resolved as Keras resolves them: `activation="swish"` finds the
-layers built with "swish" or "silu", or with the function `keras.activations.silu`.
+layers built with "swish" or "silu", or with `keras.activations.silu`.
 With `p=1` the converted model computes exactly what the original does.
 """
 

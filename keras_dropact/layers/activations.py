@@ -131,6 +131,19 @@ def _check_elementwise(fn):
 _RELU_DEFAULTS = {"max_value": None, "negative_slope": 0.0, "threshold": 0.0}
 
 
+def _non_negative(key, value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not value >= 0
+    ):
+        raise ValueError(
+            f"Invalid value received for argument `{key}` of ReLUVariant: "
+            f"expected a number >= 0. Received: {key}={value!r}"
+        )
+    return float(value)
+
+
 @keras.saving.register_keras_serializable(package="keras_dropact")
 class ReLUVariant:
     """`keras.activations.relu` with fixed arguments: an elementwise callable.
@@ -150,26 +163,11 @@ class ReLUVariant:
     """
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0):
-        arguments = {
-            "max_value": max_value,
-            "negative_slope": negative_slope,
-            "threshold": threshold,
-        }
-        for key, value in arguments.items():
-            if value is None and key == "max_value":
-                continue
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, numbers.Real)
-                or not value >= 0
-            ):
-                raise ValueError(
-                    f"Invalid value received for argument `{key}` of "
-                    f"ReLUVariant: expected a number >= 0. Received: {value!r}"
-                )
-        self.max_value = None if max_value is None else float(max_value)
-        self.negative_slope = float(negative_slope)
-        self.threshold = float(threshold)
+        if max_value is not None:
+            max_value = _non_negative("max_value", max_value)
+        self.max_value = max_value
+        self.negative_slope = _non_negative("negative_slope", negative_slope)
+        self.threshold = _non_negative("threshold", threshold)
 
     def __call__(self, x):
         return keras.activations.relu(
@@ -180,6 +178,7 @@ class ReLUVariant:
         )
 
     def __repr__(self):
+        """The Keras layer computing it, e.g. "ReLU(max_value=3.0)"."""
         arguments = ", ".join(
             f"{key}={value}"
             for key, value in self.get_config().items()
