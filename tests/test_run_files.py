@@ -198,13 +198,16 @@ def test_a_run_folder_that_is_a_link_is_refused(runs, tmp_path, capsys, folder):
     assert _snapshot(elsewhere) == before
 
 
+ADDED = ("image_size", "train_size", "backend")  # config.json keys 0.1.0 did not write.
+
+
 def _as_the_previous_release_wrote_it(run):
     """The run's files as keras-dropact before issue 20 wrote them: no
-    `image_size` in config.json (there was no --image-size) and no
-    `backend` (issue 25), no dataset.json, and results.json as the release
-    wrote it."""
-    _edit_json(run, rd.CONFIG, lambda config: {k: v for k, v in config.items()
-                                               if k not in ("image_size", "backend")})
+    `image_size`, `train_size` and `backend` in config.json (there was no
+    --image-size or --train-size; issue 25 records the backend), no
+    dataset.json, and results.json as the release wrote it."""
+    _edit_json(run, rd.CONFIG, lambda config: {
+        k: v for k, v in config.items() if k not in ADDED})
     os.remove(os.path.join(run, "dataset.json"))
 
 
@@ -232,7 +235,7 @@ def test_a_run_of_the_previous_release_resumes_and_exports(runs, tmp_path, capsy
     # config is config.json's.
     _edit_json(finished, rd.RESULTS, lambda r: {
         **{k: v for k, v in r.items() if k != "distribution"},
-        "config": {k: v for k, v in r["config"].items() if k not in ("image_size", "backend")}})
+        "config": {k: v for k, v in r["config"].items() if k not in ADDED}})
     capsys.readouterr()
     assert cli.main(["train", "--resume", "--run-dir", finished]) == 0
     assert "already finished" in capsys.readouterr().out

@@ -8,17 +8,18 @@ from keras_dropact.layers import ACTIVATIONS
 from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
 from keras_dropact.layers import check_keep_probability
 from keras_dropact.training import recipes
+from keras_dropact.training import run_files
 from keras_dropact.training.strategies import BACKENDS
 from keras_dropact.training.strategies import STRATEGIES
-from keras_dropact.training import run_files
 
 # config.json keys that files of earlier versions lack, with the value that
 # is exactly what those versions did. --image-size came with issue 20: a run
 # of an earlier version read every registered dataset at its own size (None);
 # its folder: runs have no dataset.json and are refused (`run_dataset.read`).
+# --train-size came with issue 24: earlier runs trained on the whole split.
 # The backend came with issue 25: such a run resumes on the loaded backend
 # (None), as it did.
-ADDED_KEYS = {"image_size": None, "backend": None}
+ADDED_KEYS = {"image_size": None, "train_size": None, "backend": None}
 
 # The largest --seed: models give activation site i the seed `seed + i`, and
 # NumPy's and TensorFlow's global seeds must stay below 2**32.
@@ -84,6 +85,7 @@ class TrainConfig:
     run_dir: str | None = None
     strategy: str = "auto"
     steps_per_epoch: int | None = None
+    train_size: int | None = None
     backup_every: int = 50
     deterministic: bool = False
     light: bool = False
@@ -104,7 +106,7 @@ class TrainConfig:
                 f"{', '.join(ACTIVATIONS)}."
             )
         check_keep_probability(self.p)
-        for name in ("epochs", "batch_size", "steps_per_epoch", "backup_every"):
+        for name in ("epochs", "batch_size", "steps_per_epoch", "train_size", "backup_every"):
             value = getattr(self, name)
             if value is not None:
                 _check_int(name, value, minimum=1)
@@ -166,6 +168,11 @@ class TrainConfig:
         if self.augment is None:
             return info["recipe_augment"]
         return None if self.augment == "none" else self.augment
+
+    def train_examples(self, info):
+        """The examples training reads: the first `train_size` of the
+        training split, or all of it. `info` is `pipelines.info(self.dataset)`."""
+        return self.train_size or info["splits"]["train"]
 
     def model_arguments(self):
         """The arguments `models.build` gets beyond the preset's: seed, decay, dropout."""
