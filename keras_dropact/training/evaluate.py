@@ -3,6 +3,7 @@
 from keras_dropact import pipelines
 from keras_dropact.training import artifacts
 from keras_dropact.training import run_dataset
+from keras_dropact.training.config import check_int
 
 
 def evaluate(source, dataset=None, data_dir=None, batch_size=256, split="test"):
@@ -15,6 +16,7 @@ def evaluate(source, dataset=None, data_dir=None, batch_size=256, split="test"):
     model's input size). Returns a dict with `test_error`, `test_loss` and
     the number of examples seen.
     """
+    check_int("batch_size", batch_size)
     artifacts.model_path(source)  # Fails early if there is no model.
     record, run_data_dir = run_dataset.resolve(source, dataset)
     data_dir = data_dir or run_data_dir

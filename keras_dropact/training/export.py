@@ -37,6 +37,7 @@ from keras_dropact.extras import require
 from keras_dropact.training import artifacts
 from keras_dropact.training import run_dataset
 from keras_dropact.training import run_dir as rd
+from keras_dropact.training.config import check_int
 
 FORMATS = ("saved_model", "onnx", "keras")
 TOLERANCE = 1e-5
@@ -119,9 +120,8 @@ def next_version(model_root):
 def export_path(root, name, fmt, version):
     folder = name if fmt == "saved_model" else f"{name}-{fmt}"
     model_root = os.path.join(root, folder)
-    version = next_version(model_root) if version is None else int(version)
-    if version < 1:
-        raise ValueError(f"--version must be a positive integer, got {version}.")
+    version = next_version(model_root) if version is None else version
+    check_int("version", version)
     version_dir = os.path.join(model_root, str(version))
     if os.path.exists(version_dir):
         raise FileExistsError(
