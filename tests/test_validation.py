@@ -49,6 +49,9 @@ def _one_line(err):
         (["--lr", "0"], ["--lr must be a positive learning rate, e.g. --lr 0.1; got 0.0"]),
         (["--lr", "-0.1"], ["--lr must be a positive learning rate", "-0.1"]),
         (["--lr", "nan"], ["--lr must be a positive learning rate", "nan"]),
+        # Issue 25: float32 held it as infinity; the schedule cannot hold it at all.
+        (["--lr", "1e300"], ["--lr 1e+300 is more than float32, in which the optimizer computes, "
+                             "holds (3.402823e+38); e.g. --lr 0.1."]),
         (["--weight-decay=-1e-4"], ["--weight-decay must be a weight decay >= 0", "-0.0001"]),
         (["--dropout", "1"], ["--dropout must be a dropout rate in [0, 1)", "got 1.0"]),
         (["--dropout", "-0.1"], ["--dropout must be a dropout rate in [0, 1)", "got -0.1"]),

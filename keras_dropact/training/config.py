@@ -26,6 +26,8 @@ MAX_SEED = 2**31 - 1
 MAX_COUNT = 2**31 - 1
 # TF Serving reads a version folder's name as an int64.
 MAX_VERSION = 2**63 - 1
+# float32's largest: the optimizer computes the learning rate in float32.
+MAX_LEARNING_RATE = 3.4028234663852886e38
 # The range of every integer flag of every `dropact` command, checked by
 # `check_int` for the flags, config.json and the Python API alike
 # (docs/reference/validation.md). Image sizes: `pipelines.check_image_size`.
@@ -126,6 +128,9 @@ class TrainConfig:
         check_int("seed", self.seed)
         _check_number("lr", self.lr, "a positive learning rate, e.g. --lr 0.1",
                       lambda v: v > 0)
+        if self.lr is not None and self.lr > MAX_LEARNING_RATE:
+            raise ValueError(f"--lr {self.lr} is more than float32, in which the optimizer "
+                             f"computes, holds ({MAX_LEARNING_RATE:.7g}); e.g. --lr 0.1.")
         _check_number("weight_decay", self.weight_decay,
                       "a weight decay >= 0, e.g. --weight-decay 5e-4 (0 for none)",
                       lambda v: v >= 0)
