@@ -27,6 +27,11 @@ from keras_dropact.pipelines import augment as _augment  # noqa: E402
 from keras_dropact.pipelines import offline as _offline  # noqa: E402
 from keras_dropact.pipelines import registry as _registry  # noqa: E402
 from keras_dropact.pipelines import tfds_source as _tfds_source  # noqa: E402
+from keras_dropact.pipelines.limits import MAX_IMAGE_BYTES  # noqa: E402
+from keras_dropact.pipelines.limits import MAX_IMAGE_PIXELS  # noqa: E402
+from keras_dropact.pipelines.limits import check_image_size  # noqa: E402
+from keras_dropact.pipelines.limits import read_image_file  # noqa: E402
+from keras_dropact.pipelines.limits import size_problem as image_size_problem  # noqa: E402
 from keras_dropact.pipelines.pipeline import Pipeline as _Pipeline  # noqa: E402
 from keras_dropact.pipelines.pipeline import batches_per_pass  # noqa: E402
 from keras_dropact.pipelines.pipeline import check_positive_int as _check_positive_int  # noqa: E402
@@ -35,16 +40,20 @@ from keras_dropact.pipelines.tfds_source import DatasetNotPreparedError  # noqa:
 
 __all__ = [
     "DatasetNotPreparedError",
+    "MAX_IMAGE_BYTES",
+    "MAX_IMAGE_PIXELS",
     "augmentations",
     "batches_per_pass",
     "check_image_size",
     "class_names",
     "dataset_fn",
     "ensure_available",
+    "image_size_problem",
     "info",
     "load",
     "names",
     "prepare",
+    "read_image_file",
     "stream_examples",
     "stream_fn",
 ]
@@ -247,12 +256,6 @@ def ensure_available(name, data_dir=None, download=True):
     elif spec.loader is not _offline.load_folder:  # `get` decoded a folder's images.
         for split in _registry.SPLITS:
             spec.loader(spec, split, data_dir=data_dir, download=download)
-
-
-def check_image_size(image_size):
-    """`image_size` (None, N or [height, width]) as [height, width] or None;
-    ValueError naming the value otherwise."""
-    return _offline.check_image_size(image_size)
 
 
 def class_names(name):

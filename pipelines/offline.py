@@ -10,7 +10,6 @@ import collections
 import dataclasses
 import functools
 import hashlib
-import numbers
 import os
 import random
 import re
@@ -20,6 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_dropact.extras import require
+from keras_dropact.pipelines.limits import check_image_file
+from keras_dropact.pipelines.limits import check_image_size
 
 # scikit-learn's digits: 1797 images; a fixed permutation (numpy's
 # RandomState(0), whose stream numpy guarantees across versions) puts the
@@ -138,26 +139,6 @@ class FolderContents:
             f"common size; {self.other_sizes} of {total} images have another size and are "
             "resized to it (choose the size with --image-size)."
         )
-
-
-def check_image_size(image_size):
-    """`image_size` as [height, width], or None; ValueError for anything else.
-
-    An int N means [N, N].
-    """
-    if image_size is None:
-        return None
-    values = [image_size] if isinstance(image_size, numbers.Integral) else image_size
-    if (
-        not isinstance(values, (list, tuple))
-        or len(values) not in (1, 2)
-        or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in values)
-    ):
-        raise ValueError(
-            "--image-size must be a positive size in pixels, N or HEIGHTxWIDTH "
-            f"(e.g. 32 or 48x64); got {image_size!r}."
-        )
-    return [int(values[0]), int(values[-1])]
 
 
 def _text(name, path, what):
@@ -280,8 +261,10 @@ def scan_folder(path, image_size=None):
     Raises:
         ValueError: PATH is missing; or it has fewer than 2 classes, a class
             or split without images, different classes in train/ and
-            test/, a class folder name that is not UTF-8, or an image that
-            does not decode. The message names the folder or file and what
+            test/, a class folder name that is not UTF-8, an image file
+            that is no regular file or is larger than `MAX_IMAGE_BYTES`
+            (`limits`), or an image that does not decode. The message
+            names the folder or file and what
             to fix.
     """
     image_size = check_image_size(image_size)
@@ -314,17 +297,31 @@ def scan_folder(path, image_size=None):
 def _image_shapes(root, paths):
     """int array [len(paths), 3]: (height, width, channels) of every image.
 
+    Every file is checked first (`limits.check_image_file`: a regular file
+    of at most `MAX_IMAGE_BYTES`), without opening it.
+
     Raises:
         ValueError: naming the first file that cannot be read or decoded.
     """
-    stamps = tuple(file_stamp(path) for path in paths)
-    return _decoded_shapes(root, tuple(paths), stamps)
+    stamps = []
+    for path in paths:
+        try:
+            info = check_image_file(path)  # No FIFO, device or huge file is read.
+        except ValueError as error:
+            raise ValueError(f"folder:{root}: cannot read image {path!r}: {error}. Replace or "
+                             "delete the file.") from None
+        stamps.append(_stamp(info))
+    return _decoded_shapes(root, tuple(paths), tuple(stamps))
 
 
 def file_stamp(path):
     """(inode, size, mtime) of `path`: a cache key that changes when the file does."""
-    stat = os.stat(path)
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+    return _stamp(os.stat(path))
+
+
+def _stamp(info):
+    """`file_stamp` of a file whose `os.stat` is `info`."""
+    return info.st_ino, info.st_size, info.st_mtime_ns
 
 
 @functools.lru_cache(maxsize=4)

@@ -103,7 +103,7 @@ BAD = [
     (["--arm", "relu", "--arm", "dropact", "--seeds", "0"], "--seeds must be an integer in [1, 1000], got 0"),
     (["--arm", "relu", "--arm", "dropact", "--seed", "2147483647", "--seeds", "2"],
      "reaches seed 2147483648, past the largest seed 2147483647"),
-    (["--arm", "relu", "--arm", "dropact", "--epochs", "0"], "--epochs must be >= 1, got 0"),
+    (["--arm", "relu", "--arm", "dropact", "--epochs", "0"], "--epochs must be in [1, 2147483647], got 0."),
     (["--arm", "relu", "--arm", "dropact", "--dataset", "nope"], "nope"),
     (["--arm", "relu", "--arm", "dropact", "--strategy", "multiworker"], "trains in one process"),
 ]

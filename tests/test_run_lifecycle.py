@@ -300,7 +300,7 @@ def test_a_non_finite_evaluation_is_a_divergence(tmp_path, capsys):
 
 def test_a_divergence_in_epoch_0_is_recorded_in_epoch_0(tmp_path, capsys):
     run = str(tmp_path / "diverged")
-    code = cli.main(["train", "--run-dir", run, "--lr", "1e300", "--steps-per-epoch", "1",
+    code = cli.main(["train", "--run-dir", run, "--lr", "3e38", "--steps-per-epoch", "1",
                      "--epochs", "3"])
     assert code == 3, capsys.readouterr().err[-3000:]
     results = _results(run)

@@ -69,9 +69,9 @@ def test_a_backup_holds_the_state_and_its_envelope(tmp_path):
     (step, mark), = backups.marks()
     with open(mark) as f:
         saved = json.load(f)
-    # The backup format (FORMAT 1): the state's fields, then the weights file and its hash.
+    # The backup format (FORMAT 2): the state's fields, then the weights file and its hash.
     assert list(saved) == [*TrainingState().to_json(), "format", "weights", "sha256"]
-    assert step == 6 and saved["weights"] == "step-000000006.weights.h5" and saved["format"] == 1
+    assert step == 6 and saved["weights"] == "step-000000006.weights.h5" and saved["format"] == 2
     restored_model = _model(seed=2)
     state = backups.restore(restored_model)
     assert state == _state(6)
@@ -79,6 +79,33 @@ def test_a_backup_holds_the_state_and_its_envelope(tmp_path):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
     # The seed state comes from the JSON, not from the weights file.
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(seed_variables(restored_model)[0]), [6, 7])
+
+
+def test_a_backup_of_format_1_restores_into_an_optimizer_with_a_schedule(tmp_path, recwarn):
+    """Before issue 25 the optimizer's rate was a variable, saved second in
+    its state; with a `LearningRateSchedule` there is none (schedule.py)."""
+    backups = Backups(str(tmp_path / "backup"))
+    old = _model()  # SGD(0.1): a learning-rate variable, as format 1 has.
+    old.optimizer.iterations.assign(6)
+    for variable in old.optimizer.variables[2:]:
+        variable.assign(np.full(variable.shape, 0.25, "float32"))
+    backups.save(old, _state(6))
+    (_, mark), = backups.marks()
+    with open(mark) as f:
+        rd.write_json(mark, {**json.load(f), "format": 1})
+    new = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), DropActivation(seed=3)])
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([3], [0.5, 0.05])
+    new.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9), loss="mse")
+    new.optimizer.build(new.trainable_variables)
+    assert len(new.optimizer.variables) == len(old.optimizer.variables) - 1
+    assert backups.restore(new) == _state(6)
+    assert not [w for w in recwarn if "Skipping variable loading" in str(w.message)]
+    assert int(keras.ops.convert_to_numpy(new.optimizer.iterations)) == 6
+    for variable in new.optimizer.variables[1:]:
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), 0.25)
+    for a, b in zip(new.weights, old.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    assert float(keras.ops.convert_to_numpy(new.optimizer.learning_rate)) == np.float32(0.05)
 
 
 def test_backups_keep_the_latest_two_and_prune_the_rest(tmp_path):
@@ -232,7 +259,7 @@ def _saved(backups, step):
     ({"history": None, "extra": 1}, "unknown keys ['extra']"),
     ({"step": 5}, "step 5 is not in an epoch of 4 steps"),
     ({"processes": 0}, "'processes' is 0, below 1"),
-    ({"format": 2}, "not a backup of format 1 (2)"),
+    ({"format": 3}, "not a backup of format 1 or 2 (3)"),
     ({"optimizer_steps": 2, "step": 2, "epoch": 0, "history": []},
      "it holds optimizer step 2, not 6"),
     # Issue 25: positions no run can be at were resumed (22 steps instead of 20).

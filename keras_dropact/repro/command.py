@@ -40,11 +40,25 @@ def add_parser(subparsers):
     return parser
 
 
+def _check_counts(args):
+    """The integer flags in their ranges (`config.INT_RANGES`), before `--out` is made."""
+    from keras_dropact.training.config import MAX_SEED
+    from keras_dropact.training.config import check_int
+
+    for name in ("seeds", "first_seed", "epochs", "steps_per_epoch", "steps"):
+        if getattr(args, name) is not None:
+            check_int(name, getattr(args, name))
+    if args.first_seed + args.seeds - 1 > MAX_SEED:
+        raise ValueError(
+            f"--first-seed {args.first_seed} and --seeds {args.seeds} give seeds up to "
+            f"{args.first_seed + args.seeds - 1}; the largest seed is {MAX_SEED}."
+        )
+
+
 def run(args):
     import os
 
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}.")
+    _check_counts(args)
     if args.setup is not None and args.experiment not in ("fig2", "fig4", "table"):
         raise ValueError(f"--setup is for fig2, fig4 and table, not {args.experiment}.")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))

@@ -15,6 +15,7 @@ import os
 import re
 import stat
 import sys
+import warnings
 
 from keras_dropact.training import faults
 from keras_dropact.training import run_files
@@ -23,7 +24,11 @@ from keras_dropact.training.state import assign
 from keras_dropact.training.state import check_values
 from keras_dropact.training.state import seed_variables
 
-FORMAT = 1
+# 2: the optimizer's state has no learning-rate variable (the rate is a
+# `LearningRateSchedule`, `schedule.py`); 1 (before issue 25): it has one,
+# right after the step counter. Both are read (`_load_weights`).
+FORMAT = 2
+READ_FORMATS = (1, 2)
 KEEP = 2  # Backups kept: the latest and the one before it.
 # A backup's JSON: the `TrainingState`, then these keys of its own.
 ENVELOPE = {"format": (int,), "weights": (str,), "sha256": (str,)}
@@ -149,8 +154,9 @@ class Backups:
         if not isinstance(saved, dict):
             raise ValueError(f"a JSON object is needed, not {type(saved).__name__}")
         problem = run_files.record_problem({key: saved.get(key) for key in ENVELOPE}, ENVELOPE)
-        if problem is not None or saved["format"] != FORMAT:
-            raise ValueError(f"not a backup of format {FORMAT} ({problem or saved['format']})")
+        if problem is not None or saved["format"] not in READ_FORMATS:
+            raise ValueError(f"not a backup of format {' or '.join(map(str, READ_FORMATS))} "
+                             f"({problem or saved['format']})")
         own = os.path.basename(self._path(step, ".weights.h5"))
         if saved["weights"] != own:  # Never a path: ../other_run/... is refused.
             raise ValueError(f"it names the weights file {saved['weights']!r}, not its own {own!r}")
@@ -170,16 +176,16 @@ class Backups:
             raise FileNotFoundError(f"its weights file {own} is missing")
         if sha256(weights) != saved["sha256"]:
             raise ValueError(f"{own} is damaged (SHA-256 mismatch)")
-        return state, weights
+        return state, weights, saved["format"]
 
     def _load(self, model, step, mark, fits):
         """Loads backup `step` into `model`; returns its state (raises if unusable)."""
-        state, weights = self._state(step, mark, fits)
+        state, weights, written_as = self._state(step, mark, fits)
         if state.metrics is not None:  # Added to the model's after the first step.
             check_values(model.metrics_variables, state.metrics, "metric")
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        model.load_weights(weights)
+        _load_weights(model, weights, written_as)
         assign(seed_variables(model), state.seeds, "random-seed")
         return state
 
@@ -224,3 +230,41 @@ class Backups:
     def _report(problems):
         for problem in problems:
             print(f"dropact: skipped a backup: {problem}", file=sys.stderr)
+
+
+def _load_weights(model, weights, written_as):
+    """`model.load_weights(weights)` for a backup of format `written_as`.
+
+    A format-1 backup's optimizer state holds a learning-rate variable
+    right after the step counter, which an optimizer whose rate is a
+    schedule lacks (Keras would then skip the whole optimizer state with a
+    warning): the model's weights are loaded by Keras, the optimizer's
+    state from the file without that value.
+
+    Raises:
+        ValueError: the optimizer state does not fit the model's optimizer.
+    """
+    import h5py
+
+    optimizer = model.optimizer
+    with h5py.File(weights, "r") as f:
+        saved = f.get("optimizer/vars")
+        count = 0 if saved is None else len(saved)
+        if written_as != 1 or optimizer is None or count != len(optimizer.variables) + 1:
+            values = None
+        else:
+            values = [saved[str(i)][()] for i in range(count)]
+    if values is None:
+        model.load_weights(weights)
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(weights)
+    variables = optimizer.variables
+    counter = next(i for i, variable in enumerate(variables) if variable is optimizer.iterations)
+    del values[counter + 1]  # The learning rate: the schedule gives it now.
+    for variable, value in zip(variables, values):
+        if tuple(variable.shape) != value.shape:
+            raise ValueError(f"its optimizer state does not fit the model's ({variable.path}: "
+                             f"shape {value.shape}, not {tuple(variable.shape)})")
+        variable.assign(value)

@@ -24,19 +24,44 @@ ADDED_KEYS = {"image_size": None, "train_size": None, "backend": None}
 # The largest --seed: models give activation site i the seed `seed + i`, and
 # NumPy's and TensorFlow's global seeds must stay below 2**32.
 MAX_SEED = 2**31 - 1
+# The largest count (epochs, batch size, steps, ...): int32's, so that the
+# products a run forms of two counts (optimizer steps = epochs x steps per
+# epoch) stay within the int64 TensorFlow and Keras hold them in.
+MAX_COUNT = 2**31 - 1
+# TF Serving reads a version folder's name as an int64.
+MAX_VERSION = 2**63 - 1
+# float32's largest: the optimizer computes the learning rate in float32.
+MAX_LEARNING_RATE = 3.4028234663852886e38
+# The range of every integer flag of every `dropact` command, checked by
+# `check_int` for the flags, config.json and the Python API alike
+# (docs/reference/validation.md). Image sizes: `pipelines.check_image_size`.
+INT_RANGES = {
+    "epochs": (1, MAX_COUNT),
+    "batch_size": (1, MAX_COUNT),
+    "steps_per_epoch": (1, MAX_COUNT),
+    "train_size": (1, MAX_COUNT),
+    "backup_every": (1, MAX_COUNT),
+    "seed": (0, MAX_SEED),
+    "top_k": (1, MAX_COUNT),
+    "version": (1, MAX_VERSION),
+    "seeds": (1, MAX_COUNT),
+    "first_seed": (0, MAX_SEED),
+    "steps": (1, MAX_COUNT),
+}
 
 
 def _flag(name):
     return "--" + name.replace("_", "-")
 
 
-def _check_int(name, value, minimum, maximum=None):
-    """ValueError unless `value` is an int (not a bool) in [minimum, maximum]."""
+def check_int(name, value):
+    """ValueError naming the flag `name` unless `value` is an int (not a
+    bool) in its range, `INT_RANGES[name]`."""
+    minimum, maximum = INT_RANGES[name]
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{_flag(name)} must be an integer, got {value!r}.")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ValueError(f"{_flag(name)} must be {bound}, got {value}.")
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{_flag(name)} must be in [{minimum}, {maximum}], got {value}.")
 
 
 def _check_number(name, value, wanted, is_valid):
@@ -106,13 +131,17 @@ class TrainConfig:
                 f"{', '.join(ACTIVATIONS)}."
             )
         check_keep_probability(self.p)
-        for name in ("epochs", "batch_size", "steps_per_epoch", "train_size", "backup_every"):
-            value = getattr(self, name)
-            if value is not None:
-                _check_int(name, value, minimum=1)
-        _check_int("seed", self.seed, minimum=0, maximum=MAX_SEED)
+        # None: the recipe's (epochs, batch size, steps per epoch), the whole split (train size).
+        for name in ("epochs", "batch_size", "steps_per_epoch", "train_size"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name))
+        check_int("backup_every", self.backup_every)
+        check_int("seed", self.seed)
         _check_number("lr", self.lr, "a positive learning rate, e.g. --lr 0.1",
                       lambda v: v > 0)
+        if self.lr is not None and self.lr > MAX_LEARNING_RATE:
+            raise ValueError(f"--lr {self.lr} is more than float32, in which the optimizer "
+                             f"computes, holds ({MAX_LEARNING_RATE:.7g}); e.g. --lr 0.1.")
         _check_number("weight_decay", self.weight_decay,
                       "a weight decay >= 0, e.g. --weight-decay 5e-4 (0 for none)",
                       lambda v: v >= 0)

@@ -4,6 +4,7 @@ from keras_dropact import pipelines
 from keras_dropact.training import artifacts
 from keras_dropact.training import run_dataset
 from keras_dropact.training import sources
+from keras_dropact.training.config import check_int
 
 
 def evaluate(source, dataset=None, data_dir=None, batch_size=256, split="test", take=None):
@@ -18,6 +19,7 @@ def evaluate(source, dataset=None, data_dir=None, batch_size=256, split="test", 
     split). Returns a dict with `test_error`, `test_loss` and the number of
     examples seen.
     """
+    check_int("batch_size", batch_size)  # Before the model is read.
     resolved = sources.resolve(source, dataset)
     record, data_dir = resolved.record, data_dir or resolved.data_dir
     if dataset is None:

@@ -38,6 +38,7 @@ from keras_dropact.training import artifacts
 from keras_dropact.training import faults
 from keras_dropact.training import run_files
 from keras_dropact.training import sources
+from keras_dropact.training.config import check_int
 from keras_dropact.training.results import read_results
 from keras_dropact.training.stops import CannotWrite
 
@@ -102,9 +103,8 @@ def export_path(root, name, fmt, version):
             "an export is written only into a folder of its own under --root. Nothing was "
             "written; choose another --name or --root."
         )
-    version = next_version(model_root) if version is None else int(version)
-    if version < 1:
-        raise ValueError(f"--version must be a positive integer, got {version}.")
+    version = next_version(model_root) if version is None else version
+    check_int("version", version)
     version_dir = os.path.join(model_root, str(version))
     if os.path.exists(version_dir):
         raise FileExistsError(

@@ -8,17 +8,21 @@ resize to its input size, map the file's 8-bit pixels to the dataset's
 stored range, normalise) -- the exported one for a SavedModel, the same
 functions built in memory otherwise -- so `predict` answers exactly what TF
 Serving would. A run's class names are the ones it recorded when it started
-(`run_dataset`). A file that cannot be read or decoded gets an error entry;
-the others still get their predictions.
+(`run_dataset`). Only regular files of at most `pipelines.MAX_IMAGE_BYTES`
+are read (`pipelines.read_image_file`: a FIFO is never waited on, a
+device never read). A file that cannot be read or decoded gets an error
+entry; the others still get their predictions.
 """
 
 import os
 
 import numpy as np
 
+from keras_dropact import pipelines
 from keras_dropact.training import artifacts
 from keras_dropact.training import export as export_lib
 from keras_dropact.training import sources
+from keras_dropact.training.config import check_int
 
 
 class Predictor:
@@ -91,19 +95,15 @@ def _reason(message):
 def predict(source, files, top_k=5, dataset=None):
     """[{"file", "predictions": [{"class_id", "class_name", "probability"}]}
     or {"file", "error"}] for each of `files`, in order."""
-    if top_k < 1:
-        raise ValueError(f"--top-k must be >= 1, got {top_k}.")
+    check_int("top_k", top_k)
     predictor = Predictor(source, dataset)
     names = predictor.spec.class_names
     answers = []
     for path in files:
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-            probabilities = predictor.probabilities(data)
-        except (OSError, ValueError) as error:
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-            answers.append({"file": path, "error": f"cannot read {path!r}: {reason}"})
+            probabilities = predictor.probabilities(pipelines.read_image_file(path))
+        except ValueError as error:
+            answers.append({"file": path, "error": f"cannot read {path!r}: {error}"})
             continue
         order = np.argsort(-probabilities, kind="stable")[:top_k]
         answers.append({

@@ -54,7 +54,8 @@ from keras_dropact.training.run_dir import BACKUP
 from keras_dropact.training.run_dir import TENSORBOARD
 from keras_dropact.training.run_dir import RunDir
 from keras_dropact.training.run_dir import default_path
-from keras_dropact.training.schedule import RecipeLearningRate
+from keras_dropact.training.schedule import LearningRateLog
+from keras_dropact.training.schedule import recipe_schedule
 from keras_dropact.training.state import TrainingState
 from keras_dropact.training.stops import CannotWrite
 from keras_dropact.training.stops import TrainingDiverged
@@ -76,18 +77,20 @@ def build_model(config, info, recipe):
     )
 
 
-def make_optimizer(recipe):
-    """The recipe's optimizer: SGD with momentum, or Adam with PyTorch's defaults."""
+def make_optimizer(recipe, steps_per_epoch):
+    """The recipe's optimizer: SGD with momentum, or Adam with PyTorch's
+    defaults, with the recipe's learning-rate schedule (`recipe_schedule`)."""
+    schedule = recipe_schedule(recipe, steps_per_epoch)
     if recipe.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=recipe.lr, epsilon=1e-8)
+        return keras.optimizers.Adam(learning_rate=schedule, epsilon=1e-8)
     return keras.optimizers.SGD(
-        learning_rate=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov
+        learning_rate=schedule, momentum=recipe.momentum, nesterov=recipe.nesterov
     )
 
 
-def compile_model(model, recipe):
+def compile_model(model, recipe, steps_per_epoch):
     model.compile(
-        optimizer=make_optimizer(recipe),
+        optimizer=make_optimizer(recipe, steps_per_epoch),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
@@ -281,7 +284,8 @@ class Run:
         raise_if_signalled(self.signals, self.dir.path)
         self.signals.notice = "stopping after this step" + (
             "" if self.config.light else " and its backup")
-        callbacks = [RecipeLearningRate(self.recipe), *extra_callbacks, self.progress]
+        schedule = recipe_schedule(self.recipe, self.state.steps_per_epoch)
+        callbacks = [LearningRateLog(schedule), *extra_callbacks, self.progress]
         if not self.config.light:
             callbacks.append(keras.callbacks.TensorBoard(self.out.file(TENSORBOARD)))
         try:
@@ -338,18 +342,15 @@ class Run:
     def _build(self):
         """The compiled model, ready for this runtime."""
         model = (self.model_builder or build_model)(self.config, self.info, self.recipe)
-        compile_model(model, self.recipe)
+        compile_model(model, self.recipe, self._epoch_length())
         self.model = self.runtime.prepare(model)
 
     def _restore(self):
         """The state to start from, the newest usable backup's (its files
         written again: a kill may have missed them), and the run's objects."""
         config, runtime = self.config, self.runtime
-        # The epoch length of the run's data now (a backup holds the one it had).
         train_examples = config.train_examples(self.info)
-        steps_per_epoch = config.steps_per_epoch or runtime.steps_per_epoch(
-            train_examples, self.recipe.batch_size
-        )
+        steps_per_epoch = self._epoch_length()
         self.backups = None if config.light else Backups(
             self.out.file(BACKUP), every=config.backup_every
         )
@@ -373,6 +374,13 @@ class Run:
         self.progress.set_model(self.model)
         if restored is not None:
             self.progress.write_epoch_files()
+
+    def _epoch_length(self):
+        """Optimizer steps per epoch of the run's data now (its training split,
+        or its first --train-size examples); a backup holds the one it had."""
+        return self.config.steps_per_epoch or self.runtime.steps_per_epoch(
+            self.config.train_examples(self.info), self.recipe.batch_size
+        )
 
     def _check_nothing_to_lose(self):
         """Lets a resume without any backup start at step 0 only if nothing is lost.

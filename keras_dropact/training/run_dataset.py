@@ -126,18 +126,22 @@ class DatasetRecord:
 
 
 def image_size_argument(text):
-    """The argparse type of `--image-size`: "N" or "HEIGHTxWIDTH" -> [height, width]."""
+    """The argparse type of `--image-size`: "N" or "HEIGHTxWIDTH" -> [height, width].
+
+    Only the form is checked here; the size's range is `TrainConfig`'s to
+    check (`pipelines.check_image_size`), as for config.json.
+    """
     import argparse
 
     from keras_dropact import pipelines
 
     parts = text.lower().split("x")
-    try:
-        if len(parts) > 2 or not all(part.isdigit() and int(part) >= 1 for part in parts):
+    if len(parts) > 2 or not all(part.isdigit() and int(part) >= 1 for part in parts):
+        try:
             pipelines.check_image_size(text)  # A string: raises, naming the text.
-        return pipelines.check_image_size([int(part) for part in parts])
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return [int(parts[0]), int(parts[-1])]
 
 
 def _positive(value):

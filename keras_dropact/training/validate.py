@@ -16,7 +16,9 @@ nothing behind and the same command, corrected, can use the same
   1-D signals), and its data is there: a TFDS dataset prepared in
   `--data-dir` (or downloadable, without `--data-dir`, when the network
   answers; offline it fails within seconds), every image of a
-  `folder:PATH` dataset decodable.
+  `folder:PATH` dataset a regular file that decodes, and the size a
+  folder is read at at most `pipelines.MAX_IMAGE_PIXELS` (`--image-size`
+  is checked by `TrainConfig`, the folder's most common size here).
 """
 
 import inspect
@@ -70,6 +72,14 @@ def validate(config, model_builder=None, num_replicas=1):
     """
     # Lists the datasets; a folder's layout, images and size.
     info = pipelines.info(config.dataset, image_size=config.image_size)
+    if config.image_size is None and len(info["shape"]) == 3:
+        problem = pipelines.image_size_problem(*info["shape"][:2])
+        if problem:
+            raise ValueError(
+                f"{config.dataset}: its images' most common size, {info['shape'][0]}x"
+                f"{info['shape'][1]}, {problem}; read them smaller with --image-size, e.g. "
+                "--image-size 256."
+            )
     recipe = config.resolved_recipe()
     if recipe.batch_size % num_replicas:
         multiple = num_replicas * -(-recipe.batch_size // num_replicas)
