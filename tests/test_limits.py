@@ -223,7 +223,8 @@ def test_export_version_is_an_int64_as_tf_serving_reads_it(digits_model, tmp_pat
 
 
 @pytest.mark.parametrize("flags, expected", [
-    (["fig2", "--seeds", "0"], f"--seeds must be in [1, {MAX}], got 0."),
+    (["fig2", "--seeds", "0"], "--seeds must be in [1, 1000], got 0."),
+    (["fig2", "--seeds", "1001"], "--seeds must be in [1, 1000], got 1001."),
     (["fig2", "--first-seed", "-1"], f"--first-seed must be in [0, {MAX}], got -1."),
     (["fig2", "--first-seed", MAX, "--seeds", "2"],
      f"--first-seed {MAX} and --seeds 2 give seeds up to 2147483648; the largest seed is {MAX}."),

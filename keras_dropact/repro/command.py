@@ -40,28 +40,25 @@ def add_parser(subparsers):
     return parser
 
 
-def _check_counts(args):
-    """The integer flags in their ranges (`config.INT_RANGES`), before `--out` is made."""
-    from keras_dropact.training.config import MAX_SEED
+def _checked_seeds(args):
+    """The seeds of the runs, every integer flag in its range
+    (`config.INT_RANGES`), before `--out` is made."""
     from keras_dropact.training.config import check_int
+    from keras_dropact.training.config import check_seeds
 
-    for name in ("seeds", "first_seed", "epochs", "steps_per_epoch", "steps"):
+    seeds = check_seeds("first_seed", args.first_seed, args.seeds)
+    for name in ("epochs", "steps_per_epoch", "steps"):
         if getattr(args, name) is not None:
             check_int(name, getattr(args, name))
-    if args.first_seed + args.seeds - 1 > MAX_SEED:
-        raise ValueError(
-            f"--first-seed {args.first_seed} and --seeds {args.seeds} give seeds up to "
-            f"{args.first_seed + args.seeds - 1}; the largest seed is {MAX_SEED}."
-        )
+    return seeds
 
 
 def run(args):
     import os
 
-    _check_counts(args)
+    seeds = _checked_seeds(args)
     if args.setup is not None and args.experiment not in ("fig2", "fig4", "table"):
         raise ValueError(f"--setup is for fig2, fig4 and table, not {args.experiment}.")
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     os.makedirs(args.out, exist_ok=True)
     common = dict(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, verbose=args.verbose)
     if args.experiment == "fig2":

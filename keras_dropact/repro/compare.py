@@ -45,8 +45,8 @@ from keras_dropact.repro import runs
 from keras_dropact.training import run_dataset
 from keras_dropact.training import run_files
 from keras_dropact.training import strategies
-from keras_dropact.training.config import MAX_SEED
 from keras_dropact.training.config import TrainConfig
+from keras_dropact.training.config import check_seeds
 from keras_dropact.training.evaluate import evaluate
 from keras_dropact.training.results import read_results
 from keras_dropact.training.run import Run
@@ -65,7 +65,6 @@ _EVALUATION_FIELDS = {"train_error": (float,), "train_loss": (float, None), "exa
 TAKES_P = ("dropact", "leaky_relu")
 # The TrainConfig fields each run sets; compare.json records the others.
 PER_RUN = ("activation", "p", "seed", "run_dir")
-MAX_SEEDS = 1000
 
 Arm = collections.namedtuple("Arm", ["name", "activation", "p"])
 Arm.__doc__ = """One activation setting of a comparison.
@@ -141,17 +140,12 @@ class Plan:
             raise ValueError(f"dropact compare sets {', '.join(fixed)} per arm and run; leave them out.")
         first = flags.pop("seed", TrainConfig.seed)
         self.arms = parse_arms(arms)
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
-            raise ValueError(f"--seeds must be an integer in [1, {MAX_SEEDS}], got {seeds!r}.")
+        self.seeds = check_seeds("seed", first, seeds)
         if not isinstance(out, str) or not out:
             raise ValueError(f"--out must be a folder, got {out!r}.")
         self.flags, self.out, self.command = flags, out, command
-        # TrainConfig checks the flags, the first seed and every arm's activation and p.
+        # TrainConfig checks the flags and every arm's activation and p.
         base, *_ = [self.config(arm, first) for arm in self.arms]
-        if first + seeds - 1 > MAX_SEED:
-            raise ValueError(f"--seed {first} with --seeds {seeds} reaches seed {first + seeds - 1}, "
-                             f"past the largest seed {MAX_SEED}.")
-        self.seeds = list(range(first, first + seeds))
         self.record = json.loads(json.dumps({
             "command": command,
             "backend": keras.backend.backend(),

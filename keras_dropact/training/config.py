@@ -24,6 +24,9 @@ ADDED_KEYS = {"image_size": None, "train_size": None, "backend": None}
 # The largest --seed: models give activation site i the seed `seed + i`, and
 # NumPy's and TensorFlow's global seeds must stay below 2**32.
 MAX_SEED = 2**31 - 1
+# The most runs per configuration (`--seeds` of `dropact repro` and `dropact
+# compare`): each is a training run of its own folder.
+MAX_SEEDS = 1000
 # The largest count (epochs, batch size, steps, ...): int32's, so that the
 # products a run forms of two counts (optimizer steps = epochs x steps per
 # epoch) stay within the int64 TensorFlow and Keras hold them in.
@@ -44,7 +47,7 @@ INT_RANGES = {
     "seed": (0, MAX_SEED),
     "top_k": (1, MAX_COUNT),
     "version": (1, MAX_VERSION),
-    "seeds": (1, MAX_COUNT),
+    "seeds": (1, MAX_SEEDS),
     "first_seed": (0, MAX_SEED),
     "steps": (1, MAX_COUNT),
 }
@@ -62,6 +65,20 @@ def check_int(name, value):
         raise ValueError(f"{_flag(name)} must be an integer, got {value!r}.")
     if not minimum <= value <= maximum:
         raise ValueError(f"{_flag(name)} must be in [{minimum}, {maximum}], got {value}.")
+
+
+def check_seeds(first_name, first, seeds):
+    """The seeds `first` .. `first + seeds - 1` of `seeds` runs per
+    configuration (`repro --first-seed`, `compare --seed`: flag
+    `first_name`); ValueError naming the flags unless both are in their
+    ranges (`check_int`) and the last seed is at most `MAX_SEED`."""
+    check_int(first_name, first)
+    check_int("seeds", seeds)
+    last = first + seeds - 1
+    if last > MAX_SEED:
+        raise ValueError(f"{_flag(first_name)} {first} and --seeds {seeds} give seeds up to "
+                         f"{last}; the largest seed is {MAX_SEED}.")
+    return list(range(first, last + 1))
 
 
 def _check_number(name, value, wanted, is_valid):
