@@ -11,5 +11,6 @@ interrupts.hold_for_command()
 from keras_dropact.layers import DropActivation
 from keras_dropact.layers import RandomizedReLU
 from keras_dropact.convert import convert
+from keras_dropact.optimizers import TorchSGD
 
-__all__ = ["DropActivation", "RandomizedReLU", "convert", "__version__"]
+__all__ = ["DropActivation", "RandomizedReLU", "TorchSGD", "convert", "__version__"]

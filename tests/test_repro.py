@@ -149,6 +149,17 @@ def test_fig2_at_cpu_scale_rejects_other_datasets(tmp_path, capsys):
     assert "digits, mnist1d" in capsys.readouterr().err
 
 
+def test_a_finished_run_of_keras_momentum_is_not_reused():
+    from keras_dropact.repro.runs import check_same_run
+    from keras_dropact.training.config import TrainConfig
+
+    config = TrainConfig(model="simple-cnn", run_dir="out/run")
+    earlier = {k: v for k, v in config.to_dict().items() if k != "momentum_convention"}
+    with pytest.raises(ValueError, match="momentum_convention: 'keras' there, 'pytorch' asked"):
+        check_same_run(config, {"config": earlier})
+    check_same_run(config, {"config": config.to_dict()})
+
+
 def test_fig3_data_and_functions():
     x, y = fig3.make_data("xsinx", seed=3)
     assert x.shape == (20,) and np.all(np.diff(x) >= 0) and 0 <= x.min() and x.max() <= 10

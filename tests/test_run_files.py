@@ -198,20 +198,39 @@ def test_a_run_folder_that_is_a_link_is_refused(runs, tmp_path, capsys, folder):
     assert _snapshot(elsewhere) == before
 
 
-ADDED = ("image_size", "train_size", "backend")  # config.json keys 0.1.0 did not write.
+# config.json keys 0.1.0 did not write.
+ADDED = ("image_size", "train_size", "backend", "momentum_convention")
 
 
 def _as_the_previous_release_wrote_it(run):
     """The run's files as keras-dropact before issue 20 wrote them: no
-    `image_size`, `train_size` and `backend` in config.json (there was no
-    --image-size or --train-size; issue 25 records the backend), no
-    dataset.json, and results.json as the release wrote it."""
+    `image_size`, `train_size`, `backend` and `momentum_convention` in
+    config.json (there was no --image-size or --train-size; issue 25 records
+    the backend; TorchSGD came after), no dataset.json, and results.json as
+    the release wrote it."""
     _edit_json(run, rd.CONFIG, lambda config: {
         k: v for k, v in config.items() if k not in ADDED})
     os.remove(os.path.join(run, "dataset.json"))
 
 
+def _optimizer_of(run):
+    """The class of the optimizer the run's model.keras was compiled with."""
+    from keras_dropact.training.artifacts import load_model
+
+    return type(load_model(run).optimizer)
+
+
+def test_a_new_run_records_the_pytorch_momentum_convention(runs):
+    import keras_dropact
+
+    with open(os.path.join(runs["finished"], rd.CONFIG)) as f:
+        assert json.load(f)["momentum_convention"] == "pytorch"
+    assert _optimizer_of(runs["finished"]) is keras_dropact.TorchSGD
+
+
 def test_a_run_of_the_previous_release_resumes_and_exports(runs, tmp_path, capsys):
+    import keras
+
     run = _copy(runs, "killed", tmp_path)
     _as_the_previous_release_wrote_it(run)
     # A user's files whose names hold ".tmp-" (issue 25: deleted by the
@@ -226,7 +245,12 @@ def test_a_run_of_the_previous_release_resumes_and_exports(runs, tmp_path, capsy
     assert cli.main(["train", "--resume", "--run-dir", run]) == 0
     assert "skipped a backup" not in capsys.readouterr().err  # The mid-epoch backup of step 3.
     with open(os.path.join(run, rd.RESULTS)) as f:
-        assert json.load(f)["optimizer_steps"] == 4
+        results = json.load(f)
+    assert results["optimizer_steps"] == 4
+    # It goes on with the optimizer it trained with, Keras' SGD (its backups
+    # hold Keras' velocities): the previous release's steps.
+    assert results["config"]["momentum_convention"] == "keras"
+    assert _optimizer_of(run) is keras.optimizers.SGD
     assert all(open(os.path.join(run, name)).read() == "mine" for name in users)
     assert not os.path.exists(os.path.join(run, "log.csv.tmp-99999"))
     finished = _copy(runs, "finished", tmp_path)

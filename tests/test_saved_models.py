@@ -1,4 +1,5 @@
-"""A `.keras` file written by the training path loads with `import keras_dropact` alone.
+"""A `.keras` file written by the training path loads with `import keras_dropact` alone,
+compiled with its optimizer (`TorchSGD` for the SGD recipes).
 
 One small member of every model family is trained for one step by
 `keras_dropact.training.train.train` (which saves `model.keras`); a fresh
@@ -92,10 +93,12 @@ def test_saved_models_load_with_keras_dropact_alone(saved_files, tmp_path):
         import keras_dropact
         files = json.loads({json.dumps(json.dumps(saved_files))})
         x = np.load({str(tmp_path / "x.npz")!r})
-        out = {{f: keras.saving.load_model(p).predict(x[f], verbose=0) for f, p in files.items()}}
+        models = {{f: keras.saving.load_model(p) for f, p in files.items()}}
+        out = {{f: m.predict(x[f], verbose=0) for f, m in models.items()}}
         np.savez({str(tmp_path / "out.npz")!r}, **out)
         loaded = sorted(m for m in sys.modules if m.startswith("keras_dropact"))
-        print(json.dumps(loaded))
+        optimizers = {{f: type(m.optimizer).__name__ for f, m in models.items()}}
+        print(json.dumps([loaded, optimizers]))
         """
     )
     result = subprocess.run(
@@ -103,8 +106,10 @@ def test_saved_models_load_with_keras_dropact_alone(saved_files, tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    loaded_modules = json.loads(result.stdout.strip().splitlines()[-1])
+    loaded_modules, optimizers = json.loads(result.stdout.strip().splitlines()[-1])
     assert not [m for m in loaded_modules if m.startswith(("keras_dropact.models", "keras_dropact.training"))]
+    # Compiled as trained: the quick recipe's SGD, TorchSGD.
+    assert optimizers == {family: "TorchSGD" for family in saved_files}
     fresh = np.load(tmp_path / "out.npz")
     for family, path in saved_files.items():
         expected = keras.saving.load_model(path).predict(inputs[family], verbose=0)

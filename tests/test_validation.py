@@ -114,6 +114,9 @@ def test_config_rejects_wrong_types():
         TrainConfig(mixed_precision="yes")
     with pytest.raises(ValueError, match=r"--lr must be a positive learning rate.*'0.1'"):
         TrainConfig(lr="0.1")
+    with pytest.raises(ValueError, match=r"^Unknown momentum convention 'torch'. Valid conventions: "
+                                         r"pytorch, keras.$"):
+        TrainConfig(momentum_convention="torch")
     assert TrainConfig(lr=0.1, weight_decay=0, dropout=0, seed=2**31 - 1).lr == 0.1
 
 

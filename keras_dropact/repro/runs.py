@@ -20,6 +20,7 @@ import keras
 
 from keras_dropact import models
 from keras_dropact.layers import get_act_layer
+from keras_dropact.training.config import ADDED_KEYS
 from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.results import read_results
 from keras_dropact.training.train import train
@@ -130,9 +131,11 @@ def logged_train_error(results):
 
 
 # The TrainConfig fields that define what a run trains (not where or how it
-# is logged): a finished run is reused only if they all match.
+# is logged): a finished run is reused only if they all match (a run of an
+# earlier version has the `ADDED_KEYS` value of those it lacks).
 RUN_FIELDS = ("model", "dataset", "activation", "p", "augment", "recipe", "epochs", "batch_size", "lr",
-              "weight_decay", "dropout", "seed", "steps_per_epoch", "mixed_precision")
+              "weight_decay", "dropout", "seed", "steps_per_epoch", "mixed_precision",
+              "momentum_convention")
 
 
 def check_same_run(config, results):
@@ -142,7 +145,7 @@ def check_same_run(config, results):
     Guards the reuse of a run: two experiments (e.g. the table and Figure 4)
     share a directory only for literally the same run.
     """
-    done = results["config"]
+    done = {**ADDED_KEYS, **results["config"]}
     differ = [f"{name}: {done.get(name)!r} there, {getattr(config, name)!r} asked"
               for name in RUN_FIELDS if done.get(name) != getattr(config, name)]
     if differ:

@@ -7,6 +7,7 @@ import numbers
 from keras_dropact.layers import ACTIVATIONS
 from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
 from keras_dropact.layers import check_keep_probability
+from keras_dropact.optimizers import SGD_OF_CONVENTION
 from keras_dropact.training import recipes
 from keras_dropact.training import run_files
 from keras_dropact.training.strategies import BACKENDS
@@ -18,8 +19,10 @@ from keras_dropact.training.strategies import STRATEGIES
 # its folder: runs have no dataset.json and are refused (`run_dataset.read`).
 # --train-size came with issue 24: earlier runs trained on the whole split.
 # The backend came with issue 25: such a run resumes on the loaded backend
-# (None), as it did.
-ADDED_KEYS = {"image_size": None, "train_size": None, "backend": None}
+# (None), as it did. The momentum convention came with `TorchSGD`: earlier
+# runs trained with Keras' SGD, and resume with it ("keras").
+ADDED_KEYS = {"image_size": None, "train_size": None, "backend": None,
+              "momentum_convention": "keras"}
 
 # The largest --seed: models give activation site i the seed `seed + i`, and
 # NumPy's and TensorFlow's global seeds must stay below 2**32.
@@ -107,6 +110,10 @@ class TrainConfig:
     TensorBoard log or saved model, and restart from epoch 0 when resumed.
     `deterministic` turns on TensorFlow's op determinism, so that a run (and
     its resumption) gives the same weights bit for bit on the same machine.
+    `momentum_convention` is the SGD recipes' optimizer
+    (`optimizers.SGD_OF_CONVENTION`): "pytorch" (`TorchSGD`, the paper's),
+    or "keras" (`keras.optimizers.SGD`), which runs of earlier versions
+    trained and resume with; no flag sets it.
     """
 
     model: str = "resnet-20"
@@ -132,6 +139,7 @@ class TrainConfig:
     deterministic: bool = False
     light: bool = False
     backend: str | None = None
+    momentum_convention: str = "pytorch"
 
     def __post_init__(self):
         """Rejects impossible values up front, naming the flag and the fix.
@@ -171,6 +179,11 @@ class TrainConfig:
         if self.backend is not None and self.backend not in BACKENDS:
             raise ValueError(
                 f"Unknown backend {self.backend!r}. Valid backends: {', '.join(BACKENDS)}."
+            )
+        if self.momentum_convention not in SGD_OF_CONVENTION:
+            raise ValueError(
+                f"Unknown momentum convention {self.momentum_convention!r}. Valid "
+                f"conventions: {', '.join(SGD_OF_CONVENTION)}."
             )
         if self.strategy not in STRATEGIES:
             raise ValueError(

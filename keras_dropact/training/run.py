@@ -41,6 +41,7 @@ from keras_dropact import __version__
 from keras_dropact import models
 from keras_dropact import pipelines
 from keras_dropact.interrupts import StopSignals
+from keras_dropact.optimizers import SGD_OF_CONVENTION
 from keras_dropact.training import faults
 from keras_dropact.training import run_dataset
 from keras_dropact.training import numerics
@@ -77,20 +78,21 @@ def build_model(config, info, recipe):
     )
 
 
-def make_optimizer(recipe, steps_per_epoch):
-    """The recipe's optimizer: SGD with momentum, or Adam with PyTorch's
-    defaults, with the recipe's learning-rate schedule (`recipe_schedule`)."""
+def make_optimizer(recipe, steps_per_epoch, momentum_convention="pytorch"):
+    """The recipe's optimizer with its learning-rate schedule (`recipe_schedule`):
+    SGD with momentum, PyTorch's (`TorchSGD`) or, for runs of earlier versions,
+    Keras' (`TrainConfig.momentum_convention`); or Adam with PyTorch's defaults."""
     schedule = recipe_schedule(recipe, steps_per_epoch)
     if recipe.optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=schedule, epsilon=1e-8)
-    return keras.optimizers.SGD(
+    return SGD_OF_CONVENTION[momentum_convention](
         learning_rate=schedule, momentum=recipe.momentum, nesterov=recipe.nesterov
     )
 
 
-def compile_model(model, recipe, steps_per_epoch):
+def compile_model(model, recipe, steps_per_epoch, momentum_convention="pytorch"):
     model.compile(
-        optimizer=make_optimizer(recipe, steps_per_epoch),
+        optimizer=make_optimizer(recipe, steps_per_epoch, momentum_convention),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
@@ -342,7 +344,7 @@ class Run:
     def _build(self):
         """The compiled model, ready for this runtime."""
         model = (self.model_builder or build_model)(self.config, self.info, self.recipe)
-        compile_model(model, self.recipe, self._epoch_length())
+        compile_model(model, self.recipe, self._epoch_length(), self.config.momentum_convention)
         self.model = self.runtime.prepare(model)
 
     def _restore(self):
