@@ -17,6 +17,20 @@ tensorflow_only = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """One tiny finished run (simple-cnn on digits: 1 epoch of 3 steps of 32
+    examples, seed 3) for the tests that only read a run: export, predict,
+    publish, its TensorBoard HParams session. Never change it."""
+    from keras_dropact import cli
+
+    path = str(tmp_path_factory.mktemp("runs") / "digits-run")
+    argv = ["train", "--model", "simple-cnn", "--dataset", "digits", "--epochs", "1",
+            "--steps-per-epoch", "3", "--batch-size", "32", "--run-dir", path, "--seed", "3"]
+    assert cli.main(argv) == 0
+    return path
+
+
 def value_and_grad(fn, x):
     """Returns `(fn(x), d sum(fn(x)) / dx)` as NumPy arrays, from ONE call of fn.
 

@@ -33,12 +33,8 @@ NUM_TEST = 16
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("runs") / "digits-run")
-    argv = ["train", "--model", "simple-cnn", "--dataset", "digits", "--epochs", "1",
-            "--steps-per-epoch", "3", "--batch-size", "32", "--run-dir", path, "--seed", "3"]
-    assert cli.main(argv) == 0
-    return path
+def run(digits_run):
+    return digits_run
 
 
 @pytest.fixture(scope="module")
