@@ -5,7 +5,8 @@ event files into RUN_DIR/tensorboard/, beside the `train/` and
 `validation/` folders of Keras' TensorBoard callback:
 
     events.out.tfevents.dropact-1-session-start  the session's start: the
-        run's hyperparameters (`run_hparams`), when the run starts
+        run's hyperparameters (`run_hparams`), when training starts (the
+        model built and restored: a run stopped before has no session)
     events.out.tfevents.dropact-2-session-end    when it ends: the scalars
         test_error and test_loss (a finished run), and the session's end,
         STATUS_SUCCESS (finished) or STATUS_FAILURE (diverged)

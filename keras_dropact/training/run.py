@@ -13,12 +13,13 @@ executes on, its model, its backups and its `TrainingState`. `fit` goes:
    results;
 3. the dtype policy and op determinism set (`numerics`); the model built,
    compiled and restored from the newest usable backup (`Backups.restore`);
-4. `model.fit` of the interrupted epoch's remaining steps, then of the
-   other epochs, with the `Progress` callback (backups, history, log.csv,
-   checkpoint.keras, divergence and signal stops);
+4. the start of the run's TensorBoard HParams session (`hparams`; a
+   resumed run keeps the one it started), then `model.fit` of the
+   interrupted epoch's remaining steps and of the other epochs, with the
+   `Progress` callback (backups, history, log.csv, checkpoint.keras,
+   divergence and signal stops);
 5. the evaluation (a non-finite one is a divergence), model.keras, the
-   end of its TensorBoard HParams session (`hparams`, which its start
-   began), results.json.
+   end of the HParams session, results.json.
 
 SIGINT and SIGTERM only set a flag (`interrupts.StopSignals`, active for
 the whole `fit`), read between these stages and after every step: the run
@@ -248,9 +249,6 @@ class Run:
             self.dir.remove_temporaries()
         self.info = pipelines.info(self.config.dataset, image_size=self.config.image_size)
         self.recipe = self.config.resolved_recipe()
-        if self.runtime.is_chief and not self.config.light:
-            hparams.write_session_start(self.dir.file(TENSORBOARD), hparams.run_hparams(
-                self.config, self.recipe, self.info))
         has_gpu = self.runtime.has_gpu()
         stack.enter_context(numerics.dtype_policy(self.config.mixed_precision, has_gpu))
         stack.enter_context(numerics.op_determinism(self.config.deterministic))
@@ -289,6 +287,9 @@ class Run:
         self._build()
         self._restore()
         raise_if_signalled(self.signals, self.dir.path)
+        if self.runtime.is_chief and not self.config.light:  # Training starts: its session.
+            hparams.write_session_start(self.dir.file(TENSORBOARD), hparams.run_hparams(
+                self.config, self.recipe, self.info))
         self.signals.notice = "stopping after this step" + (
             "" if self.config.light else " and its backup")
         schedule = recipe_schedule(self.recipe, self.state.steps_per_epoch)
