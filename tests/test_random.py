@@ -68,22 +68,23 @@ def test_rate_pooled_over_seeds(p, seeds, sampler):
     assert abs(kept / draws - p) < binomial_bound(p, draws)
 
 
-@pytest.mark.parametrize("p", [0.95, 0.6, 0.5 + 0.1 / 256, 0.999, 0.002, 2.0**-30, 0.75, 0.5])
-def test_bytes_parts_add_up_to_the_rare_outcome_exactly(p):
+def test_bytes_parts_add_up_to_the_rare_outcome_exactly():
     # The "bytes" sampler's rarer outcome (probability e = min(p, 1 - p)) is
     # a dense event of probability t/256 or an independent sparse one of
     # probability r: P = t/256 + (1 - t/256) r must be e, here to float64
-    # precision over a fine grid around p; the rate tests cannot see
-    # biases below ~1e-4, the sampler promises 1e-7.
+    # precision, over a grid of p and around each k/256. The rate tests
+    # cannot see biases below ~1e-4; the sampler promises 1e-7.
     from keras_dropact.random import _bytes_parts
 
-    grid = np.clip(p + np.arange(-64, 65) * 2.0**-14, 2.0**-40, 1.0 - 2.0**-40)
-    for value in [*grid, *(np.arange(1, 256) / 256.0)]:
-        e = min(float(value), 1.0 - float(value))
+    levels = np.arange(1, 256) / 256.0
+    grid = [*np.linspace(0.0, 1.0, 4097)[1:-1], *levels, *(levels - 2.0**-30), *(levels + 2.0**-30),
+            0.95, 0.999, 0.002, 2.0**-30]
+    for p in grid:
+        e = min(float(p), 1.0 - float(p))
         threshold, rate = _bytes_parts(e)
-        assert threshold == int(np.floor(e * 256)) and 0 <= threshold <= 128, value
-        assert 0.0 <= rate < 1.0 / (256 - threshold) <= 1.0 / 128, value
-        assert abs(threshold / 256 + (1 - threshold / 256) * rate - e) <= 2.0**-53, value
+        assert threshold == int(np.floor(e * 256)) and 0 <= threshold <= 128, p
+        assert 0.0 <= rate < 1.0 / (256 - threshold) <= 1.0 / 128, p
+        assert abs(threshold / 256 + (1 - threshold / 256) * rate - e) <= 2.0**-53, p
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
