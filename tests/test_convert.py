@@ -207,3 +207,42 @@ def test_errors():
     )
     with pytest.raises(ValueError, match="not an elementwise"):
         convert(softmax, activation="softmax")
+
+
+def _with_trained_values(model, seed):
+    """`model` with every weight set away from its initial value, as after
+    training: BatchNorm's gamma, beta, moving mean and variance included
+    (freshly built, they equal Keras' defaults, so a copy that skipped them
+    would pass unnoticed)."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype(weight.dtype))
+    return model
+
+
+def _functional_with_batch_norm():
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(3, 3, use_bias=False, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.BatchNormalization(name="bn_flat")(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
+
+
+@pytest.mark.parametrize("build", [_functional_with_batch_norm, sequential_with_fused_relus])
+def test_batch_norm_statistics_and_weights_are_copied(build):
+    model = _with_trained_values(build(), seed=3)
+    converted = convert(model, p=1.0)
+    batch_norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert batch_norms
+    for layer in batch_norms:
+        copied = converted.get_layer(layer.name).weights
+        assert len(copied) == len(layer.weights) == 4  # gamma, beta, moving mean, variance
+        for new, old in zip(copied, layer.weights):
+            np.testing.assert_array_equal(numpy(new), numpy(old))
+    assert len(converted.weights) == len(model.weights)
+    x = np.random.default_rng(0).normal(size=(4, *model.input_shape[1:])).astype("float32")
+    np.testing.assert_allclose(
+        numpy(converted(x, training=False)), numpy(model(x, training=False)), rtol=1e-5, atol=1e-5
+    )
