@@ -10,6 +10,7 @@ import keras
 
 from keras_dropact import DropActivation
 from keras_dropact import convert
+from tests.conftest import assert_same_weights
 
 
 def numpy(x):
@@ -63,8 +64,7 @@ def test_converted_copy_shares_no_variable(resnet50):
     original_ids = {id(v) for v in resnet50.weights}
     assert not original_ids & {id(v) for v in converted.weights}
     assert len(converted.trainable_weights) == len(resnet50.trainable_weights)
-    for old, new in zip(resnet50.weights, converted.weights):
-        np.testing.assert_array_equal(numpy(old), numpy(new))
+    assert_same_weights(converted.weights, resnet50.weights)
     assert len(relu_layers(resnet50)) == 49  # The original is untouched.
     assert all(
         layer.p == 0.95
@@ -237,11 +237,9 @@ def test_batch_norm_statistics_and_weights_are_copied(build):
     batch_norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert batch_norms
     for layer in batch_norms:
-        copied = converted.get_layer(layer.name).weights
-        assert len(copied) == len(layer.weights) == 4  # gamma, beta, moving mean, variance
-        for new, old in zip(copied, layer.weights):
-            np.testing.assert_array_equal(numpy(new), numpy(old))
-    assert len(converted.weights) == len(model.weights)
+        assert len(layer.weights) == 4  # gamma, beta, moving mean and variance
+        assert_same_weights(converted.get_layer(layer.name).weights, layer.weights)
+    assert_same_weights(converted.weights, model.weights)
     x = np.random.default_rng(0).normal(size=(4, *model.input_shape[1:])).astype("float32")
     np.testing.assert_allclose(
         numpy(converted(x, training=False)), numpy(model(x, training=False)), rtol=1e-5, atol=1e-5

@@ -29,6 +29,7 @@ from keras_dropact.training.state import seed_variables
 from keras_dropact.training.stops import TrainingDiverged
 from keras_dropact.training.stops import TrainingInterrupted
 from keras_dropact.training.stops import raise_if_signalled
+from tests.conftest import assert_same_weights
 
 
 def _model(seed=1, inputs=3, units=2):
@@ -69,8 +70,7 @@ def test_a_backup_holds_the_state_and_its_envelope(tmp_path):
     restored_model = _model(seed=2)
     state = backups.restore(restored_model)
     assert state == _state(6)
-    for a, b in zip(restored_model.weights, model.weights):
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    assert_same_weights(restored_model.weights, model.weights)
     # The seed state comes from the JSON, not from the weights file.
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(seed_variables(restored_model)[0]), [6, 7])
 
