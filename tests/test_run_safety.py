@@ -236,10 +236,10 @@ def test_sigterm_saves_a_backup_and_prints_the_resume_command(runs, tmp_path, ca
             process.wait()
     assert process.returncode == 128 + signal.SIGTERM, err[-2000:]
     (line,) = [line for line in err.splitlines() if "Resume with:" in line]
-    assert "at epoch 1, step 2 (optimizer step 6); backup saved" in line, line
+    assert "at epoch 1, step 1 (optimizer step 5); backup saved" in line, line
     command = shlex.split(line.split("Resume with: ", 1)[1])
     assert command[:2] == ["dropact", "train"]
-    assert Backups(os.path.join(run, rd.BACKUP)).latest() == 6
+    assert Backups(os.path.join(run, rd.BACKUP)).latest() == 5
     assert cli.main(command[1:]) == 0
     assert_ends_as_the_reference(run, reference)
     assert _strict_json(os.path.join(run, rd.RESULTS))["processes"] == 2
