@@ -1,6 +1,7 @@
 """The `dropact` command line: parses flags into library calls.
 
     dropact train     train a network (model.fit, recipes, resume)
+    dropact compare   the same setup per activation (arm) and seed, paired report
     dropact evaluate  test error and loss of a run or a .keras model
     dropact export    SavedModel / ONNX / .keras for serving
     dropact predict   top-k classes of image files
@@ -40,13 +41,70 @@ def _add_backend(parser):
     )
 
 
-def _add_train(subparsers):
-    from keras_dropact.layers import ACTIVATIONS
-    from keras_dropact.training import run_dataset
-    from keras_dropact.training import stops
+def _train_defaults():
     from keras_dropact.training.config import TrainConfig
 
-    defaults = {name: field.default for name, field in TrainConfig.__dataclass_fields__.items()}
+    return {name: field.default for name, field in TrainConfig.__dataclass_fields__.items()}
+
+
+def _add_run_flags(parser):
+    """Adds `dropact train`'s flags but the four that `dropact compare` sets
+    per arm and seed (`--activation`, `--p`, `--run-dir`, `--resume`).
+
+    Both commands take these, so a flag added here (a new `TrainConfig`
+    field) reaches `compare` too. A flag not typed stays unset and
+    TrainConfig's default applies (`_leave_unset`).
+    """
+    from keras_dropact.training import run_dataset
+
+    defaults = _train_defaults()
+    parser.add_argument("--model", default=defaults["model"], help="a preset of keras_dropact.models (see `python -c 'from keras_dropact import models; print(models.names())'`)")
+    parser.add_argument("--dataset", default=defaults["dataset"], help="cifar10, cifar100, svhn, emnist-balanced, fashion-mnist, digits, mnist1d or folder:PATH")
+    parser.add_argument("--augment", default=None, help="none, standard, cutout, autoaugment (default: the paper's for the dataset)")
+    parser.add_argument("--recipe", default=None, help="a recipe of `dropact recipes` (default: the model's, or quick)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int, help="global batch size")
+    parser.add_argument("--lr", type=float, help="initial learning rate")
+    parser.add_argument("--weight-decay", type=float, help="PyTorch-style L2 coefficient")
+    parser.add_argument("--dropout", type=float, help="WRN dropout between the two convolutions")
+    parser.add_argument("--seed", type=int, default=defaults["seed"])
+    parser.add_argument("--steps-per-epoch", type=int, help="limit each epoch to N steps (smoke tests)")
+    parser.add_argument("--train-size", type=int, metavar="N", help="train on the first N examples of the training split, in its stored order (default: all)")
+    parser.add_argument("--mixed-precision", action="store_true", help="float16 on GPU, bfloat16 on CPU")
+    parser.add_argument("--data-dir", help="TFDS data directory (prepared datasets, offline use); fashion-mnist: the folder of its four files, or a TFDS data directory")
+    parser.add_argument("--image-size", type=run_dataset.image_size_argument, metavar="N|HxW", help="folder: datasets: read the images at this size (default: their most common size)")
+    parser.add_argument("--strategy", default=defaults["strategy"], help="auto, none; TensorFlow: mirrored, multiworker; JAX: data-parallel")
+    parser.add_argument("--backup-every", type=int, default=defaults["backup_every"], help=f"optimizer steps between resume backups (default {defaults['backup_every']})")
+    parser.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism: a rerun or a resumed run gives bit-identical weights (slower)")
+    _add_backend(parser)
+
+
+def _leave_unset(parser):
+    """Flags of TrainConfig fields that are not typed stay unset (argparse.SUPPRESS):
+    TrainConfig's default applies, and `--resume` (or `compare`'s record)
+    compares only what was given."""
+    defaults = _train_defaults()
+    for action in parser._actions:
+        if action.dest in defaults and action.dest != "run_dir":
+            action.default = argparse.SUPPRESS
+
+
+def _given_config(args):
+    """The TrainConfig fields the command line gave (`_leave_unset`), but run_dir."""
+    from keras_dropact.training.config import TrainConfig
+
+    return {
+        name: getattr(args, name)
+        for name in TrainConfig.__dataclass_fields__
+        if name != "run_dir" and hasattr(args, name)
+    }
+
+
+def _add_train(subparsers):
+    from keras_dropact.layers import ACTIVATIONS
+    from keras_dropact.training import stops
+
+    defaults = _train_defaults()
     parser = subparsers.add_parser(
         "train",
         help="train a network",
@@ -57,33 +115,12 @@ def _add_train(subparsers):
         ),
         epilog=f"Exit codes: {stops.EXIT_CODES}. See docs/guides/training.md.",
     )
-    parser.add_argument("--model", default=defaults["model"], help="a preset of keras_dropact.models (see `python -c 'from keras_dropact import models; print(models.names())'`)")
-    parser.add_argument("--dataset", default=defaults["dataset"], help="cifar10, cifar100, svhn, emnist-balanced, digits, mnist1d or folder:PATH")
+    _add_run_flags(parser)
     parser.add_argument("--activation", default=defaults["activation"], choices=ACTIVATIONS)
     parser.add_argument("--p", type=float, default=defaults["p"], help=f"probability of keeping the nonlinearity (default {defaults['p']})")
-    parser.add_argument("--augment", default=None, help="none, standard, cutout, autoaugment (default: the paper's for the dataset)")
-    parser.add_argument("--recipe", default=None, help="a recipe of `dropact recipes` (default: the model's, or quick)")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int, help="global batch size")
-    parser.add_argument("--lr", type=float, help="initial learning rate")
-    parser.add_argument("--weight-decay", type=float, help="PyTorch-style L2 coefficient")
-    parser.add_argument("--dropout", type=float, help="WRN dropout between the two convolutions")
-    parser.add_argument("--seed", type=int, default=defaults["seed"])
-    parser.add_argument("--steps-per-epoch", type=int, help="limit each epoch to N steps (smoke tests)")
-    parser.add_argument("--mixed-precision", action="store_true", help="float16 on GPU, bfloat16 on CPU")
-    parser.add_argument("--data-dir", help="TFDS data directory (prepared datasets, offline use)")
-    parser.add_argument("--image-size", type=run_dataset.image_size_argument, metavar="N|HxW", help="folder: datasets: read the images at this size (default: their most common size)")
     parser.add_argument("--run-dir", help="where to write the run (default runs/MODEL-DATASET-ACTIVATION-TIME)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir exactly where its last backup left it (docs/guides/training.md)")
-    parser.add_argument("--strategy", default=defaults["strategy"], help="auto, none; TensorFlow: mirrored, multiworker; JAX: data-parallel")
-    parser.add_argument("--backup-every", type=int, default=defaults["backup_every"], help=f"optimizer steps between resume backups (default {defaults['backup_every']})")
-    parser.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism: a rerun or a resumed run gives bit-identical weights (slower)")
-    _add_backend(parser)
-    # A flag not typed stays unset (TrainConfig's default applies), so that
-    # --resume can refuse the flags that would change the run.
-    for action in parser._actions:
-        if action.dest in defaults and action.dest != "run_dir":
-            action.default = argparse.SUPPRESS
+    _leave_unset(parser)
     parser.set_defaults(handler=_train)
 
 
@@ -92,11 +129,7 @@ def _train(args, signals):
     from keras_dropact.training.config import TrainConfig
     from keras_dropact.training.run import Run
 
-    given = {
-        name: getattr(args, name)
-        for name in TrainConfig.__dataclass_fields__
-        if name != "run_dir" and hasattr(args, name)
-    }
+    given = _given_config(args)
     if args.resume:
         if not args.run_dir:
             raise ValueError("--resume needs --run-dir, the run to continue.")
@@ -127,6 +160,60 @@ def _train(args, signals):
         f"{100 * results['test_error']:.2f}%, test loss {results['test_loss']:.4f}, "
         f"{'-' if speed is None else f'{speed:.0f}'} images/s. Run: {results['config']['run_dir']}"
     )
+    return 0
+
+
+def _add_compare(subparsers):
+    from keras_dropact.training import stops
+
+    parser = subparsers.add_parser(
+        "compare",
+        help="does an activation help my model on my data? paired runs, arms x seeds",
+        description=(
+            "Train the same setup (every `dropact train` flag but --activation, --p, "
+            "--run-dir and --resume) once per arm and seed, seeds shared across arms, "
+            "and write OUT/report.md and report.json: errors with 95% intervals, "
+            "differences to the first arm paired by seed, learning curves. Rerunning "
+            "the command continues a killed comparison (needs the repro extra)."
+        ),
+        epilog=f"Exit codes: {stops.EXIT_CODES}. See docs/guides/comparing.md.",
+    )
+    _add_run_flags(parser)
+    parser.add_argument("--arm", action="append", required=True, metavar="ARM",
+                        help="an activation setting: relu, leaky_relu, rrelu, dropact, "
+                        "dropact:p=P or leaky_relu:p=P; give it at least twice, the first "
+                        "is the reference")
+    parser.add_argument("--seeds", type=int, default=5,
+                        help="runs per arm, seeds --seed .. --seed + N - 1 (default 5)")
+    parser.add_argument("--out", required=True,
+                        help="the comparison's folder: new, empty, or one this command wrote")
+    parser.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2),
+                        help="Keras fit verbosity (default 0: one line per run)")
+    _leave_unset(parser)
+    parser.set_defaults(handler=_compare)
+
+
+def _compare(args, signals):
+    import shlex
+
+    from keras_dropact.interrupts import Interrupted
+    from keras_dropact.repro import compare
+    from keras_dropact.repro import compare_report
+    from keras_dropact.training import stops
+
+    command = shlex.join(["dropact", *args.argv])
+    plan = compare.Plan(_given_config(args), args.arm, args.seeds, args.out, command)
+    _enable_jax_compilation_cache()
+    try:
+        report = compare.run(plan, signals=signals, verbose=args.verbose)
+    except Interrupted as stop:
+        print(f"dropact compare: {stop}", file=sys.stderr)
+        return 128 + stop.signum
+    print(f"\nReport: {os.path.join(args.out, compare_report.REPORT_MD)}")
+    if report["diverged"]:
+        print(f"dropact compare: error: {len(report['diverged'])} run(s) diverged "
+              f"({', '.join(report['diverged'])}); the report leaves them out.", file=sys.stderr)
+        return stops.EXIT_DIVERGED
     return 0
 
 
@@ -280,7 +367,7 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_train, _add_evaluate, _add_export, _add_predict, _add_recipes, _add_repro):
+    for add in (_add_train, _add_compare, _add_evaluate, _add_export, _add_predict, _add_recipes, _add_repro):
         add(subparsers)
     return parser
 
@@ -316,8 +403,9 @@ def main(argv=None):
 
     SIGINT and SIGTERM are held from the command's first instruction
     (`keras_dropact.interrupts`): one that arrives while the command starts
-    stops it with one line; `dropact train` hands them to its run, which
-    stops where nothing is lost; the other commands stop at once on Ctrl-C.
+    stops it with one line; `dropact train` and `dropact compare` hand them
+    to their runs, which stop where nothing is lost; the other commands stop
+    at once on Ctrl-C.
     """
     with interrupts.command_signals() as signals:
         try:
@@ -329,13 +417,14 @@ def main(argv=None):
         if args.command is None:
             parser.print_help()
             return 0
-        if args.command == "train" and signals.received is None:
+        if args.command in ("train", "compare") and signals.received is None:
             from keras_dropact.training import stops
 
+            args.argv = sys.argv[1:] if argv is None else list(argv)
             try:
-                return _run(args, argv, lambda: _train(args, signals))
+                return _run(args, argv, lambda: args.handler(args, signals))
             except stops.CannotWrite as error:
-                print(f"dropact train: error: {error}", file=sys.stderr)
+                print(f"dropact {args.command}: error: {error}", file=sys.stderr)
                 if argv is None:
                     # A write that failed inside HDF5 leaves h5py objects
                     # whose cleanup crashes the interpreter (h5py issue 914):

@@ -66,8 +66,11 @@ class LayerFactory:
         """The network's nonlinearity (every ReLU site of the reference)."""
         return self.act_layer(seed=self.seeds.next(), name=name)(x)
 
-    def conv(self, x, filters, kernel_size, strides=1, groups=1, name=None):
-        """A bias-free convolution padded as PyTorch's `padding=k // 2`.
+    def conv(self, x, filters, kernel_size, strides=1, groups=1, name=None, use_bias=False):
+        """A convolution padded as PyTorch's `padding=k // 2`.
+
+        Bias-free by default (a BatchNorm follows every convolution of the
+        paper's networks); `use_bias=True` for a network without BatchNorm.
 
         Keras' `padding="same"` with stride 2 pads only the bottom/right
         side, which shifts the sampling grid by one pixel against the
@@ -86,7 +89,7 @@ class LayerFactory:
             strides=strides,
             padding=padding,
             groups=groups,
-            use_bias=False,
+            use_bias=use_bias,
             # The reference codes' init: normal, std sqrt(2 / (k * k * out)).
             # A fresh instance per layer: an unseeded Keras initializer
             # returns the same values at every call.
@@ -94,6 +97,7 @@ class LayerFactory:
                 scale=2.0, mode="fan_out", distribution="untruncated_normal"
             ),
             kernel_regularizer=self.regularizer,
+            bias_regularizer=self.regularizer if use_bias else None,
             name=name,
         )(x)
 

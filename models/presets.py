@@ -108,6 +108,13 @@ PRESETS = {
         "description": "[conv3x3-BN-act-avgpool] x 3 (32/64/128), FC 256, FC.",
         "paper": "Figure 2 (choice of p)",
     },
+    "simple-cnn-nobn": {
+        "family": "simple_cnn",
+        "kwargs": {"widths": (32, 64, 128), "hidden": 256, "batch_norm": False},
+        "params": {10: 620_362, 100: 643_492},
+        "description": "simple-cnn without its BatchNorm layers: [conv3x3 (bias)-act-avgpool] x 3, FC 256, FC.",
+        "paper": "Figure 2's network without BatchNorm (CPU-scale study)",
+    },
     "mlp": {
         "family": "mlp",
         "kwargs": {

@@ -12,6 +12,7 @@ from keras_dropact.models.common import LayerFactory
 def simple_cnn(
     widths=(32, 64, 128),
     hidden=256,
+    batch_norm=True,
     *,
     input_shape=(32, 32, 3),
     num_classes=10,
@@ -25,6 +26,9 @@ def simple_cnn(
     Args:
         widths: channels of the three convolutions (our choice: 32/64/128).
         hidden: units of the first fully connected layer (our choice: 256).
+        batch_norm: False drops the three BatchNorm layers (the convolutions
+            then get biases): the same network without BatchNorm, to ask
+            whether Drop-Activation's effect depends on it (Section 5.2).
         input_shape, num_classes, act_layer, seed, weight_decay: see
             `models.build`.
         name: the model's name.
@@ -36,8 +40,9 @@ def simple_cnn(
     inputs = keras.Input(input_shape)
     x = inputs
     for i, width in enumerate(widths, 1):
-        x = f.conv(x, width, 3, name=f"block{i}_conv")
-        x = f.bn(x, name=f"block{i}_bn")
+        x = f.conv(x, width, 3, name=f"block{i}_conv", use_bias=not batch_norm)
+        if batch_norm:
+            x = f.bn(x, name=f"block{i}_bn")
         x = f.act(x, name=f"block{i}_act")
         x = keras.layers.AveragePooling2D(2, name=f"block{i}_pool")(x)
     x = keras.layers.Flatten(name="flatten")(x)

@@ -6,7 +6,8 @@
     model.fit(train, validation_data=test, epochs=164)
 
 Datasets (`names()`): cifar10, cifar100, svhn (train = train + extra),
-emnist-balanced through TFDS; digits and mnist1d offline; `folder:PATH` for
+emnist-balanced through TFDS; fashion-mnist from files on the machine
+(`pipelines.fashion_mnist`); digits and mnist1d offline; `folder:PATH` for
 your own images. Augmentations (`augmentations()`): none, standard, cutout,
 autoaugment (see `pipelines.augment`). `info(name)` describes a dataset;
 `dataset_fn` serves `strategy.distribute_datasets_from_function`;
@@ -72,6 +73,7 @@ def load(
     cutout_size=None,
     download=True,
     image_size=None,
+    take=None,
 ):
     """A batched `tf.data.Dataset` of (float32 images, int32 labels) for fit.
 
@@ -84,7 +86,9 @@ def load(
             Cutout), "autoaugment" (CIFAR-10 policy + standard + Cutout 16).
             It applies to whichever split is asked for.
         data_dir: the TFDS data folder (default: TFDS' own, usually
-            ~/tensorflow_datasets or $TFDS_DATA_DIR). Offline sets ignore it.
+            ~/tensorflow_datasets or $TFDS_DATA_DIR); for fashion-mnist, the
+            folder of its four files or a TFDS data folder. digits, mnist1d
+            and folders ignore it.
         shuffle: shuffle examples, reshuffled each epoch; default: only for
             "train".
         seed: None for fresh randomness, or an int: the same seed gives the
@@ -95,6 +99,9 @@ def load(
         download: let TFDS download a dataset that is not prepared.
         image_size: `folder:PATH` only: [height, width] (or N for N x N)
             to read the images at; default: their most common size.
+        take: read only the first `take` examples of the split, in the
+            order its source stores them (the same subset for every seed);
+            default: all.
 
     Raises:
         ValueError: unknown dataset, split or augmentation (the message lists
@@ -113,6 +120,7 @@ def load(
         cutout_size=cutout_size,
         download=download,
         image_size=image_size,
+        take=take,
     )
     return pipeline.build(batch_size)
 
@@ -222,18 +230,23 @@ def ensure_available(name, data_dir=None, download=True):
       written (not even the data folder).
     - `folder:PATH`: the layout checks pass and every image decodes (the
       error names the first bad file), as for `info`.
+    - fashion-mnist: its files are found (never downloaded) and both splits
+      read with every check (kept in memory for `load`).
     - digits, mnist1d: their generator packages are installed.
 
     Raises:
-        ValueError: an unknown name, or a bad image folder.
-        DatasetNotPreparedError: a TFDS dataset that is not prepared.
+        ValueError: an unknown name, a bad image folder, or a damaged or
+            wrong fashion-mnist file (named).
+        DatasetNotPreparedError: a TFDS dataset that is not prepared;
+            fashion-mnist's files not found.
         MissingExtraError: the package that makes an offline dataset is missing.
     """
     spec = _registry.get(name)
     if spec.tfds_name:
         _tfds_source.ensure_prepared(spec, data_dir=data_dir, download=download)
     elif spec.loader is not _offline.load_folder:  # `get` decoded a folder's images.
-        spec.loader(spec, "test", data_dir=data_dir, download=download)
+        for split in _registry.SPLITS:
+            spec.loader(spec, split, data_dir=data_dir, download=download)
 
 
 def check_image_size(image_size):
@@ -246,7 +259,8 @@ def class_names(name):
     """The label names of dataset `name`: label i is `class_names(name)[i]`.
 
     CIFAR-10/100 as in their archives (airplane ... truck; apple ... worm),
-    SVHN "0".."9" (TFDS maps the archive's label 10 to 0), EMNIST-balanced 0-9 A-Z a b d e f g h n q r t, digits and mnist1d "0".."9",
+    SVHN "0".."9" (TFDS maps the archive's label 10 to 0), EMNIST-balanced 0-9 A-Z a b d e f g h n q r t,
+    fashion-mnist T-shirt/top ... Ankle boot, digits and mnist1d "0".."9",
     `folder:PATH` its sub-folder names in sorted order.
     """
     return _registry.get(name).class_names

@@ -9,10 +9,12 @@ here; normalisation is a Keras `Rescaling` layer.)
 
 Named augmentations (`augment=` in `pipelines.load`, `--augment` on the CLI):
   none         normalisation only
-  standard     4-pixel zero padding, random crop back to size, horizontal
-               flip with probability 1/2 (He et al. 2016), then normalisation
+  standard     zero padding (4 pixels; 2 on 28x28 Fashion-MNIST), random crop
+               back to size, horizontal flip with probability 1/2 (He et al.
+               2016), then normalisation
   cutout       standard, normalisation, then Cutout (DeVries & Taylor 2017)
-               with the dataset's side (16 CIFAR-10, 8 CIFAR-100, 20 SVHN)
+               with the dataset's side (16 CIFAR-10, 8 CIFAR-100, 20 SVHN,
+               14 Fashion-MNIST)
   autoaugment  the CIFAR-10 AutoAugment policy, then standard, normalisation
                and Cutout 16 (Cubuk et al. 2019)
 """
@@ -51,7 +53,7 @@ _AUGMENTATIONS = (
     Augmentation("none", "normalisation only"),
     Augmentation(
         "standard",
-        "4-pixel zero pad, random crop, horizontal flip, normalisation",
+        "zero pad (the dataset's crop_padding), random crop, horizontal flip, normalisation",
         crop_flip=True,
     ),
     Augmentation(
@@ -241,7 +243,7 @@ def make_batch_fn(spec, augmentation, cutout_size=None):
         if augmentation.policy:
             images = autoaugment_lib.autoaugment(images, policy_seed)
         if augmentation.crop_flip:
-            images = random_crop_flip(images, crop_seed)
+            images = random_crop_flip(images, crop_seed, spec.crop_padding)
         images = normalise(images)
         if augmentation.cutout:
             images = random_cutout(images, size, cutout_seed)

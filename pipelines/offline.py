@@ -35,7 +35,8 @@ FOLDER_TEST_FRACTION = 0.2
 FOLDER_SPLIT_SEED = 0
 
 
-def _from_arrays(images, labels):
+def from_arrays(images, labels):
+    """An unbatched dataset of (image, int32 label) from two NumPy arrays."""
     return tf.data.Dataset.from_tensor_slices(
         (images, labels.astype(np.int32))
     )
@@ -61,7 +62,7 @@ def _digits_arrays():
 def load_digits(spec, split, data_dir=None, download=True):
     """scikit-learn's 8x8 digits as (uint8 image 8x8x1 in 0..16, int32 label)."""
     del spec, data_dir, download  # Bundled with scikit-learn.
-    return _from_arrays(*_digits_arrays()[split])
+    return from_arrays(*_digits_arrays()[split])
 
 
 @functools.lru_cache(maxsize=1)
@@ -94,7 +95,7 @@ def load_mnist1d(spec, split, data_dir=None, download=True):
     give 4000 train and 1000 test signals, already standardised.
     """
     del spec, data_dir, download  # Generated locally.
-    return _from_arrays(*_mnist1d_arrays()[split])
+    return from_arrays(*_mnist1d_arrays()[split])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,11 +317,14 @@ def _image_shapes(root, paths):
     Raises:
         ValueError: naming the first file that cannot be read or decoded.
     """
-    stamps = []
-    for path in paths:
-        stat = os.stat(path)
-        stamps.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
-    return _decoded_shapes(root, tuple(paths), tuple(stamps))
+    stamps = tuple(file_stamp(path) for path in paths)
+    return _decoded_shapes(root, tuple(paths), stamps)
+
+
+def file_stamp(path):
+    """(inode, size, mtime) of `path`: a cache key that changes when the file does."""
+    stat = os.stat(path)
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 @functools.lru_cache(maxsize=4)

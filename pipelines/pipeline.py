@@ -82,6 +82,7 @@ class Pipeline:
 
     Validation happens in the constructor so that `dataset_fn` fails on the
     caller's thread, before a distribution strategy calls it per worker.
+    `num_examples` is the number of examples it reads: the split's, or `take`.
     """
 
     def __init__(
@@ -97,9 +98,19 @@ class Pipeline:
         cutout_size=None,
         download=True,
         image_size=None,
+        take=None,
     ):
         self.spec = registry.get(name, image_size)
         registry.check_split(split)
+        self.num_examples = self.spec.splits[split]
+        if take is not None:
+            check_positive_int("take", take)
+            if take > self.num_examples:
+                raise ValueError(
+                    f"take={take} exceeds the {self.num_examples} examples of "
+                    f"the {split!r} split of {self.spec.name}; use 1 to {self.num_examples}."
+                )
+            self.num_examples = int(take)
         if seed is not None and (
             isinstance(seed, bool)
             or not isinstance(seed, (int, np.integer))
@@ -119,13 +130,15 @@ class Pipeline:
 
     def shard_size(self, num_pipelines=1, pipeline_id=0):
         """Examples in shard `pipeline_id` of `num_pipelines` (Dataset.shard)."""
-        return len(range(pipeline_id, self.spec.splits[self.split], num_pipelines))
+        return len(range(pipeline_id, self.num_examples, num_pipelines))
 
     def _cached_shard(self, num_pipelines, pipeline_id):
         spec = self.spec
         dataset = spec.loader(
             spec, self.split, data_dir=self.data_dir, download=self.download
         )
+        if self.num_examples < spec.splits[self.split]:
+            dataset = dataset.take(self.num_examples)  # The first N, before sharding.
         if num_pipelines > 1:
             dataset = dataset.shard(num_pipelines, pipeline_id)
         return dataset.cache()
@@ -209,11 +222,10 @@ class Pipeline:
         input pipeline of a distribution strategy) and separate the seeds.
         """
         check_positive_int("batch_size", batch_size)
-        spec = self.spec
         dataset = self._cached_shard(num_pipelines, pipeline_id)
         if self.shuffle:
             dataset = dataset.shuffle(
-                buffer_size=spec.splits[self.split],
+                buffer_size=self.num_examples,
                 seed=_derived_seed(self.seed, pipeline_id, _SHUFFLE_STREAM),
                 reshuffle_each_iteration=True,
             )

@@ -11,6 +11,8 @@ adds a row here and, if it needs one, a loader in `tfds_source` or `offline`.
 import dataclasses
 from typing import Callable, Mapping, Optional, Tuple
 
+from keras_dropact.pipelines import augment
+from keras_dropact.pipelines import fashion_mnist
 from keras_dropact.pipelines import offline
 from keras_dropact.pipelines import tfds_source
 
@@ -52,6 +54,8 @@ class DatasetSpec:
         cutout_size: default Cutout side in pixels (None: no literature value,
             pass `cutout_size=` explicitly).
         recipe_augment: the augmentation the Drop-Activation paper trains with.
+        crop_padding: the zero padding, in pixels, of the random crop of
+            `standard` (4 on 32x32 images, He et al. 2016; 2 on 28x28).
         loader: `loader(spec, split, data_dir, download)` returning an
             unbatched `tf.data.Dataset` of (raw image, int label).
         is_image: False for 1-D signals, which image augmentations reject.
@@ -78,6 +82,7 @@ class DatasetSpec:
     loader: Callable
     cutout_size: Optional[int] = None
     recipe_augment: Optional[str] = None
+    crop_padding: int = augment.PADDING
     is_image: bool = True
     tfds_name: str = ""
     tfds_splits: Mapping[str, str] = dataclasses.field(
@@ -208,6 +213,26 @@ _SPECS = (
         ),
         description="EMNIST Balanced, upright (TFDS emnist/balanced, transposed back)",
         class_names=EMNIST_BALANCED_NAMES,
+    ),
+    DatasetSpec(
+        name=fashion_mnist.NAME,
+        shape=fashion_mnist.SHAPE,
+        num_classes=len(fashion_mnist.CLASS_NAMES),
+        splits=fashion_mnist.SPLIT_SIZES,
+        # The training split's pixel mean and standard deviation (x / 255):
+        # docs/guides/datasets.md has the command that computes them.
+        normalisation=Normalisation(max_value=255.0, mean=(0.2860,), std=(0.3530,)),
+        loader=fashion_mnist.load,
+        # A 14x14 square covers a quarter of a 28x28 image, as Cutout 16
+        # does on CIFAR-10's 32x32 (also 10 classes; DeVries & Taylor 2017).
+        cutout_size=14,
+        recipe_augment=None,
+        crop_padding=2,
+        description=(
+            "Fashion-MNIST, Zalando's 28x28 gray garments (offline: Keras' cache, "
+            "the Debian package dataset-fashion-mnist, or TFDS fashion_mnist)"
+        ),
+        class_names=fashion_mnist.CLASS_NAMES,
     ),
     DatasetSpec(
         name="digits",

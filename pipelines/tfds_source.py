@@ -84,10 +84,24 @@ def is_reachable(host, port, timeout=REACHABLE_TIMEOUT):
     return bool(answered)
 
 
-def _dataset_folder(spec, data_dir):
+def dataset_folder(tfds_name, data_dir=None):
     """(data_dir root, the dataset's folder in it), as TFDS lays them out."""
     root = data_dir or tfds.core.constants.DATA_DIR
-    return root, os.path.join(root, *spec.tfds_name.split("/"))
+    return root, os.path.join(root, *tfds_name.split("/"))
+
+
+def prepared_builder(tfds_name, data_dir=None):
+    """The TFDS builder of `tfds_name` if the dataset is prepared in
+    `data_dir` (TFDS' default folder if None), else None.
+
+    Looks on disk first and writes nothing: constructing a TFDS builder for
+    a dataset that is not prepared creates a temporary folder.
+    """
+    _, folder = dataset_folder(tfds_name, data_dir)
+    if not glob.glob(os.path.join(glob.escape(folder), "*", "dataset_info.json")):
+        return None
+    builder = tfds.builder(tfds_name, data_dir=data_dir)
+    return builder if builder.is_prepared() else None
 
 
 def ensure_prepared(spec, data_dir=None, download=True):
@@ -105,12 +119,9 @@ def ensure_prepared(spec, data_dir=None, download=True):
     Raises:
         DatasetNotPreparedError: with the offline preparation steps.
     """
-    root, folder = _dataset_folder(spec, data_dir)
-    if glob.glob(os.path.join(glob.escape(folder), "*", "dataset_info.json")):
-        builder = _builder(spec, data_dir)
-        if builder.is_prepared():
-            return
-        root, folder = builder.data_dir_root, builder.data_dir
+    if prepared_builder(spec.tfds_name, data_dir) is not None:
+        return
+    root, folder = dataset_folder(spec.tfds_name, data_dir)
     if not download:
         raise DatasetNotPreparedError(not_prepared_message(spec, root, folder, _NO_DOWNLOAD))
     host, port = download_host(spec)
@@ -161,14 +172,19 @@ def load_split(spec, split, data_dir=None, download=True):
                 not_prepared_message(spec, builder.data_dir_root, builder.data_dir, _NO_DOWNLOAD)
             )
         prepare(spec, data_dir)
+    return read_prepared(builder, spec.tfds_splits[split], spec.transpose)
+
+
+def read_prepared(builder, split, transpose=False):
+    """(uint8 image, int32 label) pairs of the TFDS `split` expression of a
+    prepared `builder`, in its stored order; images transposed if asked."""
     dataset = builder.as_dataset(
-        split=spec.tfds_splits[split],
+        split=split,
         as_supervised=True,
         shuffle_files=False,
         # The pipeline caches the decoded split itself.
         read_config=tfds.ReadConfig(try_autocache=False),
     )
-    transpose = spec.transpose
 
     def to_pair(image, label):
         if transpose:

@@ -3,6 +3,8 @@
 Backend-neutral: also run with KERAS_BACKEND=jax or torch.
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ import keras
 
 from keras_dropact import DropActivation
 from keras_dropact import convert
+from keras_dropact.convert import activation_sites
 from tests.conftest import assert_same_weights
 
 
@@ -207,6 +210,237 @@ def test_errors():
     )
     with pytest.raises(ValueError, match="not an elementwise"):
         convert(softmax, activation="softmax")
+
+
+# ------------------------------------------- keras.applications, names, ReLU6
+
+
+def drop_activations(model):
+    return [layer for layer in model.layers if isinstance(layer, DropActivation)]
+
+
+def assert_same_inference(converted, model, x):
+    np.testing.assert_allclose(
+        numpy(converted(x, training=False)),
+        numpy(model(x, training=False)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+IMAGES = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+
+# Building these keras.applications models on JAX compiles every initializer
+# and the first call every op (about a minute on 2 cores): they run on
+# TensorFlow. What they check does not depend on the backend; the layers of
+# ReLU6, ReLU variants and SiLU are checked on every backend by the small
+# models below and tests/test_layers.py.
+applications_on_tensorflow = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="keras.applications models cost about a minute of XLA compilation on JAX",
+)
+
+
+@pytest.fixture(scope="module")
+def mobilenet_v2():
+    keras.utils.set_random_seed(0)
+    return keras.applications.MobileNetV2(
+        weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=10
+    )
+
+
+@applications_on_tensorflow
+def test_mobilenet_v2_relu6_converts_with_relu6_only(mobilenet_v2):
+    # Its nonlinearities are ReLU(max_value=6): "relu" (max(x, 0)) does not
+    # name them; "relu6", as Keras names that function, does.
+    assert activation_sites(mobilenet_v2) == {"relu6": 35}
+    with pytest.raises(ValueError, match=r"no activation 'relu' .*it has relu6 x35\.$"):
+        convert(mobilenet_v2)
+    converted = convert(mobilenet_v2, p=1.0, activation="relu6")
+    assert activation_sites(converted) == {}
+    assert [layer.activation for layer in drop_activations(converted)] == ["relu6"] * 35
+    assert isinstance(converted.get_layer("Conv1_relu"), DropActivation)
+    assert_same_inference(converted, mobilenet_v2, IMAGES)
+
+
+@applications_on_tensorflow
+def test_converted_relu6_follows_eq_3_in_training_and_eq_5_in_inference(mobilenet_v2):
+    layer = convert(mobilenet_v2, p=0.9, activation="relu6", seed=0).get_layer("Conv1_relu")
+    assert (layer.p, layer.activation, layer.seed) == (0.9, "relu6", 0)
+    x = np.random.default_rng(1).uniform(-4, 10, size=(100, 1000)).astype("float32")
+    relu6 = np.clip(x, 0, 6)
+    y = numpy(layer(x, training=True))
+    differs = relu6 != x  # x < 0 or x > 6: 4/7 of the elements.
+    dropped = differs & (y == x)
+    assert np.all(dropped | (y == relu6))  # Eq. 3: f(x) or x per element.
+    n = differs.sum()
+    assert abs(dropped.sum() / n - 0.1) < 5 * np.sqrt(0.09 / n)  # 5 sigma.
+    np.testing.assert_allclose(numpy(layer(x)), 0.1 * x + 0.9 * relu6, rtol=1e-6, atol=1e-6)
+
+
+@applications_on_tensorflow
+def test_efficientnet_b0_converts_with_swish_as_silu():
+    model = keras.applications.EfficientNetB0(
+        weights=None, input_shape=(32, 32, 3), classes=10
+    )
+    # Built with activation="swish", which Keras resolves to silu: 33
+    # Activation layers and 16 squeeze-excite convolutions with it fused.
+    assert activation_sites(model) == {"sigmoid": 16, "silu": 49}
+    converted = convert(model, activation="swish")
+    assert activation_sites(converted) == {"sigmoid": 16}
+    assert {layer.activation for layer in drop_activations(converted)} == {"silu"}
+    assert len(drop_activations(converted)) == 49
+    assert isinstance(converted.get_layer("block1a_activation"), DropActivation)
+    assert isinstance(converted.get_layer("block1a_se_reduce_dropact"), DropActivation)
+    assert converted.get_layer("block1a_se_reduce").activation is keras.activations.linear
+    # p=1 inference equal to the original's: test_names_resolve_as_keras_resolves_them.
+
+
+@pytest.mark.parametrize("name", ["swish", "silu"])
+def test_names_resolve_as_keras_resolves_them(name):
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(4, activation="swish", name="by_alias")(inputs)
+    x = keras.layers.Dense(4, activation=keras.activations.silu, name="by_function")(x)
+    x = keras.layers.Conv1D(4, 1, activation=keras.ops.silu, name="by_op")(x[..., None])
+    x = keras.layers.Activation("silu", name="by_name")(x)
+    model = keras.Model(inputs, x)
+    assert activation_sites(model) == {"silu": 4}
+    converted = convert(model, p=1.0, activation=name)
+    assert [layer.name for layer in drop_activations(converted)] == [
+        "by_alias_dropact",
+        "by_function_dropact",
+        "by_op_dropact",
+        "by_name",
+    ]
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    assert_same_inference(converted, model, x)
+    # A lambda has no name Keras could save: it is no site.
+    lambda_model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(4, activation=lambda t: t * keras.ops.sigmoid(t))]
+    )
+    assert activation_sites(lambda_model) == {}
+
+
+@pytest.mark.parametrize("name", ["swissh", "softmax", 3])
+def test_unknown_name_fails_in_one_line_with_the_choices(name):
+    with pytest.raises(ValueError) as error:
+        convert(relu_variants_model(), activation=["relu6", name])
+    message = str(error.value)
+    assert "\n" not in message
+    assert f"{name!r} is not an elementwise Keras activation" in message
+    assert "Expected one of celu, elu," in message and "swish, tanh" in message
+
+
+def relu_variants_model():
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(8, name="d1")(inputs)
+    x = keras.layers.ReLU(max_value=3.0, negative_slope=0.1, threshold=0.5, name="variant")(x)
+    x = keras.layers.Dense(8, name="d2")(x)
+    x = keras.layers.ReLU(6.0, name="six")(x)
+    x = keras.layers.Dense(8, activation="relu", name="d3")(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
+
+
+def test_relu_matches_parameterised_relus_only_with_relu_variants():
+    model = relu_variants_model()
+    variant = "ReLU(max_value=3.0, negative_slope=0.1, threshold=0.5)"
+    assert activation_sites(model) == {variant: 1, "relu": 1, "relu6": 1}
+    plain = convert(model, p=1.0)  # max(x, 0) only: the fused one.
+    assert [layer.name for layer in drop_activations(plain)] == ["d3_dropact"]
+    with pytest.raises(ValueError, match=rf"it has {re.escape(variant)} x1, relu x1, relu6 x1 \(ReLU variants: relu_variants=True\)"):
+        convert(model, activation="gelu")
+    with pytest.raises(ValueError, match="`relu_variants=True` extends the activation 'relu'"):
+        convert(model, activation="relu6", relu_variants=True)
+    every = convert(model, p=1.0, relu_variants=True)
+    layers = {layer.name: layer for layer in drop_activations(every)}
+    assert sorted(layers) == ["d3_dropact", "six", "variant"]
+    assert layers["six"].activation == "relu6"
+    assert layers["variant"].get_config()["activation"]["config"] == {
+        "max_value": 3.0,
+        "negative_slope": 0.1,
+        "threshold": 0.5,
+    }
+    x = np.random.default_rng(0).normal(scale=3, size=(64, 6)).astype("float32")
+    assert_same_inference(every, model, x)
+
+
+def test_converted_relu_variants_save_and_load(tmp_path):
+    # The fresh-process load of a ReLUVariant: tests/test_layers.py.
+    converted = convert(relu_variants_model(), p=0.8, seed=0, relu_variants=True)
+    converted.save(tmp_path / "converted.keras")
+    loaded = keras.saving.load_model(tmp_path / "converted.keras")
+    assert loaded.get_layer("variant").get_config() == converted.get_layer("variant").get_config()
+    x = np.random.default_rng(0).normal(scale=3, size=(16, 6)).astype("float32")
+    np.testing.assert_allclose(numpy(loaded(x)), numpy(converted(x)), rtol=1e-6, atol=1e-6)
+
+
+# ------------------------------------------------------------------ keras-hub
+
+
+def tiny_resnet_classifier(keras_hub):
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64, 16],
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_strides=[1, 2],
+        block_type="basic_block",
+        use_pre_activation=False,
+        image_shape=(32, 32, 3),
+    )
+    converter = keras_hub.layers.ResNetImageConverter(image_size=(32, 32), scale=1 / 255)
+    preprocessor = keras_hub.models.ResNetImageClassifierPreprocessor(converter)
+    return keras_hub.models.ResNetImageClassifier(
+        backbone=backbone, num_classes=4, preprocessor=preprocessor
+    )
+
+
+def test_keras_hub_task_keeps_its_class_preprocessor_and_presets(tmp_path):
+    keras_hub = pytest.importorskip("keras_hub", reason="keras-hub is not a dependency: tested where installed")
+    keras.utils.set_random_seed(0)
+    task = tiny_resnet_classifier(keras_hub)
+    assert activation_sites(task) == {"relu": 5}
+    images = np.random.default_rng(0).uniform(0, 255, size=(2, 40, 40, 3)).astype("float32")
+    expected = task.predict(images, verbose=0)
+    same = convert(task, p=1.0)
+    assert type(same) is type(task) and same.preprocessor is task.preprocessor
+    assert len(drop_activations(same.backbone)) == 5
+    np.testing.assert_allclose(same.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    # A backbone alone comes back as a plain functional model; the task is
+    # rebuilt around it as docs/reference/convert.md says.
+    backbone = convert(task.backbone, p=1.0)
+    assert type(backbone).__name__ == "Functional"
+    rebuilt = keras_hub.models.ImageClassifier(
+        backbone=backbone, num_classes=task.num_classes, preprocessor=task.preprocessor
+    )
+    rebuilt.get_layer("predictions").set_weights(task.get_layer("predictions").get_weights())
+    np.testing.assert_allclose(rebuilt.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    converted = convert(task, p=0.9, seed=0)
+    converted.save_to_preset(str(tmp_path / "preset"))
+    converted.save(tmp_path / "task.keras")
+    expected = converted.predict(images, verbose=0)
+    for loaded in (
+        keras_hub.models.ImageClassifier.from_preset(str(tmp_path / "preset")),
+        keras.saving.load_model(tmp_path / "task.keras"),
+    ):
+        assert type(loaded) is type(task)
+        assert len(drop_activations(loaded.backbone)) == 5
+        np.testing.assert_allclose(loaded.predict(images, verbose=0), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_keras_hub_task_that_needs_its_backbone_class_fails_in_one_line():
+    keras_hub = pytest.importorskip("keras_hub", reason="keras-hub is not a dependency: tested where installed")
+
+    class NeedsResNetBackbone(keras_hub.models.ResNetImageClassifier):
+        def __init__(self, backbone, **kwargs):
+            assert backbone.stackwise_num_filters  # Only a ResNetBackbone has it.
+            super().__init__(backbone=backbone, **kwargs)
+
+    task = tiny_resnet_classifier(keras_hub)
+    task = NeedsResNetBackbone(backbone=task.backbone, num_classes=4)
+    with pytest.raises(ValueError, match=r"could not rebuild the keras-hub task NeedsResNetBackbone .*convert `task.backbone`"):
+        convert(task)
 
 
 def _with_trained_values(model, seed):

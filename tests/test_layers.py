@@ -17,6 +17,7 @@ from keras import ops
 
 from keras_dropact import DropActivation
 from keras_dropact import RandomizedReLU
+from keras_dropact.layers import ReLUVariant
 from tests.conftest import BACKEND
 from tests.conftest import tensorflow_only
 from tests.conftest import value_and_grad
@@ -109,6 +110,39 @@ def test_p_equal_one_is_the_plain_activation_in_both_modes():
     np.testing.assert_allclose(to_numpy(layer(x, training=True)), expected, rtol=1e-6)
     np.testing.assert_allclose(to_numpy(layer(x)), expected, rtol=1e-6)
     assert not hasattr(layer, "seed_generator")
+
+
+@pytest.mark.parametrize(
+    "activation, relu_arguments",
+    [("relu6", (6.0, 0.0, 0.0)), (ReLUVariant(3.0, 0.1, 0.5), (3.0, 0.1, 0.5))],
+    ids=["relu6", "relu-variant"],
+)
+def test_parameterised_relus_follow_eq_3_and_eq_5(activation, relu_arguments):
+    # f is exactly what keras.layers.ReLU(max_value, negative_slope,
+    # threshold) computes; Drop-Activation of it keeps f or the identity per
+    # element in training (eq. 3) and averages them in inference (eq. 5).
+    p = 0.9
+    layer = DropActivation(p=p, activation=activation, seed=6)
+    x = np.random.default_rng(4).uniform(-4, 8, size=(400, 500)).astype("float32")
+    f = to_numpy(keras.layers.ReLU(*relu_arguments)(x))
+    y = to_numpy(layer(x, training=True))
+    differs = f != x
+    dropped = (y == x) & differs
+    assert np.all(dropped | (y == f))
+    n = differs.sum()  # About 3/4 of the 200k elements.
+    # 5 sigma of a Binomial(n, 1 - p) fraction.
+    assert abs(dropped.sum() / n - (1 - p)) < 5 * np.sqrt(p * (1 - p) / n)
+    np.testing.assert_allclose(
+        to_numpy(layer(x)), (1 - p) * x + p * f, rtol=1e-6, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"max_value": -1.0}, {"negative_slope": None}, {"threshold": "0"}]
+)
+def test_relu_variant_rejects_arguments_keras_relu_rejects(kwargs):
+    with pytest.raises(ValueError, match=f"`{next(iter(kwargs))}`.*>= 0"):
+        ReLUVariant(**kwargs)
 
 
 # ---------------------------------------------------------------- gradients
@@ -238,8 +272,9 @@ def shifted_softplus(x):
         DropActivation(p=0.9, activation="gelu", seed=3, name="da"),
         DropActivation(p=0.9, activation=shifted_softplus, seed=3, sampler="bits"),
         RandomizedReLU(lower=0.1, upper=0.2, seed=9),
+        DropActivation(p=0.9, activation=ReLUVariant(3.0, 0.1, 0.5), seed=3),
     ],
-    ids=["builtin", "custom-bits", "rrelu"],
+    ids=["builtin", "custom-bits", "rrelu", "relu-variant"],
 )
 def test_config_round_trip(layer):
     config = json.loads(json.dumps(keras.saving.serialize_keras_object(layer)))
@@ -262,10 +297,10 @@ def test_config_records_the_sampler_and_old_configs_load_with_auto():
     assert DropActivation.from_config(old).sampler == "auto"
 
 
-def small_model(sampler="auto"):
+def small_model(sampler="auto", activation="relu"):
     inputs = keras.Input((6,))
     x = keras.layers.Dense(8)(inputs)
-    x = DropActivation(p=0.9, seed=1, sampler=sampler)(x)
+    x = DropActivation(p=0.9, activation=activation, seed=1, sampler=sampler)(x)
     x = keras.layers.Dense(8)(x)
     x = RandomizedReLU(seed=2)(x)
     return keras.Model(inputs, keras.layers.Dense(3)(x))
@@ -273,7 +308,9 @@ def small_model(sampler="auto"):
 
 def test_keras_file_round_trip_in_a_fresh_process(tmp_path):
     keras.utils.set_random_seed(0)
-    model = small_model()
+    # The package's own activation function (what `convert` makes of a
+    # ReLU(max_value, negative_slope, threshold) layer) loads too.
+    model = small_model(activation=ReLUVariant(1.0, 0.1, 0.5))
     x = np.random.default_rng(0).normal(size=(5, 6)).astype("float32")
     path = tmp_path / "model.keras"
     model.save(path)

@@ -41,6 +41,7 @@ ACTIVATION_SITES = {
     "resnext-29-8x64d": 1 + 3 * 9,
     "resnet-18": 1 + 2 * 8,
     "simple-cnn": 3 + 1,
+    "simple-cnn-nobn": 3 + 1,
     "mlp": 3,
     "simple-cnn-1d": 3 + 1,
     "mnist1d-mlp": 2,
@@ -98,10 +99,11 @@ def sample_input(model, batch=2, seed=0):
 
 
 def check_faithful_layers(model):
-    """Bias-free convs, PyTorch BN, no ReLU layer nor fused activation."""
+    """Convs bias-free where BN follows, PyTorch BN, no ReLU layer nor fused activation."""
+    has_bn = any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
-            assert not layer.use_bias, layer.name
+            assert layer.use_bias is not has_bn, layer.name
             assert layer.activation is keras.activations.linear, layer.name
         if isinstance(layer, keras.layers.BatchNormalization):
             assert (layer.momentum, layer.epsilon) == (0.9, 1e-5), layer.name
@@ -136,6 +138,7 @@ def test_names_are_the_presets_of_the_table():
         "resnext-29-8x64d",
         "resnet-18",
         "simple-cnn",
+        "simple-cnn-nobn",
         "mlp",
         "simple-cnn-1d",
         "mnist1d-mlp",
@@ -359,6 +362,13 @@ def test_simple_cnn_and_mlp_layers():
         "AveragePooling2D",
     ]
     assert kinds == 3 * block + ["Flatten", "Dense", "DropActivation", "Dense"]
+    assert out_shape(m, "block3_pool") == (None, 4, 4, 128)
+    assert not any(layer.use_bias for layer in m.layers if isinstance(layer, keras.layers.Conv2D))
+    m = preset_model("simple-cnn-nobn")
+    kinds = [type(layer).__name__ for layer in m.layers[1:]]
+    assert kinds == 3 * ["Conv2D", "DropActivation", "AveragePooling2D"] + [
+        "Flatten", "Dense", "DropActivation", "Dense"]
+    assert all(layer.use_bias for layer in m.layers if isinstance(layer, keras.layers.Conv2D))
     assert out_shape(m, "block3_pool") == (None, 4, 4, 128)
     m = preset_model("mlp")
     assert m.input_shape == (None, 1)

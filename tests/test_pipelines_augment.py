@@ -137,7 +137,7 @@ def test_unseeded_shuffle_differs_between_epochs():
 
 
 def test_unknown_dataset_lists_valid_names():
-    with pytest.raises(ValueError, match="Unknown dataset 'cifar-10'.*cifar10, cifar100, svhn, emnist-balanced, digits, mnist1d, folder:PATH"):
+    with pytest.raises(ValueError, match="Unknown dataset 'cifar-10'.*cifar10, cifar100, svhn, emnist-balanced, fashion-mnist, digits, mnist1d, folder:PATH"):
         pipelines.load("cifar-10", "train", 8)
 
 

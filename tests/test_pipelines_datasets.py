@@ -287,7 +287,7 @@ def test_folder_file_names_that_are_not_utf8(tmp_path):
 
 def test_info_and_names():
     assert pipelines.names() == (
-        "cifar10", "cifar100", "svhn", "emnist-balanced", "digits", "mnist1d",
+        "cifar10", "cifar100", "svhn", "emnist-balanced", "fashion-mnist", "digits", "mnist1d",
         "folder:PATH",
     )
     assert pipelines.augmentations() == ("none", "standard", "cutout", "autoaugment")

@@ -215,7 +215,7 @@ def test_table_markdown_names_the_columns_of_augmentation_rows():
     errors = {row: {column: {0: 0.1, 1: 0.2} for column in row.columns} for row in rows}
     lines = table.markdown(rows, errors, [0, 1]).splitlines()
     assert lines[2] == ("| 2 | cifar10 | resnet-110 | 2 | 15.00 +- 63.53 | 6.43 | 15.00 +- 63.53 | 7.66 | "
-                        "15.00 +- 63.53 | 6.17 | 0.00 +- 0.00 |")
+                        "15.00 +- 63.53 | 6.17 | 0.00 +- 0.00, lower in 0 of 2 |")
     assert "| cutout: 15.00 +- 63.53 | 18.41 | cutout + Drop-Activation: 15.00 +- 63.53 | 17.86 |" in lines[3]
 
 

@@ -165,9 +165,10 @@ def test_a_backup_naming_weights_outside_its_folder_is_never_loaded(runs, tmp_pa
 
 def _as_the_previous_release_wrote_it(run):
     """The run's files as keras-dropact before issue 20 wrote them: no
-    `image_size` in config.json (there was no --image-size), no
-    dataset.json, and results.json as the release wrote it."""
-    _edit_json(run, rd.CONFIG, lambda config: {k: v for k, v in config.items() if k != "image_size"})
+    `image_size` and `train_size` in config.json (there was no --image-size
+    or --train-size), no dataset.json, and results.json as the release wrote it."""
+    _edit_json(run, rd.CONFIG, lambda config: {
+        k: v for k, v in config.items() if k not in ("image_size", "train_size")})
     os.remove(os.path.join(run, "dataset.json"))
 
 

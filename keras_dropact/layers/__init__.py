@@ -12,6 +12,7 @@ from keras_dropact.layers.act_layer import get_act_layer
 from keras_dropact.layers.drop_activation import DEFAULT_KEEP_PROBABILITY
 from keras_dropact.layers.drop_activation import DropActivation
 from keras_dropact.layers.drop_activation import check_keep_probability
+from keras_dropact.layers.activations import ReLUVariant
 from keras_dropact.layers.randomized_relu import RandomizedReLU
 from keras_dropact.layers.shortcut import ZeroPadShortcut
 
@@ -20,6 +21,7 @@ __all__ = [
     "DEFAULT_KEEP_PROBABILITY",
     "DropActivation",
     "RandomizedReLU",
+    "ReLUVariant",
     "SiteSeeds",
     "ZeroPadShortcut",
     "activation_layer",

@@ -4,8 +4,13 @@ Drop-Activation is defined for an *elementwise* nonlinearity f (paper eq. 1):
 dropping f at one element must not change any other element. Activations that
 mix elements (softmax, log_softmax, glu, sparsemax) are rejected here, both by
 name and by probing a callable, so that a mistake fails when the layer is
-created instead of training a different model silently.
+created instead of training a different model silently. Names resolve as
+Keras resolves them (`keras_activation_name`: "swish" is "silu"), and
+`ReLUVariant` is the function of a `keras.layers.ReLU` with a `max_value`,
+`negative_slope` or `threshold`, for `DropActivation` and `convert`.
 """
+
+import numbers
 
 import numpy as np
 
@@ -44,6 +49,26 @@ ELEMENTWISE_ACTIVATIONS = (
 _PROBE = np.linspace(-3.0, 3.0, 12, dtype="float32")
 
 
+def keras_activation_name(name):
+    """Returns the name Keras saves the elementwise activation `name` under.
+
+    Names are resolved as `keras.activations.get` resolves them: aliases
+    become the function's own name ("swish" -> "silu", "hard_swish" ->
+    "hard_silu").
+
+    Raises:
+        ValueError: in one line, naming `name` and the valid names, if it is
+            not the name of an elementwise Keras activation.
+    """
+    if not isinstance(name, str) or name not in ELEMENTWISE_ACTIVATIONS:
+        raise ValueError(
+            "Invalid value received for argument `activation`: "
+            f"{name!r} is not an elementwise Keras activation. "
+            f"Expected one of {', '.join(ELEMENTWISE_ACTIVATIONS)}."
+        )
+    return keras.activations.serialize(keras.activations.get(name))
+
+
 def resolve_activation(activation):
     """Returns `(callable, serialized_name)` for an elementwise activation.
 
@@ -51,20 +76,14 @@ def resolve_activation(activation):
         activation: the name of a built-in elementwise Keras activation, or a
             callable (register it with
             `keras.saving.register_keras_serializable` so that models using it
-            can be saved and loaded).
+            can be saved and loaded), e.g. a `ReLUVariant`.
 
     Raises:
         ValueError: for unknown names, non-elementwise activations, or
             anything that is neither a string nor a callable.
     """
     if isinstance(activation, str):
-        if activation not in ELEMENTWISE_ACTIVATIONS:
-            raise ValueError(
-                "Invalid value received for argument `activation`: "
-                f"{activation!r} is not an elementwise Keras activation. "
-                f"Expected one of {', '.join(ELEMENTWISE_ACTIVATIONS)}, "
-                "or an elementwise callable."
-            )
+        keras_activation_name(activation)
         return keras.activations.get(activation), activation
     if isinstance(activation, dict):  # A serialized registered callable.
         fn = keras.saving.deserialize_keras_object(activation)
@@ -106,3 +125,74 @@ def _check_elementwise(fn):
             f"nonlinearity such as {', '.join(ELEMENTWISE_ACTIVATIONS[:6])}..."
         )
     return fn
+
+
+# The arguments of `keras.activations.relu` and their defaults.
+_RELU_DEFAULTS = {"max_value": None, "negative_slope": 0.0, "threshold": 0.0}
+
+
+def _non_negative(key, value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not value >= 0
+    ):
+        raise ValueError(
+            f"Invalid value received for argument `{key}` of ReLUVariant: "
+            f"expected a number >= 0. Received: {key}={value!r}"
+        )
+    return float(value)
+
+
+@keras.saving.register_keras_serializable(package="keras_dropact")
+class ReLUVariant:
+    """`keras.activations.relu` with fixed arguments: an elementwise callable.
+
+    The function a `keras.layers.ReLU(max_value, negative_slope, threshold)`
+    layer applies, as a serializable activation, so that `DropActivation`
+    can drop exactly that function (paper eq. 3 and 5 hold for any
+    elementwise f) and a model holding it saves and loads.
+
+    Args:
+        max_value: the largest output, or None for no bound.
+        negative_slope: the slope below the threshold, >= 0.
+        threshold: inputs at or below it are damped, >= 0.
+
+    Raises:
+        ValueError: for an argument that is not a number >= 0.
+    """
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0):
+        if max_value is not None:
+            max_value = _non_negative("max_value", max_value)
+        self.max_value = max_value
+        self.negative_slope = _non_negative("negative_slope", negative_slope)
+        self.threshold = _non_negative("threshold", threshold)
+
+    def __call__(self, x):
+        return keras.activations.relu(
+            x,
+            negative_slope=self.negative_slope,
+            max_value=self.max_value,
+            threshold=self.threshold,
+        )
+
+    def __repr__(self):
+        """The Keras layer computing it, e.g. "ReLU(max_value=3.0)"."""
+        arguments = ", ".join(
+            f"{key}={value}"
+            for key, value in self.get_config().items()
+            if value != _RELU_DEFAULTS[key]
+        )
+        return f"ReLU({arguments})"
+
+    def get_config(self):
+        return {
+            "max_value": self.max_value,
+            "negative_slope": self.negative_slope,
+            "threshold": self.threshold,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

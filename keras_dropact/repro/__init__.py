@@ -1,4 +1,5 @@
-"""Reproducing the paper's experiments: `dropact repro EXPERIMENT`.
+"""Reproducing the paper's experiments (`dropact repro EXPERIMENT`), and
+comparing activations on any setup (`dropact compare`, `compare.py`).
 
     fig2    test error against p (simple CNN), mean and 95% interval per p
     fig3    regression toy, ReLU vs Drop-Activation (MLP 1000-800-200)
@@ -14,4 +15,4 @@ its results.json exists, so a command can be killed and rerun. Needs the
 
 from keras_dropact.extras import require
 
-require("repro", "matplotlib", "scipy", feature="dropact repro")
+require("repro", "matplotlib", "scipy", feature="keras_dropact.repro (dropact repro, dropact compare)")

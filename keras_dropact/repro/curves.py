@@ -68,23 +68,44 @@ def run_fig4(model, dataset, seeds, out, scale="cpu", p=DEFAULT_KEEP_PROBABILITY
                             f"test error {100 * results['test_error']:.2f}%", skipped)
     directory = os.path.join(out, experiment)
     os.makedirs(directory, exist_ok=True)
-    series, rows = {}, []
-    for activation, runs_histories in histories.items():
-        epochs_done = min(len(h) for h in runs_histories)
-        train_error = np.mean([[1 - h[e]["accuracy"] for e in range(epochs_done)] for h in runs_histories], axis=0)
-        test_error = np.mean([[1 - h[e]["val_accuracy"] for e in range(epochs_done)] for h in runs_histories], axis=0)
-        epoch_axis = np.arange(1, epochs_done + 1)
-        style = "-" if activation == "dropact" else "--"
-        series[f"{activation} train"] = (epoch_axis, 100 * train_error, "C0" + style)
-        series[f"{activation} test"] = (epoch_axis, 100 * test_error, "C3" + style)
-        rows += [(activation, e + 1, train_error[e], test_error[e]) for e in range(epochs_done)]
+    curves = {activation: mean_error_curves(h) for activation, h in histories.items()}
+    rows = [(activation, int(epoch), train, test) for activation, (epochs, train_error, test_error)
+            in curves.items() for epoch, train, test in zip(epochs, train_error, test_error)]
     with open(os.path.join(directory, "fig4.csv"), "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["activation", "epoch", "mean_train_error", "mean_test_error"])
         writer.writerows([(a, e, f"{tr:.5f}", f"{te:.5f}") for a, e, tr, te in rows])
-    plots.curves(series, os.path.join(directory, "fig4.png"), "error (%)",
+    plots.curves(error_curve_series(curves), os.path.join(directory, "fig4.png"), "error (%)",
                  f"Figure 4: {fields['model']} on {dataset}, mean of {len(seeds)} seeds")
     return rows
+
+
+def mean_error_curves(histories):
+    """The mean training and test error per epoch over runs (Figure 4's curves).
+
+    Args:
+        histories: the `history` of each run's results: one row per epoch,
+            with `accuracy` (the training accuracy as `fit` logged it: random
+            masks, augmentation) and `val_accuracy` (the test split).
+
+    Returns:
+        `(epochs, train_error, test_error)`: epochs 1..E, E the fewest any run
+        finished, and the two mean errors (fractions) per epoch.
+    """
+    epochs_done = min(len(h) for h in histories)
+    train_error = np.mean([[1 - h[e]["accuracy"] for e in range(epochs_done)] for h in histories], axis=0)
+    test_error = np.mean([[1 - h[e]["val_accuracy"] for e in range(epochs_done)] for h in histories], axis=0)
+    return np.arange(1, epochs_done + 1), train_error, test_error
+
+
+def error_curve_series(curves):
+    """`plots.curves`' series (in %) of `mean_error_curves` by label: one colour
+    per label, the test error solid, the training error (as `fit` logged it) dashed."""
+    series = {}
+    for index, (label, (epochs, train_error, test_error)) in enumerate(curves.items()):
+        series[f"{label} test"] = (epochs, 100 * np.asarray(test_error), f"C{index}-")
+        series[f"{label} train (as fit logged it)"] = (epochs, 100 * np.asarray(train_error), f"C{index}--")
+    return series
 
 
 def run_fig6(model, dataset, seeds, out, scale="cpu", p=DEFAULT_KEEP_PROBABILITY, layer=None, epochs=None,

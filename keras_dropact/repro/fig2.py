@@ -11,6 +11,7 @@ import os
 from keras_dropact.repro import plots
 from keras_dropact.repro import runs
 from keras_dropact.repro.stats import mean_ci
+from keras_dropact.repro.stats import paired_difference
 
 P_VALUES = tuple(round(0.60 + 0.05 * i, 2) for i in range(9))
 
@@ -29,11 +30,6 @@ def setup(dataset, scale, setup_name=None):
         raise ValueError(f"--setup is for --scale cpu; got --setup {setup_name!r} at --scale {scale}.")
     # The paper's setting: the simple CNN with the default recipe for it.
     return dataset, dict(model="simple-cnn")
-
-
-def final_train_error(results):
-    """The last epoch's training error as `fit` logs it (training mode: random masks)."""
-    return 1.0 - results["history"][-1]["accuracy"]
 
 
 def run(dataset, seeds, out, scale="cpu", p_values=P_VALUES, epochs=None, steps_per_epoch=None, verbose=0,
@@ -65,7 +61,7 @@ def run(dataset, seeds, out, scale="cpu", p_values=P_VALUES, epochs=None, steps_
             progress.start()
             results, skipped = runs.train_classifier(config, scale, verbose=verbose)
             errors[p].append(results["test_error"])
-            train_errors[p].append(final_train_error(results))
+            train_errors[p].append(runs.logged_train_error(results))
             progress.finish(
                 f"{fields['model']} on {dataset}, p={p:.2f}, seed {seed}",
                 f"test error {100 * results['test_error']:.2f}%", skipped,
@@ -76,7 +72,7 @@ def run(dataset, seeds, out, scale="cpu", p_values=P_VALUES, epochs=None, steps_
         train = mean_ci(train_errors[p])
         # Runs of one seed share the initialisation and the data order, so
         # the difference to p = 1 (plain ReLU) is paired by seed.
-        paired = mean_ci([e - r for e, r in zip(errors[p], errors[1.0])]) if 1.0 in errors else None
+        paired = paired_difference(errors[p], errors[1.0]).difference if 1.0 in errors else None
         rows.append(dict(p=p, n=summary.n, mean_error=summary.mean, ci95=summary.half_width,
                          std=summary.std, errors=errors[p],
                          diff_vs_relu=paired.mean if paired else float("nan"),

@@ -21,6 +21,7 @@ from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
 from keras_dropact.repro import plots
 from keras_dropact.repro import runs
 from keras_dropact.repro.stats import mean_ci
+from keras_dropact.repro.stats import paired_difference
 
 NUM_POINTS = 20
 GRID = np.linspace(0.0, 10.0, 1001)
@@ -107,8 +108,8 @@ def run(seeds, out, p=DEFAULT_KEEP_PROBABILITY, steps=STEPS, verbose=0):
                              mean_test_mse=summary.mean, ci95=summary.half_width,
                              mean_train_mse=float(np.mean(train))))
         # Paired by seed: same points, same initialisation seed.
-        difference = mean_ci([results[function, "dropact", s]["test_mse"]
-                              - results[function, "relu", s]["test_mse"] for s in seeds])
+        difference = paired_difference([results[function, "dropact", s]["test_mse"] for s in seeds],
+                                       [results[function, "relu", s]["test_mse"] for s in seeds]).difference
         rows.append(dict(function=function, activation="dropact - relu (paired)", n=difference.n,
                          mean_test_mse=difference.mean, ci95=difference.half_width,
                          mean_train_mse=float("nan")))

@@ -139,6 +139,12 @@ def load_results(path):
         return None
 
 
+def logged_train_error(results):
+    """The last epoch's training error as `fit` logged it: its running average
+    over the epoch's steps, in training mode (random masks, augmentation)."""
+    return 1.0 - results["history"][-1]["accuracy"]
+
+
 def write_results(path, results):
     """Writes `results.json` atomically (a kill never leaves half a file)."""
     os.makedirs(path, exist_ok=True)
@@ -152,17 +158,18 @@ RUN_FIELDS = ("model", "dataset", "activation", "p", "augment", "recipe", "epoch
 
 
 def check_same_run(config, results):
-    """Raises a ValueError unless the finished `results` are a run of `config`.
+    """Raises a ValueError unless `results` (or `{"config": ...}` of a started
+    run's config.json) are of a run of `config`.
 
-    Guards the reuse of a finished run: two experiments (e.g. the table and
-    Figure 4) share a directory only for literally the same run.
+    Guards the reuse of a run: two experiments (e.g. the table and Figure 4)
+    share a directory only for literally the same run.
     """
     done = results["config"]
     differ = [f"{name}: {done.get(name)!r} there, {getattr(config, name)!r} asked"
               for name in RUN_FIELDS if done.get(name) != getattr(config, name)]
     if differ:
         raise ValueError(
-            f"{config.run_dir} holds a finished run of another configuration ({'; '.join(differ)}); "
+            f"{config.run_dir} holds a run of another configuration ({'; '.join(differ)}); "
             f"use another --out."
         )
 
@@ -197,7 +204,9 @@ def make_config(out, experiment, name, seed, **fields):
 
 
 class Progress:
-    """Prints one line per run: count, what ran, its result, time and ETA."""
+    """Prints one line per run: count, what ran, its result, its time, the
+    time elapsed and an estimate of the time left (from the runs trained so
+    far; finished runs that were skipped cost nothing)."""
 
     def __init__(self, experiment, total):
         self.experiment = experiment
@@ -205,12 +214,18 @@ class Progress:
         self.done = 0
         self.trained = 0
         self.train_seconds = 0.0
+        self.began = time.perf_counter()
         self._start = None
+
+    def prefix(self):
+        """`[EXPERIMENT k/N]` of the run under way (k = runs done + 1)."""
+        return f"[{self.experiment} {self.done + 1}/{self.total}]"
 
     def start(self):
         self._start = time.perf_counter()
 
     def finish(self, label, result_text, skipped):
+        prefix = self.prefix()
         self.done += 1
         seconds = time.perf_counter() - self._start
         if skipped:
@@ -219,11 +234,8 @@ class Progress:
             self.trained += 1
             self.train_seconds += seconds
             status = f"{seconds:.1f}s"
+        status += f"; {(time.perf_counter() - self.began) / 60:.1f} min elapsed"
         remaining = self.total - self.done
-        eta = ""
         if self.trained and remaining:
-            eta = f", ETA {remaining * self.train_seconds / self.trained / 60:.1f} min"
-        print(
-            f"[{self.experiment} {self.done}/{self.total}] {label}: {result_text} ({status}{eta})",
-            flush=True,
-        )
+            status += f", about {remaining * self.train_seconds / self.trained / 60:.1f} min left"
+        print(f"{prefix} {label}: {result_text} ({status})", flush=True)

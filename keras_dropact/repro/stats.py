@@ -1,4 +1,5 @@
-"""Summary statistics for repeated runs: the mean and a t-based 95% interval."""
+"""Summary statistics for repeated runs: the mean and a t-based 95% interval,
+differences paired by seed, and the Markdown rows that report them."""
 
 import collections
 import math
@@ -59,3 +60,55 @@ def format_ci(summary, scale=100.0, digits=2):
     if math.isnan(summary.half_width):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} +- {summary.half_width * scale:.{digits}f}"
+
+
+Paired = collections.namedtuple("Paired", ["difference", "lower", "ties"])
+Paired.__doc__ = """The differences of two settings run with the same seeds.
+
+Attributes:
+    difference: the `Summary` of the per-seed differences (setting minus
+        reference).
+    lower: in how many seeds the setting's value is below the reference's
+        (for an error: the seeds the setting won).
+    ties: in how many seeds the two are equal.
+"""
+
+
+def paired_difference(values, reference, confidence=0.95):
+    """`values - reference` seed by seed: their mean and Student-t interval.
+
+    Runs that share a seed share the initialisation and the data order, so
+    the per-seed difference cancels what the two settings have in common;
+    its interval (`mean_ci` of the n differences, n - 1 degrees of freedom)
+    is what says whether one setting is better, not the overlap of the two
+    settings' own intervals.
+
+    Args:
+        values, reference: sequences of equal, non-zero length, paired by
+            position (the same seed at the same index).
+        confidence: the coverage, in (0, 1).
+
+    Returns:
+        A `Paired(difference, lower, ties)`.
+    """
+    values = np.asarray(list(values), dtype=np.float64)
+    reference = np.asarray(list(reference), dtype=np.float64)
+    if values.shape != reference.shape:
+        raise ValueError(
+            f"paired_difference needs two sequences of the same length, got "
+            f"{values.shape} and {reference.shape}."
+        )
+    return Paired(mean_ci(values - reference, confidence),
+                  int(np.sum(values < reference)), int(np.sum(values == reference)))
+
+
+def format_paired(paired, scale=100.0, digits=2):
+    """`"-0.50 +- 0.80, lower in 4 of 6"`: the difference (`format_ci`) and its count."""
+    return f"{format_ci(paired.difference, scale, digits)}, lower in {paired.lower} of {paired.difference.n}"
+
+
+def markdown_table(header, rows):
+    """A Markdown table: the `header` cells, then one line per row of cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

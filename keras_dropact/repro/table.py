@@ -13,12 +13,13 @@ baseline difference paired by seed.
 import collections
 import os
 
-import numpy as np
-
 from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
 from keras_dropact.repro import runs
 from keras_dropact.repro.stats import format_ci
+from keras_dropact.repro.stats import format_paired
+from keras_dropact.repro.stats import markdown_table
 from keras_dropact.repro.stats import mean_ci
+from keras_dropact.repro.stats import paired_difference
 
 Column = collections.namedtuple("Column", ["label", "activation", "augment"])
 Row = collections.namedtuple("Row", ["table", "dataset", "model", "columns", "paper"])
@@ -131,7 +132,7 @@ def run(seeds, out, scale="cpu", patterns=(), p=DEFAULT_KEEP_PROBABILITY, epochs
                 progress.start()
                 results, skipped = runs.train_classifier(config, scale, verbose=verbose)
                 errors[row].setdefault(column, {})[seed] = results["test_error"]
-                train_errors[row].setdefault(column, {})[seed] = 1.0 - results["history"][-1]["accuracy"]
+                train_errors[row].setdefault(column, {})[seed] = runs.logged_train_error(results)
                 progress.finish(f"{row.model} on {row.dataset}, {column.label}, seed {seed}",
                                 f"test error {100 * results['test_error']:.2f}%", skipped)
     text = markdown(rows, errors, seeds) + "\n" + markdown(
@@ -156,7 +157,7 @@ def markdown(rows, errors, seeds, what="Test error", paper=True):
     for label in labels:
         header += [f"{label} (ours)", "paper"] if paper else [f"{label} (ours)"]
     header.append(f"{labels[-1]} - {labels[0]}, paired (ours)")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    cells_of_rows = []
     for row in rows:
         cells = [str(row.table), row.dataset, row.model, str(len(seeds))]
         for column, label, number in zip(row.columns, labels, row.paper):
@@ -164,10 +165,10 @@ def markdown(rows, errors, seeds, what="Test error", paper=True):
             cells.append(ours if column.label == label else f"{column.label}: {ours}")
             if paper:
                 cells.append("-" if number is None else f"{number:.2f}")
-        base = np.array([errors[row][row.columns[0]][s] for s in seeds])
-        drop = np.array([errors[row][row.columns[-1]][s] for s in seeds])
-        cells.append(format_ci(mean_ci(drop - base)))
-        lines.append("| " + " | ".join(cells) + " |")
+        base = [errors[row][row.columns[0]][s] for s in seeds]
+        drop = [errors[row][row.columns[-1]][s] for s in seeds]
+        cells.append(format_paired(paired_difference(drop, base)))
+        cells_of_rows.append(cells)
     note = (f"\n{what} in %, mean +- half width of the 95% Student-t interval over the seeds"
             + ("; the paper reports single numbers.\n" if paper else ".\n"))
-    return "\n".join(lines) + "\n" + note
+    return markdown_table(header, cells_of_rows) + note

@@ -15,7 +15,8 @@ from keras_dropact.training.run_dir import write_json
 # is exactly what those versions did. --image-size came with issue 20: a run
 # of an earlier version read every registered dataset at its own size (None);
 # its folder: runs have no dataset.json and are refused (`run_dataset.read`).
-ADDED_KEYS = {"image_size": None}
+# --train-size came with issue 24: earlier runs trained on the whole split.
+ADDED_KEYS = {"image_size": None, "train_size": None}
 
 # The largest --seed: models give activation site i the seed `seed + i`, and
 # NumPy's and TensorFlow's global seeds must stay below 2**32.
@@ -78,6 +79,7 @@ class TrainConfig:
     run_dir: str | None = None
     strategy: str = "auto"
     steps_per_epoch: int | None = None
+    train_size: int | None = None
     backup_every: int = 50
     deterministic: bool = False
     light: bool = False
@@ -97,7 +99,7 @@ class TrainConfig:
                 f"{', '.join(ACTIVATIONS)}."
             )
         check_keep_probability(self.p)
-        for name in ("epochs", "batch_size", "steps_per_epoch", "backup_every"):
+        for name in ("epochs", "batch_size", "steps_per_epoch", "train_size", "backup_every"):
             value = getattr(self, name)
             if value is not None:
                 _check_int(name, value, minimum=1)
@@ -155,6 +157,11 @@ class TrainConfig:
         if self.augment is None:
             return info["recipe_augment"]
         return None if self.augment == "none" else self.augment
+
+    def train_examples(self, info):
+        """The examples training reads: the first `train_size` of the
+        training split, or all of it. `info` is `pipelines.info(self.dataset)`."""
+        return self.train_size or info["splits"]["train"]
 
     def model_arguments(self):
         """The arguments `models.build` gets beyond the preset's: seed, decay, dropout."""

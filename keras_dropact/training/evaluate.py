@@ -5,15 +5,17 @@ from keras_dropact.training import artifacts
 from keras_dropact.training import run_dataset
 
 
-def evaluate(source, dataset=None, data_dir=None, batch_size=256, split="test"):
+def evaluate(source, dataset=None, data_dir=None, batch_size=256, split="test", take=None):
     """Evaluates the model of a run directory (or a `.keras` file).
 
     The dataset defaults to the one the run trained on, read as the run
     recorded it (`run_dataset`): a `folder:` run's images at its image
     size, and refused if the folder's classes or split sizes have changed
     since. A bare model file needs `dataset` (a folder is then read at the
-    model's input size). Returns a dict with `test_error`, `test_loss` and
-    the number of examples seen.
+    model's input size). `take=N` evaluates the first N examples of the
+    split only (a run trained with `--train-size N` saw those of its training
+    split). Returns a dict with `test_error`, `test_loss` and the number of
+    examples seen.
     """
     artifacts.model_path(source)  # Fails early if there is no model.
     record, run_data_dir = run_dataset.resolve(source, dataset)
@@ -24,7 +26,8 @@ def evaluate(source, dataset=None, data_dir=None, batch_size=256, split="test"):
     pipelines.ensure_available(record.dataset, data_dir=data_dir)
     model = artifacts.load_model(source)
     image_size = list(model.inputs[0].shape[1:3]) if record.is_folder else None
-    data = pipelines.load(record.dataset, split, batch_size, data_dir=data_dir, image_size=image_size)
+    data = pipelines.load(record.dataset, split, batch_size, data_dir=data_dir,
+                          image_size=image_size, take=take)
     metrics = model.evaluate(data, verbose=0, return_dict=True)
     return {
         "source": source,
@@ -32,5 +35,5 @@ def evaluate(source, dataset=None, data_dir=None, batch_size=256, split="test"):
         "split": split,
         "test_error": 1.0 - metrics["accuracy"],
         "test_loss": metrics["loss"],
-        "examples": record.splits[split],
+        "examples": record.splits[split] if take is None else min(take, record.splits[split]),
     }

@@ -350,8 +350,9 @@ class Run:
         written again: a kill may have missed them), and the run's objects."""
         config, runtime = self.config, self.runtime
         # The epoch length of the run's data now (a backup holds the one it had).
+        train_examples = config.train_examples(self.info)
         steps_per_epoch = config.steps_per_epoch or runtime.steps_per_epoch(
-            self.info["splits"]["train"], self.recipe.batch_size
+            train_examples, self.recipe.batch_size
         )
         self.backups = None if config.light else Backups(
             self.out.file(BACKUP), every=config.backup_every
@@ -367,7 +368,7 @@ class Run:
 
         def examples(first_step, stop_step):
             return runtime.examples(
-                self.info["splits"]["train"], self.recipe.batch_size, first_step, stop_step
+                train_examples, self.recipe.batch_size, first_step, stop_step
             )
 
         self.counters = Counters(self.state, examples, self.started)
@@ -451,6 +452,7 @@ class Run:
             augment=self.config.augmentation(self.info),
             shuffle=True,
             seed=self.config.seed,
+            take=self.config.train_size,
         )
         self.model.fit(
             train_data,

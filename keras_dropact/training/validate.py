@@ -8,6 +8,7 @@ nothing behind and the same command, corrected, can use the same
 `--run-dir`:
 
 - the global batch splits evenly over the strategy's replicas;
+- `--train-size` is at most the training split's size;
 - the model preset exists and its family takes the dataset's examples
   (images for the CNNs, flat vectors for `mlp`) and the recipe's
   arguments (`--dropout` only for the Wide ResNets);
@@ -77,12 +78,19 @@ def validate(config, model_builder=None, num_replicas=1):
             f"evenly over the strategy's {num_replicas} replicas; use a multiple "
             f"of {num_replicas}, e.g. --batch-size {multiple}."
         )
+    split_size = info["splits"]["train"]
+    if config.train_size is not None and config.train_size > split_size:
+        raise ValueError(
+            f"--train-size {config.train_size} exceeds the {split_size} examples of "
+            f"the training split of {config.dataset}; use 1 to {split_size}."
+        )
     if model_builder is None:
         _check_model(config, info, recipe)
     # Pipelines check their arguments (augmentation vs data, seed) when made.
     pipelines.dataset_fn(
         config.dataset, "train", recipe.batch_size, augment=config.augmentation(info),
         data_dir=config.data_dir, shuffle=True, seed=config.seed, image_size=config.image_size,
+        take=config.train_size,
     )
     # With --data-dir the data must be prepared there: never download.
     pipelines.ensure_available(
