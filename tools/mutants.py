@@ -28,6 +28,7 @@ import dataclasses
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -308,6 +309,9 @@ def main(argv=None):
         for mutant in chosen:
             print(f"{mutant.name}  [{mutant.file}]  {mutant.why}\n    " + "\n    ".join(mutant.tests))
         return 0
+    # SIGTERM ends the run as Ctrl-C does: the pytest in progress is killed
+    # and the scratch copy removed.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     start = time.perf_counter()
     try:
         results = run(chosen)
