@@ -60,6 +60,7 @@ def test_caught_and_surviving_mutants_on_a_scratch_copy(repo):
     assert lines[0].startswith("unmutated: 3 test selections pass")
     assert [line.split()[:2] for line in lines[1:]] == [
         ["caught", "add-subtracts"], ["survived", "sub-adds"], ["caught", "double-triples"]]
+    assert lines[1].endswith(" by tests/test_calc.py::test_add")  # The test that failed.
     assert snapshot(repo) == before
 
 

@@ -286,8 +286,14 @@ def run(mutants, source=ROOT, out=print, timeout=TIMEOUT):
             finally:
                 _write(scratch, mutant.file, original)
             results[mutant.name] = "survived" if passed else "caught"
-            out(f"{results[mutant.name]:8}  {mutant.name}  ({seconds:.0f} s)")
+            out(f"{results[mutant.name]:8}  {mutant.name}  ({seconds:.0f} s){first_failure(output)}")
     return results
+
+
+def first_failure(output):
+    """" by TEST" for the first test pytest's summary names as failed, else ""."""
+    failed = re.search(r"^(?:FAILED|ERROR) (\S+)", output, re.M)
+    return f" by {failed.group(1)}" if failed else ""
 
 
 def _write(root, relative, text):
