@@ -13,7 +13,9 @@ from keras_dropact import cli
 from keras_dropact.repro import fig3
 from keras_dropact.repro import table
 from keras_dropact.repro.stats import format_ci
+from keras_dropact.repro.stats import format_paired
 from keras_dropact.repro.stats import mean_ci
+from keras_dropact.repro.stats import paired_difference
 
 TINY = ["--seeds", "1", "--epochs", "1", "--steps-per-epoch", "2"]
 
@@ -206,7 +208,7 @@ def test_table_tiny(tmp_path):
         folder / "relu" / "seed-0", folder / "rrelu" / "seed-0", tmp_path / "fig2" / "digits" / "p0.95" / "seed-0")]
     cells = [cell.strip() for cell in line.split("|")[1:-1]]
     assert cells[4:9:2] == [format_ci(mean_ci([error])) for error in errors]
-    assert cells[10] == format_ci(mean_ci([errors[2] - errors[0]]))
+    assert cells[10] == format_paired(paired_difference([errors[2]], [errors[0]]))
     assert not (folder / "dropact").exists()
 
 
