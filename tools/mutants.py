@@ -205,8 +205,10 @@ def scratch_copy(source, target):
     """Copies the files git tracks or would track (untracked, not ignored)
     of `source` into `target`, and links the package-dir folders."""
     listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                             cwd=source, capture_output=True, check=True).stdout.decode()
-    for relative in filter(None, listing.split("\0")):
+                             cwd=source, capture_output=True)
+    if listing.returncode != 0:
+        raise RuntimeError(f"git cannot list the files of {source!r}: {listing.stderr.decode().strip()}")
+    for relative in filter(None, listing.stdout.decode().split("\0")):
         path = os.path.join(source, relative)
         if os.path.isfile(path) and not os.path.islink(path):
             os.makedirs(os.path.dirname(os.path.join(target, relative)), exist_ok=True)
@@ -240,8 +242,11 @@ def check_imports(root):
     if not names:
         return
     code = "import importlib, sys\nfor name in sys.argv[1:]: print(importlib.import_module(name).__file__)"
-    files = subprocess.run([sys.executable, "-c", code, *names], cwd=root, env=_environment(root),
-                           capture_output=True, text=True, check=True).stdout.split()
+    done = subprocess.run([sys.executable, "-c", code, *names], cwd=root, env=_environment(root),
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the scratch copy's packages do not import:\n{done.stderr[-2000:]}")
+    files = done.stdout.split()
     outside = [f for f in files if not os.path.realpath(f).startswith(os.path.realpath(root) + os.sep)]
     if outside:
         raise RuntimeError(f"the scratch copy imports {', '.join(outside)}, outside it")
@@ -291,7 +296,7 @@ def run(mutants, source=ROOT, out=print, timeout=TIMEOUT):
 
 
 def first_failure(output):
-    """" by TEST" for the first test pytest's summary names as failed, else ""."""
+    """' by TEST' for the first test that pytest's summary names as failed, else ''."""
     failed = re.search(r"^(?:FAILED|ERROR) (\S+)", output, re.M)
     return f" by {failed.group(1)}" if failed else ""
 
