@@ -34,8 +34,8 @@ if devices > 1:
         tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * devices)
 import keras
 from keras_dropact import DropActivation
-from keras_dropact.training import runtime
-here = runtime.make(strategy_name)
+from keras_dropact.training import strategies
+here = strategies.make(strategy_name)
 strategy = here.strategy
 x = np.random.default_rng(0).normal(size=(batch * steps, 32, 32, 3)).astype("float32")
 y = np.random.default_rng(1).integers(0, 10, size=batch * steps).astype("int32")

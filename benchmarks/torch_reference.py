@@ -1,9 +1,9 @@
 """The CIFAR ResNet and Wide ResNet in plain PyTorch, with Drop-Activation as
 the official code writes it: the speed reference of `gpu_step.py`.
 
-The architectures are those of `keras_dropact.models` (and of
-/work/shared/reference/architectures.md): the same layers, widths, strides,
-shortcuts and trainable parameter counts (checked by tests/test_gpu_step.py),
+The architectures are those of `keras_dropact.models` (docs/reference/models.md):
+the same layers, widths, strides, shortcuts and trainable parameter counts
+(checked by tests/test_benchmarks.py),
 laid out NCHW as PyTorch code is. `DropActivation` draws its mask with
 `torch.bernoulli` on a tensor filled with p and applies eq. 3 directly, as
 the authors' PyTorch code does; in eval mode it is eq. 5 (a leaky ReLU).

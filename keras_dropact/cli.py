@@ -8,15 +8,22 @@
     dropact recipes   list the training recipes
     dropact repro     reproduce the paper's figures and tables
 
-Every subcommand is a thin wrapper over `keras_dropact.training`, which tests
-and notebooks call directly.
+Every subcommand parses its flags into calls of `keras_dropact.training`
+(`dropact train`: `run.Run`, as `train.train` does), which tests and
+notebooks call directly.
 
-`--backend jax|tensorflow` (train, evaluate, export) picks the Keras backend.
+`--backend jax|tensorflow` (train, compare, evaluate) picks the Keras backend;
+`export` always runs on TensorFlow, and `train --resume` on the backend the
+run recorded in its config.json.
 Keras reads KERAS_BACKEND once, when it is first imported, and importing
 `keras_dropact` imports Keras; so when the flag asks for another backend than
 the one loaded, `dropact` sets KERAS_BACKEND and re-executes itself
 (`python -m keras_dropact.cli ...`) before doing anything else.
 `KERAS_BACKEND=jax dropact ...` does the same without the restart.
+
+Every command ends a signal (SIGINT, SIGTERM) with one line and exit status
+128 + the signal, and a file it cannot write (a full disk) with one line and
+74 (`main`).
 """
 
 import argparse
@@ -30,10 +37,9 @@ from keras_dropact import __version__
 from keras_dropact import interrupts
 from keras_dropact.extras import MissingExtraError
 
-BACKENDS = ("tensorflow", "jax")
-
-
 def _add_backend(parser):
+    from keras_dropact.training.strategies import BACKENDS
+
     parser.add_argument(
         "--backend", choices=BACKENDS,
         help="Keras backend (default: KERAS_BACKEND, else Keras' configured one); "
@@ -125,6 +131,8 @@ def _add_train(subparsers):
 
 
 def _train(args, signals):
+    import keras
+
     from keras_dropact.training import stops
     from keras_dropact.training.config import TrainConfig
     from keras_dropact.training.run import Run
@@ -139,9 +147,13 @@ def _train(args, signals):
         if previous is not None:
             print(
                 f"dropact train: {args.run_dir} already finished (test error "
-                f"{100 * previous['test_error']:.2f}%); nothing to do."
+                f"{100 * previous.test_error:.2f}%); nothing to do."
             )
             return 0
+        saved = run.config.backend
+        if saved is not None and saved != keras.backend.backend():
+            _switch_backend(saved, None if args.restarts else args.argv,
+                            f"{args.run_dir} trains on {saved} (its config.json)")
     else:
         run = Run.new(TrainConfig(run_dir=args.run_dir, **given))
     _enable_jax_compilation_cache()
@@ -153,12 +165,11 @@ def _train(args, signals):
     except stops.TrainingDiverged as error:
         print(f"dropact train: error: {error}", file=sys.stderr)
         return stops.EXIT_DIVERGED
-    speed = results["images_per_second"]
+    speed, config = results.images_per_second, results.config
     print(
-        f"\n{results['config']['model']} on {results['config']['dataset']} "
-        f"({results['config']['activation']}): test error "
-        f"{100 * results['test_error']:.2f}%, test loss {results['test_loss']:.4f}, "
-        f"{'-' if speed is None else f'{speed:.0f}'} images/s. Run: {results['config']['run_dir']}"
+        f"\n{config['model']} on {config['dataset']} ({config['activation']}): test error "
+        f"{100 * results.test_error:.2f}%, test loss {results.test_loss:.4f}, "
+        f"{'-' if speed is None else f'{speed:.0f}'} images/s. Run: {config['run_dir']}"
     )
     return 0
 
@@ -241,7 +252,8 @@ def _check_resume_flags(config, given):
     changed = [
         f"--{name.replace('_', '-')} {value!r} (saved: {saved[name]!r})"
         for name, value in given.items()
-        if saved.get(name) != value
+        # A run of an earlier version records no backend: --backend picks it.
+        if saved.get(name) != value and not (name == "backend" and saved[name] is None)
     ]
     if changed:
         raise ValueError(
@@ -372,18 +384,19 @@ def build_parser():
     return parser
 
 
-def _switch_backend(backend, argv):
+def _switch_backend(backend, argv, why=None):
     """Runs this command again with KERAS_BACKEND=backend (never returns).
 
     Only the `dropact` process itself (argv None) restarts; a caller that
     passes argv has Keras loaded in its own process and gets an error.
+    `why` it must: default `--backend BACKEND`.
     """
     import keras
 
     loaded = keras.backend.backend()
     if argv is not None or os.environ.get("KERAS_BACKEND") == backend:
         raise RuntimeError(
-            f"--backend {backend}: Keras is already loaded with the {loaded!r} "
+            f"{why or f'--backend {backend}'}: Keras is already loaded with the {loaded!r} "
             f"backend in this process. Set KERAS_BACKEND={backend} before Keras is "
             f"imported (e.g. KERAS_BACKEND={backend} dropact ...)."
         )
@@ -405,7 +418,9 @@ def main(argv=None):
     (`keras_dropact.interrupts`): one that arrives while the command starts
     stops it with one line; `dropact train` and `dropact compare` hand them
     to their runs, which stop where nothing is lost; the other commands stop
-    at once on Ctrl-C.
+    at once, removing what they had half-written. Either way: one line and
+    128 + the signal. A file that cannot be written (a full disk) is one line
+    and exit 74.
     """
     with interrupts.command_signals() as signals:
         try:
@@ -417,35 +432,45 @@ def main(argv=None):
         if args.command is None:
             parser.print_help()
             return 0
-        if args.command in ("train", "compare") and signals.received is None:
-            from keras_dropact.training import stops
+        if signals.received is not None:
+            name = signal.Signals(signals.received).name
+            print(f"dropact {args.command}: interrupted by {name} before the command started; "
+                  "nothing was done.", file=sys.stderr)
+            return 128 + signals.received
+        if args.command in ("train", "compare"):
+            args.argv, args.restarts = (sys.argv[1:] if argv is None else list(argv)), argv is None
+            command = lambda: args.handler(args, signals)  # noqa: E731
+        else:
+            signals.at_once = True
+            command = lambda: args.handler(args)  # noqa: E731
+        return _stopped_in_one_line(args, argv, command)
 
-            args.argv = sys.argv[1:] if argv is None else list(argv)
-            try:
-                return _run(args, argv, lambda: args.handler(args, signals))
-            except stops.CannotWrite as error:
-                print(f"dropact {args.command}: error: {error}", file=sys.stderr)
-                if argv is None:
-                    # A write that failed inside HDF5 leaves h5py objects
-                    # whose cleanup crashes the interpreter (h5py issue 914):
-                    # end now, while the error still holds them.
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                    os._exit(stops.EXIT_CANNOT_WRITE)
-                return stops.EXIT_CANNOT_WRITE
-    if signals.received is not None:
-        name = signal.Signals(signals.received).name
-        print(f"dropact {args.command}: interrupted by {name} before the command started; "
-              "nothing was done.", file=sys.stderr)
-        return 128 + signals.received
+
+def _stopped_in_one_line(args, argv, command):
+    """`_run(args, argv, command)`; a signal or a file that cannot be
+    written is one line and its exit code."""
+    from keras_dropact.training import stops
+
     try:
-        return _run(args, argv, lambda: args.handler(args))
-    except KeyboardInterrupt:
-        print(f"dropact {args.command}: interrupted by SIGINT.", file=sys.stderr)
-        return 128 + signal.SIGINT
-    except interrupts.Interrupted as stop:  # A training run of `repro`.
+        return _run(args, argv, command)
+    except (KeyboardInterrupt, interrupts.StoppedAtOnce) as stop:
+        signum = getattr(stop, "signum", signal.SIGINT)
+        print(f"dropact {args.command}: interrupted by {signal.Signals(signum).name}.",
+              file=sys.stderr)
+        return 128 + signum
+    except interrupts.Interrupted as stop:  # A training run of `train`, `compare` or `repro`.
         print(f"dropact {args.command}: {stop}", file=sys.stderr)
         return 128 + stop.signum
+    except stops.CannotWrite as error:
+        print(f"dropact {args.command}: error: {error}", file=sys.stderr)
+        if argv is None:
+            # A write that failed inside HDF5 leaves h5py objects whose
+            # cleanup crashes the interpreter (h5py issue 914): end now,
+            # while the error still holds them.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(stops.EXIT_CANNOT_WRITE)
+        return stops.EXIT_CANNOT_WRITE
 
 
 def _run(args, argv, command):

@@ -32,10 +32,14 @@ class StopSignals:
     """SIGINT and SIGTERM as a flag while active (a `with` block; nestable).
 
     Handlers can only be set in the main thread; elsewhere it does nothing.
+    With `at_once` set, the first signal raises `StoppedAtOnce` where it
+    lands instead (commands with nothing to save: their `with` and `finally`
+    blocks remove what they had half-written).
 
     Attributes:
         received: the first signal's number, or None.
         notice: what the process does about it, printed when it arrives.
+        at_once: raise `StoppedAtOnce` at the first signal.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -43,6 +47,7 @@ class StopSignals:
     def __init__(self, notice="stopping at the next safe point"):
         self.received = None
         self.notice = notice
+        self.at_once = False
         self._previous = {}
         self._depth = 0
 
@@ -53,6 +58,8 @@ class StopSignals:
             signal.raise_signal(signum)
             return
         self.received = signum
+        if self.at_once:
+            raise StoppedAtOnce(signum)
         print(
             f"\ndropact: {signal.Signals(signum).name} received; {self.notice} "
             "(again to stop at once).", file=sys.stderr, flush=True,
@@ -76,6 +83,18 @@ class StopSignals:
                 signal.signal(signum, previous)
             self._previous = {}
         return False
+
+
+class StoppedAtOnce(BaseException):
+    """SIGINT or SIGTERM stopped a command where it was (`StopSignals.at_once`).
+
+    A BaseException, as KeyboardInterrupt is, so that no `except Exception`
+    on its way takes it for a failure.
+    """
+
+    def __init__(self, signum):
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}.")
 
 
 class Interrupted(Exception):

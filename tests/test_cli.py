@@ -130,7 +130,7 @@ def test_bad_input_fails_early_with_the_choices(argv, message, capsys, tmp_path,
 def test_corrupt_checkpoint_is_reported(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    TrainConfig(model="simple-cnn", run_dir=str(run)).save(run / rd.CONFIG)
+    TrainConfig(model="simple-cnn", steps_per_epoch=5, run_dir=str(run)).save(run / rd.CONFIG)
     (run / rd.BACKUP).mkdir()
     for step in (2, 4):
         name = f"step-{step:09d}"
@@ -149,6 +149,19 @@ def test_corrupt_model_file_is_reported(tmp_path, capsys):
     bad.write_bytes(b"garbage")
     assert cli.main(["evaluate", str(bad), "--dataset", "digits"]) == 2
     assert f"Model file {str(bad)!r} is corrupt or unreadable" in capsys.readouterr().err
+    # Issue 25: a run's damaged checkpoint.keras was told "... or use the
+    # run's checkpoint.keras", itself. Its backups write it again.
+    run = tmp_path / "run"
+    run.mkdir()
+    TrainConfig(model="simple-cnn", run_dir=str(run)).save(run / rd.CONFIG)
+    (run / rd.CHECKPOINT).write_bytes(b"garbage")
+    assert cli.main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("the run's backups write it again when it resumes: dropact train --resume "
+                        f"--run-dir {run}.\n") and rd.CHECKPOINT not in err.split("(")[-1]
+    (run / rd.MODEL).write_bytes(b"garbage")
+    assert cli.main(["evaluate", str(run)]) == 2
+    assert f"move it away to use the run's {rd.CHECKPOINT}" in capsys.readouterr().err
 
 
 def test_resume_after_sigkill_mid_epoch_is_the_uninterrupted_run(trained_run, tmp_path):

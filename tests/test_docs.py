@@ -254,6 +254,68 @@ def test_the_preset_table_holds_the_presets_counts():
     assert table == {name: list(row["params"].values()) for name, row in models.PRESETS.items()}
 
 
+# --- records and layouts the code defines ----------------------------------
+
+
+def section(text, heading):
+    """The text under `heading` (a whole heading line) up to the next heading of its level."""
+    level = heading.split(" ")[0]
+    start = text.index(heading + "\n") + len(heading)
+    end = re.search(rf"^{level} ", text[start:], re.MULTILINE)
+    return text[start:start + end.start()] if end else text[start:]
+
+
+def schema_keys(text):
+    return re.findall(r"^\| `(\w+)` \|", section(text, "## results.json"), re.MULTILINE)
+
+
+@tensorflow_only
+def test_the_results_schema_lists_every_key():
+    import dataclasses
+
+    from keras_dropact.training.results import Results
+
+    keys = schema_keys(read("docs/reference/training.md"))
+    assert sorted(keys) == sorted(field.name for field in dataclasses.fields(Results))
+    assert schema_keys("## results.json\n\n| `status` | all |\n\n## next\n| `x` |") == ["status"]
+
+
+def exit_statuses(text):
+    """The statuses of `dropact train`'s "Exit status 0, 2, ... or 143." sentence."""
+    (sentence,) = re.findall(r"Exit status ([\d, or]+)\.", section(text, "## `dropact train`"))
+    return sorted(int(n) for n in re.findall(r"\d+", sentence))
+
+
+@tensorflow_only
+def test_the_exit_statuses_are_those_of_the_code():
+    from keras_dropact.training import stops
+
+    # "0 done ..., 130/143 stopped by SIGINT/SIGTERM (128 + the signal)"
+    codes = sorted(int(n) for n in re.findall(r"(?:^|, |/)(\d+)(?=[ /])", stops.EXIT_CODES))
+    assert codes == [0, 2, 3, 74, 130, 143]
+    cli_page = read("docs/reference/cli.md")
+    assert exit_statuses(cli_page) == codes
+    table = re.findall(r"^\| ([\d, ]+) \|", section(cli_page, "## Exit status"), re.MULTILINE)
+    assert set(codes) <= {int(n) for row in table for n in row.split(", ")}
+    assert exit_statuses("## `dropact train`\nExit status 0, 2 or 3.\n## x") == [0, 2, 3]
+
+
+@tensorflow_only
+def test_the_export_layout_is_the_codes(monkeypatch):
+    from keras_dropact.training import export
+    from keras_dropact.training import run_files
+
+    monkeypatch.setattr("socket.gethostname", lambda: "HOST")
+    monkeypatch.setattr("os.getpid", lambda: "PID")
+    temporary = os.path.basename(run_files.temporary_folder(os.path.join("NAME", "2")))
+    assert temporary == ".2.tmp-HOST-PID"
+    readme, guide = read("saved_models/README.md"), read("docs/guides/serving.md")
+    assert f"{temporary}/" in readme and f"NAME/{temporary.replace('2', 'VERSION')}" in guide
+    for fmt in ("onnx", "keras"):
+        folder = os.path.dirname(export.export_path("ROOT", "resnet-20-cifar10", fmt, 1))
+        assert f"{os.path.basename(folder)}/1/" in readme, fmt
+
+
 # --- links and docs/ paths ---------------------------------------------------
 
 _LINK = re.compile(r"\]\(([^)\s]+)\)")

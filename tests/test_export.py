@@ -5,6 +5,7 @@ is exported once per format for the whole module.
 """
 
 import base64
+import errno
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import pytest
 from keras_dropact import cli
 from keras_dropact import pipelines
 from keras_dropact.training import export as export_lib
+from keras_dropact.training import run_dataset
 from keras_dropact.training import run_dir as rd
 from keras_dropact.training import serving
 from keras_dropact.training.artifacts import load_model
@@ -283,14 +285,12 @@ def version_folders(model_root):
 
 def test_a_killed_export_leaves_no_version(run, tmp_path):
     """SIGKILL at the last instruction before the rename: no version folder."""
+    from keras_dropact.training import faults
+
     root = str(tmp_path / "models")
-    script = (
-        "import os, signal\n"
-        "from keras_dropact.training import export as e\n"
-        "e.publish = lambda temporary, version_dir: os.kill(os.getpid(), signal.SIGKILL)\n"
-        f"e.export({run!r}, 'saved_model', name='m', root={root!r})\n"
-    )
-    process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    process = subprocess.run(
+        [sys.executable, "-m", "keras_dropact.cli", "export", run, "--name", "m", "--root", root],
+        capture_output=True, text=True, env={**os.environ, faults.ENV: "export_publish"})
     assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
     model_root = os.path.join(root, "m")
     leftovers = os.listdir(model_root)
@@ -303,12 +303,17 @@ def test_a_killed_export_leaves_no_version(run, tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", ""])
     dead.wait()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    kept = [f".1.tmp-{socket.gethostname()}-{live.pid}", f".1.tmp-other-host-{dead.pid}"]
+    kept = [f".1.tmp-{socket.gethostname()}-{live.pid}", f".1.tmp-other-host-{dead.pid}",
+            f".2.tmp-{dead.pid}.txt", f".3.tmp-{dead.pid}"]
     try:
-        for name in [*kept, f".1.tmp-{dead.pid}"]:
+        for name in [*kept[:2], f".1.tmp-{dead.pid}"]:
             os.makedirs(os.path.join(model_root, name, "variables"))
+        open(os.path.join(model_root, kept[2]), "w").close()  # A user's file, and a link:
+        os.makedirs(tmp_path / "elsewhere" / "keep")  # never deleted, never followed.
+        os.symlink(tmp_path / "elsewhere", os.path.join(model_root, kept[3]))
         export_lib.export(run, "saved_model", name="m", root=root)
         assert sorted(os.listdir(model_root)) == sorted([*kept, "1"])
+        assert os.listdir(tmp_path / "elsewhere") == ["keep"]
     finally:
         live.kill()
         live.wait()
@@ -323,6 +328,26 @@ def test_a_name_is_one_folder_under_the_root(run, tmp_path, capsys, name):
     assert err.startswith("dropact export: error: --name ") and repr(name) in err and "one folder name" in err
     assert len(err.strip().splitlines()) == 1
     assert os.listdir(tmp_path) == []
+
+
+def test_the_default_name_is_the_runs_real_folder_name(run, tmp_path, capsys, monkeypatch):
+    """Issue 25: `cd RUN/backup && dropact export .. --root X` wrote X/../1,
+    outside --root; `export .` wrote ROOT/1, with no name folder."""
+    root = tmp_path / "root" / "models"
+    for where, source in ((os.path.join(run, rd.BACKUP), ".."), (run, ".")):
+        monkeypatch.chdir(where)
+        assert cli.main(["export", source, "--root", str(root), "--format", "keras"]) == 0
+    assert os.listdir(tmp_path) == ["root"] and os.listdir(root) == ["digits-run-keras"]
+    assert version_folders(root / "digits-run-keras") == ["1", "2"]
+    # A model folder under --root that is a link is refused: the export
+    # would be written where the link points.
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", root / "linked-keras")
+    capsys.readouterr()
+    assert cli.main(["export", run, "--name", "linked", "--root", str(root), "--format", "keras"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dropact export: error: {str(root / 'linked-keras')!r} is a link: ")
+    assert len(err.splitlines()) == 1 and os.listdir(tmp_path / "elsewhere") == []
 
 
 def test_a_root_that_is_a_file_is_refused(run, tmp_path, capsys):
@@ -475,18 +500,23 @@ def image_files(tmp_path_factory, test_batch, expected):
     for name, data in files.items():
         (folder / name).write_bytes(data)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    # Random bytes, not UTF-8 text (issue 25: "'utf-8' codec can't decode byte 0xd4").
+    (folder / "random.png").write_bytes(b"\xd4\xff" + np.random.default_rng(5).bytes(3000))
     classes = {name: str(expected["class_id"][i]) for i, name in enumerate(files)}
     return folder, classes
 
 
 def test_predict_prints_the_classes_of_image_files(run, saved_model, image_files, expected, capsys):
     folder, classes = image_files
-    paths = [str(folder / n) for n in ("gray.png", "rgb.png", "big.png", "broken.png")]
+    paths = [str(folder / n) for n in ("gray.png", "rgb.png", "big.png", "broken.png", "random.png")]
     model_folder = os.path.dirname(saved_model["path"])  # Its highest version is used.
     for source in (run, model_folder):
         assert cli.main(["predict", source, *paths, "--top-k", "3"]) == 1
         captured = capsys.readouterr()
-        assert "broken.png" in captured.err and "not a decodable PNG, JPEG, GIF or BMP image" in captured.err
+        broken, random_bytes = captured.err.splitlines()
+        assert "broken.png" in broken and "not a decodable PNG, JPEG, GIF or BMP image" in broken
+        assert random_bytes == (f"dropact predict: error: cannot read {paths[-1]!r}: not a decodable "
+                                "PNG, JPEG, GIF or BMP image (unknown file format)")
         answers = re.findall(r"^(\S+)\n  ([\d.]+)  (\S+) \(class", captured.out, re.M)
         assert [(os.path.basename(f), c) for f, _, c in answers] == [(n, classes[n]) for n in ("gray.png", "rgb.png", "big.png")]
         assert float(answers[0][1]) == pytest.approx(expected["probabilities"][0].max(), abs=1e-4)
@@ -631,7 +661,7 @@ def test_export_and_predict_keep_the_runs_classes_when_the_folder_changes(folder
     (tmp_path / "bright.png").write_bytes(encode_png(np.full((5, 5, 3), 230, "uint8")))
     expected = export_lib.run_exported(os.path.join(run, rd.MODEL), "keras", np.full((1, 8, 8, 3), 230, "uint8"),
                                        spec=serving.ServingSpec.for_record(
-                                           export_lib.run_dataset.DatasetRecord.of(f"folder:{data}", 8), load_model(run)))
+                                           run_dataset.DatasetRecord.of(f"folder:{data}", 8), load_model(run)))
     with renamed(data / "a", "zz"):
         result = export_lib.export(run, "saved_model", name="f", root=str(tmp_path / "models"))
         metadata = export_lib.read_metadata(result["path"], "saved_model")
@@ -708,3 +738,87 @@ def test_resume_refuses_a_folder_that_no_longer_matches_the_run(folder_run, tmp_
     assert err.startswith(f"dropact train: error: folder:{data} no longer matches run {run!r}")
     assert "classes ('a', 'b') -> ('b', 'zz')" in err and len(err.strip().splitlines()) == 1
     assert snapshot() == before
+
+
+# Signals and full disks in every command (issue 25) -------------------------
+
+STOPPED = """
+import os, signal, sys, time
+from keras_dropact import cli
+from keras_dropact.training import evaluate, faults, predict
+
+def stopped(*args, **kwargs):  # SIGTERM while the command works.
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)
+    raise AssertionError("SIGTERM did not stop the command")
+
+evaluate.evaluate = predict.predict = stopped
+run, root = sys.argv[1:]
+codes = [cli.main(["evaluate", run]), cli.main(["predict", run, "x.png"])]
+os.environ[faults.ENV] = "export_publish@SIGTERM"  # The version is complete, not renamed.
+codes.append(cli.main(["export", run, "--root", root, "--format", "keras"]))
+print(codes)
+"""
+
+
+def test_sigterm_stops_evaluate_predict_and_export_in_one_line(run, tmp_path):
+    """Issue 25: killed with no message (SIGTERM's default), the export's
+    temporary folder left until the next export."""
+    root = str(tmp_path / "models")
+    process = subprocess.run([sys.executable, "-c", STOPPED, run, root], capture_output=True,
+                             text=True, timeout=300)
+    assert process.returncode == 0 and process.stdout.split("\n")[-2] == "[143, 143, 143]", (
+        process.stderr[-3000:])
+    lines = [line for line in process.stderr.splitlines() if line.startswith("dropact")]
+    assert lines == [f"dropact {command}: interrupted by SIGTERM."
+                     for command in ("evaluate", "predict", "export")], process.stderr[-3000:]
+    assert not os.path.exists(root)  # No temporary folder, no empty folder.
+
+
+def test_a_full_disk_during_an_export_is_one_line(run, tmp_path, capsys, monkeypatch):
+    from keras_dropact.training import faults
+
+    root = tmp_path / "models"
+    monkeypatch.setenv(faults.ENV, "export_publish@ENOSPC")
+    assert cli.main(["export", run, "--root", str(root), "--format", "keras"]) == 74
+    err = capsys.readouterr().err
+    assert err == (f"dropact export: error: cannot write {str(root / 'digits-run-keras' / '1')!r} "
+                   "(No space left on device); nothing was published; free space, then export again\n")
+    assert not os.path.exists(root)
+
+
+def _can_mount_a_tmpfs():
+    from tests.test_run_lifecycle import _can_mount_a_tmpfs
+
+    return _can_mount_a_tmpfs()
+
+
+@pytest.mark.skipif(not _can_mount_a_tmpfs(), reason="no user mount namespace for a tmpfs")
+def test_a_real_full_disk_during_an_export(run, tmp_path):
+    """Issue 25: an OSError traceback (a SavedModel: a 51-line
+    ResourceExhaustedError one, `test_tensorflows_full_disk_is_an_os_error`)."""
+    (tmp_path / "mnt").mkdir()
+    script = (f"mount -t tmpfs -o size=100k tmpfs {tmp_path}/mnt && {sys.executable} -m "
+              f"keras_dropact.cli export {run} --root {tmp_path}/mnt/models --format keras "
+              f"2> {tmp_path}/err; echo $? > {tmp_path}/code; ls -A {tmp_path}/mnt > {tmp_path}/left")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run(["unshare", "-Urm", "sh", "-c", script], env=env, timeout=300, check=True)
+    err = (tmp_path / "err").read_text()
+    assert (tmp_path / "code").read_text().strip() == "74", err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith("dropact")]
+    assert lines == [f"dropact export: error: cannot write '{tmp_path}/mnt/models/digits-run-keras/1' "
+                     "(No space left on device); nothing was published; free space, then export "
+                     "again"] and "Traceback" not in err, err[-3000:]
+    assert (tmp_path / "left").read_text() == ""
+
+
+def test_tensorflows_full_disk_is_an_os_error():
+    # What TensorFlow raised writing a SavedModel to a full 100 kB tmpfs.
+    import tensorflow as tf
+
+    message = "/x/variables/variables_temp/part-0; No space left on device [Op:SaveV2]"
+    with pytest.raises(OSError) as error, export_lib._full_disk_as_os_error():
+        raise tf.errors.ResourceExhaustedError(None, None, message)
+    assert error.value.errno == errno.ENOSPC
+    with pytest.raises(tf.errors.ResourceExhaustedError), export_lib._full_disk_as_os_error():
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")

@@ -94,7 +94,28 @@ def test_multi_worker_patch_is_tied_to_tested_keras_versions(monkeypatch):
         tf_runtime._check_patchable_keras(object())  # A Keras without the patched methods.
 
 
-def test_jax_train_resumes_after_sigkill_bit_for_bit_and_exports(tmp_path):
+def _assert_the_run_keeps_its_backend(run, capsys):
+    """The JAX run records its backend (issue 25: the printed resume command,
+    run where KERAS_BACKEND is tensorflow, resumed it on TensorFlow: another
+    test loss, exit 0). --backend cannot change it; a process that has
+    loaded Keras on TensorFlow cannot switch (one line each)."""
+    import keras
+
+    from keras_dropact import cli
+
+    with open(os.path.join(run, "config.json")) as f:
+        assert json.load(f)["backend"] == "jax"
+    if keras.backend.backend() == "tensorflow":
+        capsys.readouterr()
+        assert cli.main(["train", "--resume", "--run-dir", run, "--backend", "tensorflow"]) == 2
+        assert "--backend 'tensorflow' (saved: 'jax')" in capsys.readouterr().err
+        assert cli.main(["train", "--resume", "--run-dir", run]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"dropact train: error: {run} trains on jax (its config.json): Keras "
+                              "is already loaded with the 'tensorflow' backend") and err.count("\n") == 1
+
+
+def test_jax_train_resumes_after_sigkill_bit_for_bit_and_exports(tmp_path, capsys):
     run, reference = str(tmp_path / "killed"), str(tmp_path / "reference")
     cache = str(tmp_path / "jax-cache")
     flags = ["--model", "simple-cnn", "--dataset", "digits", "--epochs", "3", "--steps-per-epoch", "20",
@@ -119,11 +140,13 @@ def test_jax_train_resumes_after_sigkill_bit_for_bit_and_exports(tmp_path):
     assert not os.path.exists(os.path.join(run, "results.json"))
     # dropact train on JAX stores its compiled programs for the next run.
     assert os.listdir(cache)
+    _assert_the_run_keeps_its_backend(run, capsys)
 
-    # The resume, and meanwhile a SavedModel export of the uninterrupted run
-    # from JAX (jax2tf), checked against model.predict by `export`.
+    # The resume, as printed, where KERAS_BACKEND is tensorflow, and
+    # meanwhile a SavedModel export of the uninterrupted run from JAX
+    # (jax2tf), checked against model.predict by `export`.
     root = str(tmp_path / "exports")
-    _, out = _launch([(_dropact("train", "--run-dir", run, "--resume"), _env("jax")),
+    _, out = _launch([(_dropact("train", "--run-dir", run, "--resume"), _env("tensorflow")),
                       (_dropact("export", reference, "--name", "net", "--root", root), _env("jax"))])
     results, expected = _results(run), _results(reference)
     assert results["versions"]["keras_backend"] == "jax" and "jax" in results["versions"]

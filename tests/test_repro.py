@@ -75,6 +75,16 @@ def test_fig2_writes_csv_and_plot_and_skips_finished_runs(tmp_path, capsys):
     assert capsys.readouterr().out.count("done before, skipped") == 2
     assert results.stat().st_mtime_ns == stamp
     assert read_csv(tmp_path / "fig2" / "digits" / "fig2-digits.csv") == rows
+    # A finished run's results are read through the one checked reader
+    # (issue 25: a second, unchecked reader averaged a test error of -5.0).
+    with open(results) as f:
+        edited = {**json.load(f), "test_error": -5.0}
+    results.write_text(json.dumps(edited))
+    assert cli.main(["repro", *args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dropact repro: error: {str(results)!r} is not a run's results "
+                          "('test_error' is -5.0, not in [0, 1])") and len(err.splitlines()) == 1
+    assert json.loads(results.read_text()) == edited
 
 
 @tensorflow_only

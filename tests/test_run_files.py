@@ -30,10 +30,12 @@ FLAGS = ["--model", "simple-cnn", "--dataset", "digits", "--epochs", "2", "--ste
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A finished run, and the same run SIGKILLed after optimizer step 3."""
+    """A finished run, and the same run SIGKILLed after optimizer step 4,
+    before the end of its last epoch: its backups are those of steps 2 (the
+    end of epoch 0) and 3 (mid-epoch, with its metric totals)."""
     root = tmp_path_factory.mktemp("files")
     killed = str(root / "killed")
-    env = {**os.environ, faults.ENV: "step:3", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, faults.ENV: "step:4", "TF_CPP_MIN_LOG_LEVEL": "3"}
     process = subprocess.Popen(
         [sys.executable, "-m", "keras_dropact.cli", "train", *FLAGS, "--run-dir", killed],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
@@ -120,12 +122,18 @@ def test_a_truncated_config_json_is_named_and_export_writes_nothing(runs, tmp_pa
     (b'{"status": "finished"}', "missing keys ['config'"),
     (b'{"status": "running"}', "'status' is 'running'"),
     (None, "is not valid JSON"),
+    # Issue 25: "already finished (test error -500.00%)", copied into the export.
+    (lambda results: {**results, "test_error": -5.0}, "'test_error' is -5.0, not in [0, 1]"),
+    (lambda results: {**results, "history": ["x"], "epochs_completed": 1},
+     "history row 0 is 'x', not the logs of epoch 0"),
 ])
 def test_a_damaged_results_json_is_named(runs, tmp_path, capsys, content, problem):
     run = _copy(runs, "finished", tmp_path)
     path = os.path.join(run, rd.RESULTS)
     if content is None:
         _truncate(run, rd.RESULTS)
+    elif callable(content):
+        _edit_json(run, rd.RESULTS, content)
     else:
         with open(path, "wb") as f:
             f.write(content)
@@ -163,25 +171,73 @@ def test_a_backup_naming_weights_outside_its_folder_is_never_loaded(runs, tmp_pa
     assert_same_run(run, runs["finished"])  # Replayed from the backup before.
 
 
+def test_a_backup_with_other_metric_totals_falls_back_to_the_one_before(runs, tmp_path, capsys):
+    # Issue 25: every resume stopped in its first step ("The backup holds 3
+    # metric values, the model 4", exit 2), naming no file, using no other backup.
+    run = _copy(runs, "killed", tmp_path)
+    _edit_json(run, os.path.join(rd.BACKUP, "step-000000003.json"),
+               lambda state: {**state, "metrics": state["metrics"][:-1]})
+    assert cli.main(["train", "--resume", "--run-dir", run]) == 0
+    assert ("skipped a backup: step-000000003.json: it holds 3 metric values, the model 4"
+            in capsys.readouterr().err)
+    assert_same_run(run, runs["finished"])  # Replayed from the backup before.
+
+
+@pytest.mark.parametrize("folder", [rd.BACKUP, rd.TENSORBOARD])
+def test_a_run_folder_that_is_a_link_is_refused(runs, tmp_path, capsys, folder):
+    # Issue 25: backups were written and pruned in the folder the link names.
+    run = _copy(runs, "killed", tmp_path)
+    elsewhere = str(tmp_path / "elsewhere")
+    if os.path.isdir(os.path.join(run, folder)):
+        shutil.move(os.path.join(run, folder), elsewhere)
+    else:
+        os.mkdir(elsewhere)
+    os.symlink(elsewhere, os.path.join(run, folder))
+    before = _snapshot(elsewhere)
+    _refused(["train", "--resume", "--run-dir", run], capsys, run,
+             f"{os.path.join(run, folder)!r} is a link to {elsewhere!r}")
+    assert _snapshot(elsewhere) == before
+
+
+ADDED = ("image_size", "train_size", "backend")  # config.json keys 0.1.0 did not write.
+
+
 def _as_the_previous_release_wrote_it(run):
     """The run's files as keras-dropact before issue 20 wrote them: no
-    `image_size` and `train_size` in config.json (there was no --image-size
-    or --train-size), no dataset.json, and results.json as the release wrote it."""
+    `image_size`, `train_size` and `backend` in config.json (there was no
+    --image-size or --train-size; issue 25 records the backend), no
+    dataset.json, and results.json as the release wrote it."""
     _edit_json(run, rd.CONFIG, lambda config: {
-        k: v for k, v in config.items() if k not in ("image_size", "train_size")})
+        k: v for k, v in config.items() if k not in ADDED})
     os.remove(os.path.join(run, "dataset.json"))
 
 
 def test_a_run_of_the_previous_release_resumes_and_exports(runs, tmp_path, capsys):
     run = _copy(runs, "killed", tmp_path)
     _as_the_previous_release_wrote_it(run)
+    # A user's files whose names hold ".tmp-" (issue 25: deleted by the
+    # resume, then an IsADirectoryError), and a killed writer's own one.
+    users = ["my.tmp-notes.txt", os.path.join("notes.tmp-1", "a.txt"),
+             os.path.join(rd.BACKUP, "old.tmp-2")]
+    for name in [*users, "log.csv.tmp-99999"]:
+        os.makedirs(os.path.dirname(os.path.join(run, name)), exist_ok=True)
+        with open(os.path.join(run, name), "w") as f:
+            f.write("mine")
+    capsys.readouterr()
     assert cli.main(["train", "--resume", "--run-dir", run]) == 0
+    assert "skipped a backup" not in capsys.readouterr().err  # The mid-epoch backup of step 3.
     assert_same_run(run, runs["finished"])
+    assert all(open(os.path.join(run, name)).read() == "mine" for name in users)
+    assert not os.path.exists(os.path.join(run, "log.csv.tmp-99999"))
     finished = _copy(runs, "finished", tmp_path)
     _as_the_previous_release_wrote_it(finished)
-    # Before the JAX backend, results.json had no "distribution" either.
-    _edit_json(finished, rd.RESULTS, lambda r: {k: v for k, v in r.items() if k != "distribution"})
+    # Before the JAX backend, results.json had no "distribution" either; its
+    # config is config.json's.
+    _edit_json(finished, rd.RESULTS, lambda r: {
+        **{k: v for k, v in r.items() if k != "distribution"},
+        "config": {k: v for k, v in r["config"].items() if k not in ADDED}})
     capsys.readouterr()
     assert cli.main(["train", "--resume", "--run-dir", finished]) == 0
     assert "already finished" in capsys.readouterr().out
+    assert cli.main(["evaluate", finished]) == 0
     assert cli.main(["export", finished, "--root", str(tmp_path / "exports"), "--format", "keras"]) == 0

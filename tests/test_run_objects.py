@@ -22,7 +22,11 @@ from keras_dropact.training.backups import sha256
 from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.counters import Counters
 from keras_dropact.training.progress import Progress
+from keras_dropact.training.results import Results
+from keras_dropact.training.results import read_results
+from keras_dropact.training.results import write_results
 from keras_dropact.training.run import Run
+from keras_dropact.training.run_files import write_json
 from keras_dropact.training.runtime import Runtime
 from keras_dropact.training.state import TrainingState
 from keras_dropact.training.state import seed_variables
@@ -40,8 +44,10 @@ def _model(seed=1, inputs=3, units=2):
 
 
 def _state(step, **values):
+    """The state after optimizer step `step` of a run of 4-step epochs."""
+    history = [{"epoch": epoch, "loss": 1.0 / (epoch + 1)} for epoch in range(step // 4)]
     return TrainingState(epoch=step // 4, step=step % 4, optimizer_steps=step, steps_per_epoch=4,
-                         seeds=[[step, 7]], processes=1, **values)
+                         history=history, seeds=[[step, 7]], processes=1, **values)
 
 
 def test_training_state_round_trips_through_json():
@@ -144,10 +150,9 @@ def test_backups_are_taken_every_n_steps_but_not_at_an_epochs_last_step():
     assert [state.optimizer_steps for state in after if backups.should_save(state)] == [2, 6, 10]
 
 
-def _runtime(processes=1, drop_remainder=False, chief=True):
+def _runtime(processes=1, drop_remainder=False):
     runtime = Runtime()
-    runtime.num_processes, runtime.drop_remainder, runtime.is_chief = processes, drop_remainder, chief
-    runtime.task = "worker1"
+    runtime.num_processes, runtime.drop_remainder = processes, drop_remainder
     return runtime
 
 
@@ -166,10 +171,10 @@ def test_only_the_chief_writes_the_run_directory(tmp_path, monkeypatch):
     (run / "backup").mkdir(parents=True)
     (run / "backup" / "step-000000002.json").write_text("{}")
     # A killed process' temporary file, which the chief may be removing: not copied.
-    (run / "backup" / "step-000000003.tmp-999.json").write_text("{")
-    with _runtime(chief=True).writable_dir(str(run)) as out:
+    (run / "backup" / "step-000000003.json.tmp-999").write_text("{")
+    with rd.RunDir(str(run)).writable(is_chief=True, task="worker1") as out:
         assert out == str(run)
-    with _runtime(chief=False).writable_dir(str(run)) as out:
+    with rd.RunDir(str(run)).writable(is_chief=False, task="worker1") as out:
         assert out != str(run) and os.path.basename(out).startswith("dropact-worker1-")
         assert os.listdir(os.path.join(out, "backup")) == ["step-000000002.json"]
     assert not os.path.exists(out)
@@ -179,7 +184,7 @@ def test_only_the_chief_writes_the_run_directory(tmp_path, monkeypatch):
     (tmp_path / "tmp" / "dropact-worker1-0123").mkdir()  # Another run's.
     with open(os.path.join(out, "backup", "step-000000001.weights.h5"), "wb") as f:
         f.write(b"a killed worker's copy")
-    with _runtime(chief=False).writable_dir(str(run)) as again:
+    with rd.RunDir(str(run)).writable(is_chief=False, task="worker1") as again:
         assert again == out
         assert os.listdir(os.path.join(again, "backup")) == ["step-000000002.json"]
     assert sorted(os.listdir(tmp_path / "tmp")) == ["dropact-worker1-0123"]
@@ -253,7 +258,17 @@ def _saved(backups, step):
     ({"step": 5}, "step 5 is not in an epoch of 4 steps"),
     ({"processes": 0}, "'processes' is 0, below 1"),
     ({"format": 2}, "not a backup of format 1 (2)"),
-    ({"optimizer_steps": 2, "step": 2, "epoch": 0}, "it holds optimizer step 2, not 6"),
+    ({"optimizer_steps": 2, "step": 2, "epoch": 0, "history": []},
+     "it holds optimizer step 2, not 6"),
+    # Issue 25: positions no run can be at were resumed (22 steps instead of 20).
+    ({"epoch": 1, "step": 0}, "epoch 1, step 0 is optimizer step 4 in epochs of 4 steps, not 6"),
+    ({"epoch": 0, "step": 6, "steps_per_epoch": 8}, "it holds 1 history rows at epoch 0"),
+    # Typed history rows and metric totals (a 37-line traceback; exit 2
+    # in the first step, without naming the file or falling back).
+    ({"history": ["x"]}, "history row 0 is 'x', not the logs of epoch 0"),
+    ({"history": [{"epoch": 0, "loss": [1]}]}, "history row 0 holds 'loss': [1], not a number"),
+    ({"metrics": [1.0]}, "it holds 1 metric values, the model 2: it belongs to another model"),
+    ({"metrics": [[1.0], 2.0]}, "its metric value for loss/total is not a number array of shape ()"),
 ])
 def test_a_backup_is_checked_field_by_field_before_it_is_loaded(tmp_path, capsys, change, problem):
     backups = Backups(str(tmp_path / "backup"))
@@ -264,6 +279,19 @@ def test_a_backup_is_checked_field_by_field_before_it_is_loaded(tmp_path, capsys
     rd.write_json(backups._path(6, ".json"), {**saved, **change})
     assert backups.restore(_model()).optimizer_steps == 4  # The one before.
     assert f"skipped a backup: step-000000006.json: {problem}" in capsys.readouterr().err
+
+
+def test_a_backup_of_other_epochs_than_the_runs_is_skipped(tmp_path, capsys):
+    backups = Backups(str(tmp_path / "backup"))
+    backups.save(_model(), _state(4))
+    backups.save(_model(), _state(6))
+    assert backups.restore(_model(), steps_per_epoch=4, epochs=2) == _state(6)
+    with pytest.raises(RuntimeError, match=r"step-000000006.json: it was taken in epochs of 4 "
+                                           r"optimizer steps; they are now 3 .*step-000000004"):
+        backups.restore(_model(), steps_per_epoch=3, epochs=2)
+    assert backups.restore(_model(), steps_per_epoch=4, epochs=1) == _state(4)
+    assert ("step-000000006.json: it is at epoch 1, step 2, past the run's 1 epochs"
+            in capsys.readouterr().err)
 
 
 def test_a_backup_naming_another_file_is_never_loaded(tmp_path, capsys):
@@ -331,3 +359,78 @@ def test_an_interval_without_a_step_times_nothing(monkeypatch):
     counters.validation_began(1)
     totals = counters.totals(1)
     assert totals["timed_examples"] == 0 and totals["images_per_second"] is None
+
+
+def test_a_resume_removes_the_tools_own_temporary_files_only(tmp_path):
+    # Issue 25: every name holding ".tmp-" was deleted (a user's notes too),
+    # then a folder of such a name stopped the resume (IsADirectoryError).
+    run = tmp_path / "run"
+    (run / "backup").mkdir(parents=True)
+    own = ["config.json.tmp-12", "checkpoint.tmp-12.keras", "log.csv.tmp-7",
+           "backup/step-000000003.tmp-12.weights.h5", "backup/step-000000003.json.tmp-12"]
+    users = ["my.tmp-notes.txt", "data.tmp-3", "backup/notes.tmp-2", "backup/step-3.tmp-1.txt"]
+    for name in own + users:
+        (run / name).write_text("x")
+    (run / "notes.tmp-1").mkdir()  # A user's folder.
+    (run / "results.json.tmp-5").symlink_to(run / "my.tmp-notes.txt")  # Links are never followed.
+    rd.RunDir(str(run)).remove_temporaries()
+    left = sorted(os.path.relpath(os.path.join(folder, name), run)
+                  for folder, folders, names in os.walk(run) for name in names + folders)
+    assert left == sorted(["backup", "notes.tmp-1", "results.json.tmp-5", *users])
+
+
+def _results_json(**change):
+    """A finished run's results.json object, with `change`."""
+    config = TrainConfig(run_dir="r").to_dict()
+    values = {
+        "status": "finished", "trainable_parameters": 10, "test_error": 0.25, "test_loss": 0.5,
+        "config": config, "recipe": {"epochs": 2, "batch_size": 32}, "epochs_completed": 2,
+        "optimizer_steps": 8, "history": [{"epoch": 0, "loss": 1.0}, {"epoch": 1, "loss": None}],
+        "wall_seconds": 3.5, "train_seconds": 2.0, "timed_examples": 224,
+        "images_per_second": 112.0, "processes": 1,
+        "distribution": {"strategy": "none", "replicas": 1, "processes": 1},
+        "versions": {"keras": "3"},
+    }
+    return {**values, **change}
+
+
+def test_results_are_one_typed_record_read_as_written(tmp_path):
+    results = Results.from_json(_results_json())
+    assert results.test_error == 0.25 and results["history"][1] == {"epoch": 1, "loss": None}
+    assert dict(results) == _results_json() and list(results)[:4] == [
+        "status", "trainable_parameters", "test_error", "test_loss"]
+    write_results(str(tmp_path), results)
+    assert read_results(str(tmp_path)) == results and read_results(str(tmp_path / "none")) is None
+    # Runs before the JAX backend have no "distribution"; it stays absent.
+    old = {k: v for k, v in _results_json().items() if k != "distribution"}
+    assert dict(Results.from_json(old)) == old
+    diverged = _results_json(status="diverged", test_error=None, test_loss=None,
+                             diverged_at_step=8, diverged_in_epoch=1, message="m")
+    del diverged["trainable_parameters"]
+    assert Results.from_json(diverged).diverged_at_step == 8
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"test_error": -5.0}, "'test_error' is -5.0, not in [0, 1]"),
+    ({"test_error": 1.5}, "'test_error' is 1.5, not in [0, 1]"),
+    ({"wall_seconds": -1.0}, "'wall_seconds' is -1.0, below 0"),
+    ({"processes": 0}, "'processes' is 0, below 1"),
+    ({"timed_examples": 10**30}, "'timed_examples' is 1000000000000000000000000000000"),
+    ({"images_per_second": 0.0}, "'images_per_second' is 0.0, not positive"),
+    ({"history": ["x"], "epochs_completed": 1}, "history row 0 is 'x', not the logs of epoch 0"),
+    ({"history": [{"epoch": 1}], "epochs_completed": 1}, "history row 0 is {'epoch': 1}"),
+    ({"history": [{"epoch": 0, "loss": "low"}], "epochs_completed": 1},
+     "history row 0 holds 'loss': 'low', not a number"),
+    ({"epochs_completed": 3}, "'epochs_completed' is 3, with 2 history rows of a 2-epoch recipe"),
+    ({"config": {"model": "x"}}, "its 'config' is no run configuration: missing keys"),
+    ({"status": "diverged"}, "missing keys ['diverged_at_step', 'diverged_in_epoch', 'message']"),
+])
+def test_results_out_of_range_are_refused(tmp_path, change, problem):
+    with pytest.raises(ValueError) as error:
+        Results.from_json(_results_json(**change))
+    assert str(error.value).startswith(problem)
+    write_json(str(tmp_path / "results.json"), _results_json(**change))
+    with pytest.raises(RuntimeError) as error:
+        read_results(str(tmp_path))
+    assert str(error.value).startswith(f"{str(tmp_path / 'results.json')!r} is not a run's results "
+                                       f"({problem}")

@@ -385,11 +385,14 @@ def test_a_dataset_record_is_strict_json_and_a_source_is_named_for_what_it_is(tm
                                            r"NaN\), so not a dataset record; it is left as it is. Put back"):
         run_dataset.read(str(tmp_path), "digits")
     # Without --dataset: a folder without config.json is not called a model file.
+    from keras_dropact.training import sources
+
+    (tmp_path / "model.keras").write_bytes(b"not loaded to be named")
     with pytest.raises(ValueError, match=r"is a folder without config.json, not a run directory: "
                                          r"name the dataset its model was trained on with --dataset"):
-        run_dataset.resolve(str(tmp_path))
+        sources.resolve(str(tmp_path))
     with pytest.raises(ValueError, match=r"model.keras' is a model file, not a run directory"):
-        run_dataset.resolve(str(tmp_path / "model.keras"))
+        sources.resolve(str(tmp_path / "model.keras"))
 
 
 def test_dataset_record_round_trip_and_its_absence(tmp_path):

@@ -120,7 +120,7 @@ MUTANTS = (
            "            start=start_step * replicas,", "            start=start_step * replicas + 1,",
            ("tests/test_run_safety.py::test_stream_resumes_at_any_batch",),
            "a resumed run skips a batch"),
-    # --- export: keras_dropact/training/export.py, serving.py ------------------
+    # --- export: keras_dropact/training/export.py, serving.py, run_files.py ----
     Mutant("serving-classes-8-9-swapped", "keras_dropact/training/serving.py",
            "        names = tf.constant(self.spec.class_names, tf.string)",
            "        names = tf.constant([*self.spec.class_names[:8], *self.spec.class_names[8:10][::-1],"
@@ -142,9 +142,9 @@ MUTANTS = (
            "    for signature, x in list(inputs.items())[:1]:",
            ("tests/test_export.py::test_an_export_whose_outputs_differ_through_one_signature_is_refused",),
            "a wrong image-bytes or normalised signature is published"),
-    Mutant("export-removes-other-hosts-temporaries", "keras_dropact/training/export.py",
-           "        if match and match.group(2) in (None, host) and",
-           "        if match and",
+    Mutant("export-removes-other-hosts-temporaries", "keras_dropact/training/run_files.py",
+           '        if (match and match["host"] in (None, host) and not',
+           "        if (match and not",
            ("tests/test_export.py::test_a_killed_export_leaves_no_version",),
            "an export deletes another machine's export in progress"),
     # --- convert: keras_dropact/convert.py ------------------------------------

@@ -43,17 +43,16 @@ from keras_dropact.layers import check_keep_probability
 from keras_dropact.repro import compare_report
 from keras_dropact.repro import runs
 from keras_dropact.training import run_dataset
-from keras_dropact.training import runtime as runtime_lib
+from keras_dropact.training import run_files
+from keras_dropact.training import strategies
 from keras_dropact.training.config import MAX_SEED
 from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.evaluate import evaluate
+from keras_dropact.training.results import read_results
 from keras_dropact.training.run import Run
 from keras_dropact.training.run_dir import CONFIG
 from keras_dropact.training.run_dir import LOCK
 from keras_dropact.training.run_dir import RunDir
-from keras_dropact.training.run_dir import read_json
-from keras_dropact.training.run_dir import record_problem
-from keras_dropact.training.run_dir import write_json
 from keras_dropact.training.stops import TrainingDiverged
 from keras_dropact.training.stops import TrainingInterrupted
 from keras_dropact.training.validate import validate
@@ -76,14 +75,6 @@ Attributes:
     activation: a name of `layers.ACTIVATIONS`.
     p: the p of a `TAKES_P` activation, else None.
 """
-
-
-def read_run_results(run_dir):
-    """The results.json of the run in `run_dir` (checked), or None before it ends.
-
-    The one place this module reads a run's results.
-    """
-    return RunDir(run_dir).read_results()
 
 
 def parse_arm(text):
@@ -196,7 +187,8 @@ def check_out(out, record):
         raise ValueError(f"--out {out!r} is not a folder; choose a new or empty folder.")
     path = os.path.join(out, RECORD)
     if not os.path.lexists(path):
-        others = sorted(name for name in os.listdir(out) if name != LOCK and ".tmp-" not in name)
+        others = sorted(name for name in os.listdir(out)
+                        if name != LOCK and run_files.temporary_target(name) != RECORD)
         if others:
             raise ValueError(
                 f"--out {out!r} holds other files ({', '.join(others[:3])}"
@@ -205,7 +197,7 @@ def check_out(out, record):
             )
         return
     fix = "Choose another --out."
-    saved = read_json(path, "a comparison's record", fix)
+    saved = run_files.read_json(path, "a comparison's record", fix)
     changed = _changes(saved, record) if isinstance(saved, dict) else [f"{RECORD} is not a record"]
     if changed:
         raise ValueError(
@@ -234,7 +226,7 @@ def check_runtime(plan):
     """What a run checks before it writes (`validate`), once for the comparison,
     and that it runs in one process (only one writes the comparison's files)."""
     base = plan.config(plan.arms[0], plan.seeds[0])
-    runtime = runtime_lib.make(base.strategy)
+    runtime = strategies.make(base.strategy)
     if runtime.num_processes > 1:
         raise ValueError(
             f"dropact compare trains in one process; {runtime.num_processes} processes joined. "
@@ -283,7 +275,7 @@ def _claimed(plan):
         check_out(plan.out, plan.record)
         path = os.path.join(plan.out, RECORD)
         if not os.path.exists(path):
-            write_json(path, plan.record)
+            run_files.write_json(path, plan.record)
         yield
 
 
@@ -292,7 +284,7 @@ def _outcome(plan, arm, seed, progress, signals, verbose):
     config = plan.config(arm, seed)
     label = f"{arm.name}, seed {seed}"
     progress.start()
-    results = read_run_results(config.run_dir)
+    results = read_results(config.run_dir)
     skipped = results is not None
     if skipped:
         runs.check_same_run(config, results)
@@ -331,7 +323,7 @@ def _train(config, label, progress, signals, verbose):
     try:
         return run.fit(verbose=verbose, signals=signals)
     except TrainingDiverged:
-        results = read_run_results(path)
+        results = read_results(path)
         if results is None:
             raise
         return results
@@ -350,7 +342,8 @@ def _discard_unstarted(path):
         return
     leftovers = (LOCK, run_dataset.FILE)
     if not os.path.isdir(path) or any(
-            name not in leftovers and ".tmp-" not in name for name in os.listdir(path)):
+            name not in leftovers and run_files.temporary_target(name) not in (run_dataset.FILE, CONFIG)
+            for name in os.listdir(path)):
         raise RuntimeError(
             f"{path!r} holds no {CONFIG}, so no run this comparison started, but other files; "
             "nothing was changed. Move it away, then run the command again."
@@ -368,17 +361,21 @@ def train_split_evaluation(run_dir, train_size=None):
     """
     path = os.path.join(run_dir, TRAIN_EVALUATION)
     if os.path.lexists(path):
-        fix = "Remove it: the next run of the command evaluates the model again."
-        saved = read_json(path, "a training-split evaluation", fix)
-        problem = record_problem(saved, _EVALUATION_FIELDS)
-        if problem is not None:
-            raise RuntimeError(f"{path!r} is not a training-split evaluation ({problem}); "
-                               f"it is left as it is. {fix}")
-        return saved
+        return run_files.read_record(
+            path, "a training-split evaluation",
+            "Remove it: the next run of the command evaluates the model again.", _evaluation)
     keras.backend.clear_session()
     # Its `test_error` is the split's error.
     result = evaluate(run_dir, split="train", take=train_size)
     saved = {"train_error": float(result["test_error"]), "train_loss": float(result["test_loss"]),
              "examples": result["examples"]}
-    write_json(path, saved)
+    run_files.write_json(path, saved)
     return saved
+
+
+def _evaluation(values):
+    """`values` if they are a training-split evaluation, else ValueError."""
+    problem = run_files.record_problem(values, _EVALUATION_FIELDS)
+    if problem is not None:
+        raise ValueError(problem)
+    return values

@@ -22,9 +22,9 @@ from keras_dropact.repro.stats import format_paired
 from keras_dropact.repro.stats import markdown_table
 from keras_dropact.repro.stats import mean_ci
 from keras_dropact.repro.stats import paired_difference
-from keras_dropact.training.run_dir import atomic_write
-from keras_dropact.training.run_dir import write_json
-from keras_dropact.training.run_dir import write_text
+from keras_dropact.training.run_files import atomic_write
+from keras_dropact.training.run_files import write_json
+from keras_dropact.training.run_files import write_text
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"

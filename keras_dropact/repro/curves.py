@@ -63,9 +63,9 @@ def run_fig4(model, dataset, seeds, out, scale="cpu", p=DEFAULT_KEEP_PROBABILITY
                                           activation=activation, p=p, **fields)
             progress.start()
             results, skipped = runs.train_classifier(config, scale, verbose=verbose)
-            histories[activation].append(results["history"])
+            histories[activation].append(results.history)
             progress.finish(f"{fields['model']} on {dataset}, {activation}, seed {seed}",
-                            f"test error {100 * results['test_error']:.2f}%", skipped)
+                            f"test error {100 * results.test_error:.2f}%", skipped)
     directory = os.path.join(out, experiment)
     os.makedirs(directory, exist_ok=True)
     curves = {activation: mean_error_curves(h) for activation, h in histories.items()}
@@ -124,7 +124,7 @@ def run_fig6(model, dataset, seeds, out, scale="cpu", p=DEFAULT_KEEP_PROBABILITY
         monitor = _Stage2Monitor(layer or DEFAULT_LAYERS.get(fields["model"]), batch)
         progress.start()
         results, skipped = runs.train_classifier(config, scale, callbacks=[monitor], verbose=verbose)
-        ratios.append([row["shift_ratio"] for row in results["history"]])
+        ratios.append([row["shift_ratio"] for row in results.history])
         progress.finish(f"{fields['model']} on {dataset}, seed {seed}",
                         f"final shift ratio {ratios[-1][-1]:.3f}", skipped)
     directory = os.path.join(out, experiment)

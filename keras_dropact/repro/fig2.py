@@ -60,11 +60,11 @@ def run(dataset, seeds, out, scale="cpu", p_values=P_VALUES, epochs=None, steps_
             )
             progress.start()
             results, skipped = runs.train_classifier(config, scale, verbose=verbose)
-            errors[p].append(results["test_error"])
+            errors[p].append(results.test_error)
             train_errors[p].append(runs.logged_train_error(results))
             progress.finish(
                 f"{fields['model']} on {dataset}, p={p:.2f}, seed {seed}",
-                f"test error {100 * results['test_error']:.2f}%", skipped,
+                f"test error {100 * results.test_error:.2f}%", skipped,
             )
     rows = []
     for p in p_values:

@@ -8,7 +8,9 @@ dense grid of [0, 10]. `train` classifies with cross-entropy, so this module
 fits the regression with `model.fit` and the MSE loss.
 
 Training (the paper gives none of it; our choice): full batch (all 20
-points), Adam with learning rate 1e-3, `STEPS` = 1000 steps.
+points), Adam with learning rate 1e-3, `STEPS` = 1000 steps. Each fit is
+recorded in `OUT/fig3/NAME/seed-N/regression.json` (`FILE`) and read back,
+checked, instead of fitted again.
 """
 
 import csv
@@ -22,6 +24,7 @@ from keras_dropact.repro import plots
 from keras_dropact.repro import runs
 from keras_dropact.repro.stats import mean_ci
 from keras_dropact.repro.stats import paired_difference
+from keras_dropact.training import run_files
 
 NUM_POINTS = 20
 GRID = np.linspace(0.0, 10.0, 1001)
@@ -29,6 +32,11 @@ STEPS = 1000
 LEARNING_RATE = 1e-3
 # Piecewise constant: one level per interval [0, 2), [2, 4), ..., [8, 10].
 LEVELS = (2.0, -3.0, 4.0, 0.0, -5.0)
+# One fit's record (`fit_regression`), and the kinds of its values.
+FILE = "regression.json"
+FIELDS = {"function": (str,), "activation": (str,), "p": (float,), "seed": (int,),
+          "steps": (int,), "final_training_loss": (float, None), "train_mse": (float, None),
+          "test_mse": (float, None), "grid_prediction": (list,)}
 
 
 def x_sin_x(x):
@@ -79,6 +87,31 @@ def fit_regression(function, activation, p, seed, steps=STEPS):
     }
 
 
+def _parse(values):
+    problem = run_files.record_problem(values, FIELDS)
+    if problem is not None:
+        raise ValueError(problem)
+    return values
+
+
+def load_fit(path):
+    """The fit recorded in `path`'s `FILE`, or None when there is none.
+
+    Raises:
+        RuntimeError: the file is damaged (one line naming it).
+    """
+    file = os.path.join(path, FILE)
+    if not os.path.lexists(file):
+        return None
+    return run_files.read_record(file, "a Figure 3 fit", "Delete it to fit again.", _parse)
+
+
+def write_fit(path, fit):
+    """Records `fit` in `path`'s `FILE` (atomically)."""
+    os.makedirs(path, exist_ok=True)
+    run_files.write_json(os.path.join(path, FILE), fit)
+
+
 def run(seeds, out, p=DEFAULT_KEEP_PROBABILITY, steps=STEPS, verbose=0):
     """Every (function, activation, seed); writes CSV and plot, returns the rows."""
     experiment = "fig3"
@@ -90,11 +123,11 @@ def run(seeds, out, p=DEFAULT_KEEP_PROBABILITY, steps=STEPS, verbose=0):
                 name = f"{function}-{activation}" + (f"-p{p:.2f}" if activation == "dropact" else "")
                 path = runs.run_dir(out, experiment, name, seed)
                 progress.start()
-                result = runs.load_results(path)
+                result = load_fit(path)
                 skipped = result is not None
                 if not skipped:
                     result = fit_regression(function, activation, p, seed, steps)
-                    runs.write_results(path, result)
+                    write_fit(path, result)
                 results[function, activation, seed] = result
                 progress.finish(f"{function}, {activation}, seed {seed}",
                                 f"test MSE {result['test_mse']:.3f}", skipped)

@@ -1,8 +1,9 @@
 """Resumable runs for the reproduction experiments.
 
 Every run lives in its own directory `OUT/EXPERIMENT/CONFIG/seed-N` and is
-finished when its `results.json` exists; finished runs are read back, never
-redone, so an interrupted command picks up where it stopped.
+finished when its `results.json` exists; finished runs are read back
+(`keras_dropact.training.results.read_results`, checked), never redone, so
+an interrupted command picks up where it stopped.
 
 Every classifier run goes through `keras_dropact.training.train`, the one
 training path. Paper-scale runs (hours each) keep its backups, so a
@@ -12,7 +13,6 @@ would be a large part of such a run) and restart from epoch 0 if
 interrupted.
 """
 
-import json
 import os
 import time
 
@@ -21,8 +21,7 @@ import keras
 from keras_dropact import models
 from keras_dropact.layers import get_act_layer
 from keras_dropact.training.config import TrainConfig
-from keras_dropact.training.run_dir import RESULTS
-from keras_dropact.training.run_dir import write_json
+from keras_dropact.training.results import read_results
 from keras_dropact.training.train import train
 
 # The CPU-scale setups: offline data and small networks, by dataset and
@@ -124,31 +123,10 @@ def run_dir(out, experiment, name, seed):
     return os.path.join(out, experiment, name, f"seed-{seed}")
 
 
-def load_results(path):
-    """The run's results dict, or None if it has not finished.
-
-    A results file cut short by a kill counts as unfinished.
-    """
-    results_path = os.path.join(path, RESULTS)
-    if not os.path.isfile(results_path):
-        return None
-    try:
-        with open(results_path) as f:
-            return json.load(f)
-    except ValueError:
-        return None
-
-
 def logged_train_error(results):
     """The last epoch's training error as `fit` logged it: its running average
     over the epoch's steps, in training mode (random masks, augmentation)."""
     return 1.0 - results["history"][-1]["accuracy"]
-
-
-def write_results(path, results):
-    """Writes `results.json` atomically (a kill never leaves half a file)."""
-    os.makedirs(path, exist_ok=True)
-    write_json(os.path.join(path, RESULTS), results)
 
 
 # The TrainConfig fields that define what a run trains (not where or how it
@@ -177,11 +155,15 @@ def check_same_run(config, results):
 def train_classifier(config, scale, callbacks=(), verbose=0):
     """Trains `config` into `config.run_dir` unless it has finished there.
 
-    Returns `(results, skipped)`. Runs at `scale="cpu"` are light (see the
-    module docstring); a run that started but did not finish is resumed. A
-    finished run is reused only if it is a run of `config` (`check_same_run`).
+    Returns `(results, skipped)`, `results` a `training.results.Results`.
+    Runs at `scale="cpu"` are light (see the module docstring); a run that
+    started but did not finish is resumed. A finished run is reused only if
+    it is a run of `config` (`check_same_run`).
+
+    Raises:
+        RuntimeError: the run's results.json is damaged (one line naming it).
     """
-    results = load_results(config.run_dir)
+    results = read_results(config.run_dir)
     if results is not None:
         check_same_run(config, results)
         return results, True

@@ -33,8 +33,8 @@ def _augmented(augment):
             Column(f"{augment} + Drop-Activation", "dropact", augment))
 
 
-# (table, dataset, model, paper baseline, RReLU, Drop-Activation), from
-# shared/reference/recipes.md; None where the paper has "-".
+# (table, dataset, model, paper baseline, RReLU, Drop-Activation), from the
+# paper's Tables 1-6 (Section 4.3); None where the paper has "-".
 _PAPER = [
     (1, "cifar100", "resnet-164", 25.16, 24.15, 23.88),
     (1, "cifar100", "preresnet-164", 24.33, 23.22, 22.72),
@@ -131,10 +131,10 @@ def run(seeds, out, scale="cpu", patterns=(), p=DEFAULT_KEEP_PROBABILITY, epochs
                     )
                 progress.start()
                 results, skipped = runs.train_classifier(config, scale, verbose=verbose)
-                errors[row].setdefault(column, {})[seed] = results["test_error"]
+                errors[row].setdefault(column, {})[seed] = results.test_error
                 train_errors[row].setdefault(column, {})[seed] = runs.logged_train_error(results)
                 progress.finish(f"{row.model} on {row.dataset}, {column.label}, seed {seed}",
-                                f"test error {100 * results['test_error']:.2f}%", skipped)
+                                f"test error {100 * results.test_error:.2f}%", skipped)
     text = markdown(rows, errors, seeds) + "\n" + markdown(
         rows, train_errors, seeds, what="Final training error (the last epoch's, as `fit` logs it: "
         "random masks for Drop-Activation and RReLU)", paper=False)

@@ -2,14 +2,18 @@
 
     train.train(config)         one run, start to end (`dropact train`, `dropact repro`)
     run.Run                     new / resume / fit: the flow of a run
-    runtime.make(strategy)      where it runs: `tf_runtime` (tf.distribute),
-                                `jax_runtime` (keras.distribution)
-    run_dir.RunDir              the run directory: paths, atomic writes, lock, results
+    strategies.make(strategy)   where it runs: a `runtime.Runtime` of `tf_runtime`
+                                (tf.distribute) or `jax_runtime` (keras.distribution)
+    numerics                    the dtype policy and op determinism of a run
+    run_dir.RunDir              the run directory: paths, lock, its files
+    run_files                   atomic writes, strict JSON, checked records, temporaries
+    results.Results             results.json, one typed record (`read_results`)
     backups.Backups             resume backups, each holding a `state.TrainingState`
     progress.Progress           the callback in `fit`: steps, backups, epoch files
     counters, stops             time and speed; divergence and signal stops
     config, recipes, schedule,  what a run is, checked (`validate`) before it
     validate                    writes anything
+    sources                     what a SOURCE of evaluate/export/predict is
     evaluate, export, predict,  what is done with a trained model
     serving, artifacts
 

@@ -1,4 +1,5 @@
-"""Finding and loading what a run produced (for `evaluate` and `export`)."""
+"""Loading what a run produced (for `evaluate`, `export` and `predict`),
+with one line naming a damaged file and what to do about it."""
 
 import os
 import zipfile
@@ -6,39 +7,19 @@ import zipfile
 import keras
 
 from keras_dropact.training import run_dir as rd
-
-
-def model_path(source):
-    """The `.keras` file behind `source`: a run directory or a `.keras` file.
-
-    A run directory gives its final `model.keras`, or, for a run that has not
-    finished, the `checkpoint.keras` of its last finished epoch.
-    """
-    if os.path.isdir(source):
-        for name in (rd.MODEL, rd.CHECKPOINT):
-            path = os.path.join(source, name)
-            if os.path.isfile(path):
-                return path
-        raise FileNotFoundError(
-            f"{source!r} holds no {rd.MODEL} or {rd.CHECKPOINT}: is it a run "
-            "directory of `dropact train`, and did its first epoch finish?"
-        )
-    if os.path.isfile(source) and source.endswith(".keras"):
-        return source
-    raise FileNotFoundError(
-        f"{source!r} is neither a run directory nor a .keras model file."
-    )
+from keras_dropact.training import sources
 
 
 def load_model(source):
-    """Loads the model behind `source`, with a one-line error if it is corrupt.
+    """Loads the model behind `source` (a run directory or a `.keras` file,
+    `sources.model_file`), with a one-line error if it is corrupt.
 
     A `.keras` file is a zip archive; one that is truncated or damaged is
     reported as such, naming the file (Keras itself would go on to try the
     path as a SavedModel folder and report "File not found").
     """
-    path = model_path(source)
-    fix = "re-run or re-export it, or use the run's checkpoint.keras"
+    path = sources.model_file(source)
+    fix = _fix_for(path)
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
@@ -55,6 +36,19 @@ def load_model(source):
         keras.saving.load_model, path,
         f"Cannot load the model in {path!r}: the file is corrupt or not a keras-dropact model",
     )
+
+
+def _fix_for(path):
+    """What to do about the damaged model file `path`."""
+    folder, name = os.path.split(path)
+    if not os.path.isfile(os.path.join(folder, rd.CONFIG)):
+        return "export or train it again"
+    if name == rd.CHECKPOINT:
+        from keras_dropact.training.stops import resume_command
+
+        return f"the run's backups write it again when it resumes: {resume_command(folder)}"
+    return (f"move it away to use the run's {rd.CHECKPOINT} (the model at the end of its last "
+            "epoch), or train the run again")
 
 
 def load_saved_model(path):
@@ -85,10 +79,3 @@ def _load(loader, path, problem, fix=""):
 def _first_line(error):
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
-
-
-def run_config(source):
-    """The checked TrainConfig of a run directory (`RunDir.read_config`), or
-    None for a bare model file or a folder without config.json."""
-    run = rd.RunDir(source)
-    return run.read_config() if os.path.isfile(run.file(rd.CONFIG)) else None

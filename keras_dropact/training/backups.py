@@ -13,19 +13,27 @@ wrong.
 import hashlib
 import os
 import re
+import stat
 import sys
 
 from keras_dropact.training import faults
-from keras_dropact.training import run_dir as rd
+from keras_dropact.training import run_files
 from keras_dropact.training.state import TrainingState
 from keras_dropact.training.state import assign
+from keras_dropact.training.state import check_values
 from keras_dropact.training.state import seed_variables
 
 FORMAT = 1
 KEEP = 2  # Backups kept: the latest and the one before it.
 # A backup's JSON: the `TrainingState`, then these keys of its own.
 ENVELOPE = {"format": (int,), "weights": (str,), "sha256": (str,)}
-_NAME = re.compile(r"step-(\d+)(\..*)")  # step-N.json, step-N.weights.h5, step-N.tmp-PID...
+# A backup's two files: step-N.json and step-N.weights.h5 (N: 9 digits).
+_NAME = re.compile(r"step-(\d{9,})(\.json|\.weights\.h5)")
+
+
+def is_backup_file(name):
+    """Whether `name` is the name of one of a backup's two files."""
+    return _NAME.fullmatch(name) is not None
 
 
 class ReplayInstead(ValueError):
@@ -56,14 +64,20 @@ class Backups:
         return os.path.join(self.directory, f"step-{step:09d}{suffix}")
 
     def _files(self):
-        """(step, suffix, name) of every `step-N...` file of the folder."""
+        """(step, suffix, name) of every backup file of the folder, and of
+        every temporary file (suffix ".tmp") a killed writer left of one.
+
+        Only regular files of exactly those names: nothing else in the
+        folder is ever deleted.
+        """
         if not os.path.isdir(self.directory):
             return []
         found = []
         for name in os.listdir(self.directory):
-            match = _NAME.fullmatch(name)
-            if match:
-                found.append((int(match[1]), match[2], name))
+            target = run_files.temporary_target(name)
+            match = _NAME.fullmatch(target or name)
+            if match and stat.S_ISREG(os.lstat(os.path.join(self.directory, name)).st_mode):
+                found.append((int(match[1]), ".tmp" if target else match[2], name))
         return found
 
     def marks(self):
@@ -84,7 +98,8 @@ class Backups:
         BackupAndRestore files of an older keras-dropact)."""
         if not os.path.isdir(self.directory):
             return []
-        return sorted(n for n in os.listdir(self.directory) if not n.startswith("step-"))
+        own = {name for _, _, name in self._files()}
+        return sorted(n for n in os.listdir(self.directory) if n not in own)
 
     def should_save(self, state):
         """True every `every` optimizer steps, except at an epoch's last step
@@ -101,10 +116,10 @@ class Backups:
         os.makedirs(self.directory, exist_ok=True)
         step = state.optimizer_steps
         weights = self._path(step, ".weights.h5")
-        with rd.atomic_write(weights, ".weights.h5") as temporary:
+        with run_files.atomic_write(weights, ".weights.h5") as temporary:
             model.save_weights(temporary)
             faults.point("backup_weights", step)
-        rd.write_json(self._path(step, ".json"), {
+        run_files.write_json(self._path(step, ".json"), {
             **state.to_json(),
             "format": FORMAT,
             "weights": os.path.basename(weights),
@@ -122,17 +137,18 @@ class Backups:
         for _, name in sorted(old):
             os.remove(os.path.join(self.directory, name))
 
-    def _state(self, step, mark):
-        """The checked `TrainingState` of backup `step` and its weights file.
+    def _state(self, step, mark, fits):
+        """The checked `TrainingState` of backup `step` and its weights file;
+        `fits` is `(steps_per_epoch, epochs)` of the run now, or None.
 
         Raises:
             OSError, ValueError: the backup is damaged or not of this format.
             ReplayInstead: it is no point to resume from.
         """
-        saved = rd.load_json(mark)
+        saved = run_files.load_json(mark)
         if not isinstance(saved, dict):
             raise ValueError(f"a JSON object is needed, not {type(saved).__name__}")
-        problem = rd.record_problem({key: saved.get(key) for key in ENVELOPE}, ENVELOPE)
+        problem = run_files.record_problem({key: saved.get(key) for key in ENVELOPE}, ENVELOPE)
         if problem is not None or saved["format"] != FORMAT:
             raise ValueError(f"not a backup of format {FORMAT} ({problem or saved['format']})")
         own = os.path.basename(self._path(step, ".weights.h5"))
@@ -141,6 +157,8 @@ class Backups:
         state = TrainingState.from_json({k: v for k, v in saved.items() if k not in ENVELOPE})
         if state.optimizer_steps != step:
             raise ValueError(f"it holds optimizer step {state.optimizer_steps}, not {step}")
+        if fits is not None:
+            state.check_fits(*fits)
         if state.before_epoch_end:
             raise ReplayInstead(
                 f"it was taken after the last step of epoch {state.epoch}, before the "
@@ -154,17 +172,27 @@ class Backups:
             raise ValueError(f"{own} is damaged (SHA-256 mismatch)")
         return state, weights
 
-    def _load(self, model, step, mark):
+    def _load(self, model, step, mark, fits):
         """Loads backup `step` into `model`; returns its state (raises if unusable)."""
-        state, weights = self._state(step, mark)
+        state, weights = self._state(step, mark, fits)
+        if state.metrics is not None:  # Added to the model's after the first step.
+            check_values(model.metrics_variables, state.metrics, "metric")
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         model.load_weights(weights)
         assign(seed_variables(model), state.seeds, "random-seed")
         return state
 
-    def restore(self, model):
+    def restore(self, model, steps_per_epoch=None, epochs=None):
         """Loads the newest usable backup into `model`; returns its `TrainingState`.
+
+        A backup is usable when every check passes: its files (format, own
+        weights file, SHA-256), its state (`TrainingState.from_json`: a
+        position a run can be at), a run of `epochs` epochs of
+        `steps_per_epoch` steps, when given (`TrainingState.check_fits`),
+        and `model`'s variables (weights, random seeds, and metric totals:
+        build the compiled metrics first, `state.build_metrics`). One that
+        fails is skipped, named, and the one before it used.
 
         Returns None when the folder holds no backup to resume from (none,
         or only `ReplayInstead` ones: the run starts at step 0).
@@ -173,10 +201,11 @@ class Backups:
             RuntimeError: there are backups but none is usable (the message
                 names each file and what is wrong with it).
         """
+        fits = None if steps_per_epoch is None else (steps_per_epoch, epochs)
         problems, damaged = [], False
         for step, mark in self.marks():
             try:
-                state = self._load(model, step, mark)
+                state = self._load(model, step, mark, fits)
             except Exception as error:  # noqa: BLE001 - any failure: try the older one.
                 problems.append(f"{os.path.basename(mark)}: {error}")
                 damaged = damaged or not isinstance(error, ReplayInstead)

@@ -8,15 +8,18 @@ from keras_dropact.layers import ACTIVATIONS
 from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
 from keras_dropact.layers import check_keep_probability
 from keras_dropact.training import recipes
-from keras_dropact.training.runtime import STRATEGIES
-from keras_dropact.training.run_dir import write_json
+from keras_dropact.training import run_files
+from keras_dropact.training.strategies import BACKENDS
+from keras_dropact.training.strategies import STRATEGIES
 
 # config.json keys that files of earlier versions lack, with the value that
 # is exactly what those versions did. --image-size came with issue 20: a run
 # of an earlier version read every registered dataset at its own size (None);
 # its folder: runs have no dataset.json and are refused (`run_dataset.read`).
 # --train-size came with issue 24: earlier runs trained on the whole split.
-ADDED_KEYS = {"image_size": None, "train_size": None}
+# The backend came with issue 25: such a run resumes on the loaded backend
+# (None), as it did.
+ADDED_KEYS = {"image_size": None, "train_size": None, "backend": None}
 
 # The largest --seed: models give activation site i the seed `seed + i`, and
 # NumPy's and TensorFlow's global seeds must stay below 2**32.
@@ -55,6 +58,9 @@ class TrainConfig:
 
     Fields left as None are taken from the recipe (`recipes.py`); the
     recipe defaults to the paper's recipe for the model, or "quick".
+    `backend` is the Keras backend the run trains on: a new run records
+    the loaded one, and a resume must run on it (`dropact train --resume`
+    restarts itself on it, as `--backend` does).
     `light` runs (the CPU-scale experiments) write no backup, checkpoint,
     TensorBoard log or saved model, and restart from epoch 0 when resumed.
     `deterministic` turns on TensorFlow's op determinism, so that a run (and
@@ -83,6 +89,7 @@ class TrainConfig:
     backup_every: int = 50
     deterministic: bool = False
     light: bool = False
+    backend: str | None = None
 
     def __post_init__(self):
         """Rejects impossible values up front, naming the flag and the fix.
@@ -115,6 +122,10 @@ class TrainConfig:
         for name in ("mixed_precision", "deterministic", "light"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise ValueError(
+                f"Unknown backend {self.backend!r}. Valid backends: {', '.join(BACKENDS)}."
+            )
         if self.strategy not in STRATEGIES:
             raise ValueError(
                 f"Unknown strategy {self.strategy!r}. Valid strategies: "
@@ -174,5 +185,23 @@ class TrainConfig:
     def to_dict(self):
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_json(cls, values):
+        """The configuration in `values` (config.json's object), checked.
+
+        Every field must be there with a value of its type (but the
+        `ADDED_KEYS` that files of earlier versions lack, which get the value
+        those versions used), and no other; the values are checked as flags
+        are. Nothing else is filled in.
+
+        Raises:
+            ValueError: the first problem, in a few words.
+        """
+        problem = run_files.record_problem(values, run_files.json_fields(cls),
+                                           optional=ADDED_KEYS)
+        if problem is not None:
+            raise ValueError(problem)
+        return cls(**{**ADDED_KEYS, **values})
+
     def save(self, path):
-        write_json(path, self.to_dict())
+        run_files.write_json(path, self.to_dict())

@@ -3,6 +3,7 @@
 from keras_dropact import pipelines
 from keras_dropact.training import artifacts
 from keras_dropact.training import run_dataset
+from keras_dropact.training import sources
 
 
 def evaluate(source, dataset=None, data_dir=None, batch_size=256, split="test", take=None):
@@ -17,14 +18,13 @@ def evaluate(source, dataset=None, data_dir=None, batch_size=256, split="test", 
     split). Returns a dict with `test_error`, `test_loss` and the number of
     examples seen.
     """
-    artifacts.model_path(source)  # Fails early if there is no model.
-    record, run_data_dir = run_dataset.resolve(source, dataset)
-    data_dir = data_dir or run_data_dir
+    resolved = sources.resolve(source, dataset)
+    record, data_dir = resolved.record, data_dir or resolved.data_dir
     if dataset is None:
         run_dataset.check_matches(record, source)
     # Offline, a missing TFDS dataset fails in seconds, not after TFDS' retries.
     pipelines.ensure_available(record.dataset, data_dir=data_dir)
-    model = artifacts.load_model(source)
+    model = artifacts.load_model(resolved.model_file)
     image_size = list(model.inputs[0].shape[1:3]) if record.is_folder else None
     data = pipelines.load(record.dataset, split, batch_size, data_dir=data_dir,
                           image_size=image_size, take=take)

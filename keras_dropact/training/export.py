@@ -17,26 +17,29 @@ normalisation, class names, test error and package versions.
 
 The graph is the inference form (DropActivation as LeakyReLU, no random op).
 Each export is written to a hidden temporary folder in the model's folder
-(`.VERSION.tmp-PID`, which TF Serving and `next_version` ignore), checked
-numerically against `model.predict` there (every SavedModel signature), and only then renamed into its
-version folder: a killed or failed export leaves no version, and an existing
+(`.VERSION.tmp-HOST-PID`, which TF Serving and `next_version` ignore;
+`run_files.atomic_folder`), checked numerically against `model.predict`
+there (every SavedModel signature), and only then renamed into its version
+folder: a killed or failed export leaves no version, and an existing
 version is never overwritten. The next export of the same name deletes the
-temporary folders of exports whose process is gone. NAME is one folder name
-under ROOT; an export never writes outside ROOT.
+temporary folders of this machine's exports whose process is gone. NAME is
+one folder name under ROOT; an export never writes outside ROOT.
 """
 
+import contextlib
+import errno
 import os
-import re
-import shutil
-import socket
 import time
 
 import numpy as np
 
 from keras_dropact.extras import require
 from keras_dropact.training import artifacts
-from keras_dropact.training import run_dataset
-from keras_dropact.training import run_dir as rd
+from keras_dropact.training import faults
+from keras_dropact.training import run_files
+from keras_dropact.training import sources
+from keras_dropact.training.results import read_results
+from keras_dropact.training.stops import CannotWrite
 
 FORMATS = ("saved_model", "onnx", "keras")
 TOLERANCE = 1e-5
@@ -44,26 +47,26 @@ METADATA = "metadata.json"
 ONNX_OPSET = 17
 
 
-# `.VERSION.tmp-HOST-PID`: the folder an export in progress (or killed)
-# writes; `.VERSION.tmp-PID` as keras-dropact 0.1.0 named it (HOST: this machine).
-_TEMPORARY = re.compile(r"\.(\d+)\.tmp-(?:(.*)-)?(\d+)")
-
-
-def temporary_dir(version_dir):
-    """`.VERSION.tmp-HOST-PID` next to `version_dir`: where this process builds it."""
-    model_root, version = os.path.split(version_dir)
-    return os.path.join(model_root, f".{version}.tmp-{socket.gethostname()}-{os.getpid()}")
-
-
-def check_name(name):
-    """ValueError unless `name` is one path component (a folder name under --root)."""
+def check_name(name, what=None):
+    """ValueError unless `name` is one path component (a folder name under
+    --root); `what` the name is, for the message (default `--name NAME`)."""
     separators = [s for s in (os.sep, os.altsep) if s]
     if (not isinstance(name, str) or name in ("", ".", "..") or "\0" in name
             or any(s in name for s in separators)):
         raise ValueError(
-            f"--name {name!r} is not a model name: a name is one folder name under "
-            f"--root (not empty, not '.' or '..', without {' or '.join(map(repr, separators))})."
+            f"{what or f'--name {name!r}'} is not a model name: a name is one folder name "
+            f"under --root (not empty, not '.' or '..', without "
+            f"{' or '.join(map(repr, separators))})."
         )
+
+
+def default_name(source):
+    """The model name of `source` without --name: the real name of its run
+    directory (or `.keras` file, without the extension), whatever the path
+    says (`.`, `..`, a link), checked as --name is."""
+    name = os.path.basename(os.path.realpath(source)).removesuffix(".keras")
+    check_name(name, f"The name of {source!r}, {name!r},")
+    return name
 
 
 def check_root(root):
@@ -79,35 +82,6 @@ def check_root(root):
         )
 
 
-def remove_stale_temporaries(model_root):
-    """Deletes the `.VERSION.tmp-HOST-PID` folders of this machine's exports
-    whose process is gone.
-
-    A killed export leaves its temporary folder behind; one whose process
-    still runs (an export in progress, here or in another process) is kept,
-    and so is every folder of another machine (HOST), whose processes this
-    one cannot see (a --root on a shared filesystem).
-    """
-    host = socket.gethostname()
-    for entry in os.listdir(model_root):
-        match = _TEMPORARY.fullmatch(entry)
-        if match and match.group(2) in (None, host) and not _process_exists(int(match.group(3))):
-            shutil.rmtree(os.path.join(model_root, entry), ignore_errors=True)
-
-
-def _process_exists(pid):
-    """Whether process `pid` exists on this machine (kept when unsure)."""
-    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there.
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):  # Another user's process; not a PID.
-        return True
-    return True
-
-
 def next_version(model_root):
     """1 + the largest numeric version under `model_root` (1 if none)."""
     if not os.path.isdir(model_root):
@@ -117,8 +91,17 @@ def next_version(model_root):
 
 
 def export_path(root, name, fmt, version):
+    """ROOT/NAME[-FORMAT]/VERSION, checked: a model folder that is a link
+    (an export would be written where it points) or a version that exists
+    is refused."""
     folder = name if fmt == "saved_model" else f"{name}-{fmt}"
     model_root = os.path.join(root, folder)
+    if os.path.islink(model_root) or (os.path.lexists(model_root) and not os.path.isdir(model_root)):
+        raise ValueError(
+            f"{model_root!r} is {'a link' if os.path.islink(model_root) else 'not a folder'}: "
+            "an export is written only into a folder of its own under --root. Nothing was "
+            "written; choose another --name or --root."
+        )
     version = next_version(model_root) if version is None else int(version)
     if version < 1:
         raise ValueError(f"--version must be a positive integer, got {version}.")
@@ -163,40 +146,38 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
     if name is not None:
         check_name(name)
     check_root(root)
-    artifacts.model_path(source)  # Fails early if there is no model.
-    record, _ = run_dataset.resolve(source, dataset)
-    training = run_record(source)
-    name = name or os.path.basename(os.path.normpath(source)).removesuffix(".keras")
-    version_dir = export_path(root, name, fmt, version)
+    resolved = sources.resolve(source, dataset)
+    results = read_results(source) if os.path.isdir(source) else None
+    version_dir = export_path(root, name or default_name(source), fmt, version)
 
     from keras_dropact.training import serving
 
-    model = artifacts.load_model(source)
-    spec = serving.ServingSpec.for_record(record, model)
+    model = artifacts.load_model(resolved.model_file)
+    spec = serving.ServingSpec.for_record(resolved.record, model)
     functions = serving.ServingFunctions(model, spec)
     model_root = os.path.dirname(version_dir)
     created = _make_folders(model_root)
-    remove_stale_temporaries(model_root)
-    temporary = temporary_dir(version_dir)
-    shutil.rmtree(temporary, ignore_errors=True)
+    run_files.remove_stale_folders(model_root)
     try:
-        os.makedirs(temporary)
-        _WRITERS[fmt](functions, model_file(temporary, fmt))
-        difference = check(model, spec, model_file(temporary, fmt), fmt)
-        metadata = build_metadata(source, fmt, spec, functions, difference, training)
-        os.makedirs(os.path.dirname(metadata_path(temporary, fmt)), exist_ok=True)
-        rd.write_json(metadata_path(temporary, fmt), metadata)
-        publish(temporary, version_dir)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
+        with run_files.atomic_folder(
+                version_dir, before_rename=lambda: faults.point("export_publish")) as temporary:
+            with _full_disk_as_os_error():
+                _WRITERS[fmt](functions, model_file(temporary, fmt))
+            difference = check(model, spec, model_file(temporary, fmt), fmt)
+            metadata = build_metadata(resolved, fmt, spec, functions, difference, results)
+            os.makedirs(os.path.dirname(metadata_path(temporary, fmt)), exist_ok=True)
+            run_files.write_json(metadata_path(temporary, fmt), metadata)
+    except BaseException as error:
         for folder in reversed(created):  # Innermost first; only if left empty.
             if not os.listdir(folder):
                 os.rmdir(folder)
+        if isinstance(error, CannotWrite):
+            error.advise("nothing was published; free space, then export again")
         raise
     return {
         "path": model_file(version_dir, fmt),
         "format": fmt,
-        "dataset": record.dataset,
+        "dataset": resolved.record.dataset,
         "signatures": metadata["signatures"],
         "max_abs_difference": difference,
     }
@@ -226,6 +207,23 @@ def _make_folders(path):
     return created
 
 
+@contextlib.contextmanager
+def _full_disk_as_os_error():
+    """TensorFlow reports a full disk (or quota) while writing a SavedModel
+    as ResourceExhaustedError ("... No space left on device [Op:SaveV2]"):
+    raised here as the OSError it is, which `run_files.atomic_folder` turns
+    into one line (`stops.CannotWrite`)."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.ResourceExhaustedError as error:
+        for code in (errno.ENOSPC, errno.EDQUOT):
+            if os.strerror(code) in error.message:
+                raise OSError(code, os.strerror(code)) from error
+        raise
+
+
 def _require_tensorflow_backend():
     """The serving signatures are TensorFlow graphs around the model.
 
@@ -241,13 +239,6 @@ def _require_tensorflow_backend():
             "backend by itself) or set KERAS_BACKEND=tensorflow; the .keras file "
             "of a JAX run loads there unchanged."
         )
-
-
-def publish(temporary, version_dir):
-    """Renames the finished export into its version folder (atomic)."""
-    if os.path.exists(version_dir):
-        raise FileExistsError(f"{version_dir!r} appeared during the export; refusing to overwrite it.")
-    os.rename(temporary, version_dir)
 
 
 def _write_saved_model(functions, path):
@@ -371,30 +362,20 @@ def run_exported(path, fmt, x, signature="serving_default", spec=None, loaded=No
 
 def read_metadata(version_dir, fmt):
     """An export's `metadata.json`, or a one-line RuntimeError naming it."""
-    return rd.read_json(metadata_path(version_dir, fmt), "an export's metadata",
-                        "Export the run again.")
+    return run_files.read_json(metadata_path(version_dir, fmt), "an export's metadata",
+                               "Export the run again.")
 
 
-def run_record(source):
-    """(config dict or None, results dict) of a run directory; (None, {})
-    for a model file. Read before anything is written: an unreadable file
-    stops the export with a one-line error naming it."""
-    if not os.path.isdir(source):
-        return None, {}
-    config = artifacts.run_config(source)
-    return (config.to_dict() if config else None), rd.RunDir(source).read_results() or {}
-
-
-def build_metadata(source, fmt, spec, functions, difference, training):
-    """What a server operator needs to know about an export; `training` is
-    `run_record(source)`."""
+def build_metadata(source, fmt, spec, functions, difference, results):
+    """What a server operator needs to know about an export of the
+    `sources.Source` `source`; `results` is its run's `Results`, or None."""
     from keras_dropact.training.run import versions
 
-    config, results = training
+    config = None if source.config is None else source.config.to_dict()
     normalisation = spec.normalisation
     return {
         "format": fmt,
-        "source": os.path.abspath(source),
+        "source": os.path.abspath(source.path),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **spec.describe(),
         "normalisation_parameters": {
@@ -403,10 +384,10 @@ def build_metadata(source, fmt, spec, functions, difference, training):
             "std": normalisation.std,
         },
         "signatures": describe_signatures(functions, fmt),
-        "config": results.get("config") or config,
-        "test_error": results.get("test_error"),
-        "test_loss": results.get("test_loss"),
-        "training_versions": results.get("versions"),
+        "config": config if results is None else results.config,
+        "test_error": getattr(results, "test_error", None),
+        "test_loss": getattr(results, "test_loss", None),
+        "training_versions": getattr(results, "versions", None),
         "versions": versions(),
         "max_abs_difference_to_predict": difference,
     }

@@ -29,6 +29,8 @@ Points:
     log_row:E        after checkpoint.keras of epoch E, before its log.csv row
     final_save       while saving model.keras: its temporary file is written,
                      not yet renamed
+    export_publish   `export`: the version's temporary folder is complete,
+                     not yet renamed
 
 Never set it outside tests.
 """

@@ -68,7 +68,7 @@ def initialize_processes():
 
 
 def make(name):
-    """The JAX runtime called `name` (checked by `runtime.make`).
+    """The JAX runtime called `name` (checked by `strategies.make`).
 
     auto: data-parallel when there is more than one device or process, else
     none. data-parallel: `keras.distribution.DataParallel` over all devices

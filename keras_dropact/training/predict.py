@@ -18,17 +18,7 @@ import numpy as np
 
 from keras_dropact.training import artifacts
 from keras_dropact.training import export as export_lib
-from keras_dropact.training import run_dataset
-
-
-def latest_version(source):
-    """The highest numeric version folder holding a SavedModel, for a model
-    folder of TF Serving's layout (`saved_models/NAME`); else `source`."""
-    if not os.path.isdir(source) or os.path.isfile(os.path.join(source, "saved_model.pb")):
-        return source
-    versions = [int(d) for d in os.listdir(source)
-                if d.isdigit() and os.path.isfile(os.path.join(source, d, "saved_model.pb"))]
-    return os.path.join(source, str(max(versions))) if versions else source
+from keras_dropact.training import sources
 
 
 class Predictor:
@@ -37,8 +27,9 @@ class Predictor:
     def __init__(self, source, dataset=None):
         from keras_dropact.training import serving
 
-        source = latest_version(source)
-        if os.path.isfile(os.path.join(source, "saved_model.pb")):
+        resolved = sources.resolve(source, dataset, saved_model=True)
+        if resolved.saved_model is not None:
+            source = resolved.saved_model
             metadata_file = export_lib.metadata_path(source, "saved_model")
             if not os.path.isfile(metadata_file):
                 raise FileNotFoundError(
@@ -55,10 +46,8 @@ class Predictor:
                 )
             self._function = self._loaded.signatures[serving.BYTES]
         else:
-            artifacts.model_path(source)  # Fails early if there is no model.
-            record, _ = run_dataset.resolve(source, dataset)
-            model = artifacts.load_model(source)
-            spec = serving.ServingSpec.for_record(record, model)
+            model = artifacts.load_model(resolved.model_file)
+            spec = serving.ServingSpec.for_record(resolved.record, model)
             self._check_image(spec, source)
             self._function = serving.ServingFunctions(model, spec).tf_functions()[serving.BYTES]
         self.spec = spec
@@ -84,6 +73,8 @@ class Predictor:
             outputs = self._function(tf.constant([data]))
         except tf.errors.InvalidArgumentError as error:
             raise ValueError(f"not a decodable PNG, JPEG, GIF or BMP image ({_reason(error.message)})") from None
+        except UnicodeDecodeError:  # Exports before issue 25 put a file's first bytes in the message.
+            raise ValueError("not a decodable PNG, JPEG, GIF or BMP image (unknown file format)") from None
         return outputs["probabilities"].numpy()[0]
 
 

@@ -1,4 +1,4 @@
-"""Training recipes: the paper's (shared/reference/recipes.md) and a CPU-sized one.
+"""Training recipes: the paper's (Section 4.2 and the setups of Tables 1-6) and a CPU-sized one.
 
 A recipe is data: the optimiser, schedule and regularisation of one row of the
 paper. Every field can be overridden from the command line. All paper recipes

@@ -6,12 +6,13 @@
 A run owns its configuration, its run directory (`RunDir`), the `Runtime` it
 executes on, its model, its backups and its `TrainingState`. `fit` goes:
 
-1. the runtime (`runtime.make`), then `validate`: nothing is written yet;
+1. the backend checked, the runtime made (`strategies`), then `validate`:
+   nothing is written yet;
 2. the chief creates (new run) and locks the run directory and writes
    dataset.json and config.json; a resumed run that has ended returns its
    results;
-3. the model is built, compiled and restored from the newest backup, whose
-   position is checked against the run's epochs;
+3. the dtype policy and op determinism set (`numerics`); the model built,
+   compiled and restored from the newest usable backup (`Backups.restore`);
 4. `model.fit` of the interrupted epoch's remaining steps, then of the
    other epochs, with the `Progress` callback (backups, history, log.csv,
    checkpoint.keras, divergence and signal stops);
@@ -23,7 +24,7 @@ the whole `fit`), read between these stages and after every step: the run
 stops where nothing is lost, with one line (`stops.TrainingInterrupted`).
 
 Every process of a distributed run makes the same calls; only the chief
-writes the run directory, the others a temporary copy (`writable_dir`).
+writes the run directory, the others a temporary copy (`RunDir.writable`).
 """
 
 import contextlib
@@ -42,10 +43,13 @@ from keras_dropact import pipelines
 from keras_dropact.interrupts import StopSignals
 from keras_dropact.training import faults
 from keras_dropact.training import run_dataset
-from keras_dropact.training import runtime as runtime_lib
+from keras_dropact.training import numerics
+from keras_dropact.training import strategies
+from keras_dropact.training import state as state_lib
 from keras_dropact.training.backups import Backups
 from keras_dropact.training.counters import Counters
 from keras_dropact.training.progress import Progress
+from keras_dropact.training.results import Results
 from keras_dropact.training.run_dir import BACKUP
 from keras_dropact.training.run_dir import TENSORBOARD
 from keras_dropact.training.run_dir import RunDir
@@ -101,7 +105,7 @@ def versions():
     """The software a run used, for `results.json` and export metadata."""
     import tensorflow as tf
 
-    backend = keras.backend.backend()
+    backend = strategies.loaded_backend()
     found = {
         "keras_dropact": __version__,
         "keras": keras.__version__,
@@ -112,18 +116,6 @@ def versions():
     }
     found.setdefault(backend, importlib.metadata.version(backend))
     return found
-
-
-@contextlib.contextmanager
-def _dtype_policy(policy):
-    """Keras' global dtype policy set to `policy` (None: unchanged) for the block."""
-    previous = keras.config.dtype_policy()
-    if policy is not None:
-        keras.config.set_dtype_policy(policy)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 class Run:
@@ -152,8 +144,10 @@ class Run:
     @classmethod
     def new(cls, config, model_builder=None):
         """A new run of `config`; `fit` creates its directory (default
-        runs/MODEL-DATASET-ACTIVATION-TIME), which must not exist."""
+        runs/MODEL-DATASET-ACTIVATION-TIME), which must not exist. Its
+        backend is the loaded one unless `config.backend` names it."""
         config.run_dir = config.run_dir or default_path(config)
+        config.backend = config.backend or strategies.loaded_backend()
         return cls(config, resumed=False, model_builder=model_builder)
 
     @classmethod
@@ -173,16 +167,16 @@ class Run:
             RuntimeError: the run diverged; resuming would repeat the same steps.
         """
         results = self.dir.read_results() if self.resumed else None
-        if results is not None and results.get("status") == "diverged":
+        if results is not None and results.status == "diverged":
             raise RuntimeError(
                 f"Cannot resume {self.dir.path!r}: it diverged at optimizer step "
-                f"{results.get('diverged_at_step')}, and resuming would repeat the "
+                f"{results.diverged_at_step}, and resuming would repeat the "
                 "same steps. Start a new run with a lower --lr."
             )
         return results
 
     def fit(self, verbose=1, callbacks=(), signals=None):
-        """Trains, evaluates and records the run; returns its results dict.
+        """Trains, evaluates and records the run; returns its `Results`.
 
         A resumed run that has ended returns its results and changes nothing.
         `callbacks` run before the run's own loggers, so that what they write
@@ -229,7 +223,9 @@ class Run:
         (entered on `stack`). Returns the results of a resumed run that has
         ended, else None."""
         faults.point("run_start")
-        self.runtime = runtime_lib.make(self.config.strategy)
+        strategies.check_backend(self.config.backend, (
+            f"Run {self.dir.path!r} (its config.json)" if self.resumed else "This run"))
+        self.runtime = strategies.make(self.config.strategy)
         validate(self.config, self.model_builder, self.runtime.num_replicas)
         raise_if_signalled(self.signals, self.dir.path, started=False)
         if self.runtime.is_chief:
@@ -241,15 +237,15 @@ class Run:
         if self.resumed:
             run_dataset.check_unchanged(self.dir.path, self.config)
         if self.runtime.is_chief and self.resumed:
+            self.dir.check_folders()
             self.dir.remove_temporaries()
         self.info = pipelines.info(self.config.dataset, image_size=self.config.image_size)
         self.recipe = self.config.resolved_recipe()
-        mixed = self.config.mixed_precision
-        stack.enter_context(_dtype_policy(
-            self.runtime.mixed_precision_policy() if mixed else None
-        ))
-        stack.enter_context(self.runtime.deterministic(self.config.deterministic))
-        self.out = RunDir(stack.enter_context(self.runtime.writable_dir(self.dir.path)))
+        has_gpu = self.runtime.has_gpu()
+        stack.enter_context(numerics.dtype_policy(self.config.mixed_precision, has_gpu))
+        stack.enter_context(numerics.op_determinism(self.config.deterministic))
+        self.out = RunDir(stack.enter_context(
+            self.dir.writable(self.runtime.is_chief, self.runtime.task)))
         stack.enter_context(self.runtime.scope())
         return None
 
@@ -359,11 +355,10 @@ class Run:
         )
         restored = None
         if self.resumed and self.backups is not None:
-            restored = self.backups.restore(self.model)
+            state_lib.build_metrics(self.model, self.info["shape"])
+            restored = self.backups.restore(self.model, steps_per_epoch, self.recipe.epochs)
             if restored is None:
                 self._check_nothing_to_lose()
-            else:
-                self._check_position(restored, steps_per_epoch)
         self.state = restored or TrainingState(steps_per_epoch=steps_per_epoch)
 
         def examples(first_step, stop_step):
@@ -378,31 +373,6 @@ class Run:
         self.progress.set_model(self.model)
         if restored is not None:
             self.progress.write_epoch_files()
-
-    def _check_position(self, state, steps_per_epoch):
-        """Refuses a backup this run cannot continue from.
-
-        Its epochs must have the run's length now: the data (a folder's
-        images; `run_dataset` refuses changed folders first), --batch-size,
-        --steps-per-epoch or the strategy's handling of the last batch may
-        have changed it, and the step arithmetic must never go on with
-        another. Its position must lie in the run's epochs. Then every
-        `fit` of `_fit_epochs` gets a whole, positive number of steps.
-        """
-        where = (f"Cannot resume {self.dir.path!r}: its backup of optimizer step "
-                 f"{state.optimizer_steps}")
-        if state.steps_per_epoch != steps_per_epoch:
-            raise ValueError(
-                f"{where} was taken in epochs of {state.steps_per_epoch} optimizer steps; "
-                f"they are now {steps_per_epoch} (the training data, the batch size or "
-                "the steps per epoch differ from the run's). Nothing was changed; "
-                "restore the data the run started on, or start a new run."
-            )
-        if (state.epoch, state.step) > (self.recipe.epochs, 0):
-            raise ValueError(
-                f"{where} is at epoch {state.epoch}, step {state.step}, past the run's "
-                f"{self.recipe.epochs} epochs. Nothing was changed; start a new run."
-            )
 
     def _check_nothing_to_lose(self):
         """Lets a resume without any backup start at step 0 only if nothing is lost.
@@ -467,18 +437,24 @@ class Run:
         )
 
     def _results(self, **outcome):
-        """results.json: the `outcome` (status first), then the run's record.
+        """The run's `Results`: the `outcome` (status, evaluation or
+        divergence, optimizer steps), then the run's record.
 
         The counters are over all processes of the run; speed without each
         process' first (tracing) step and without validation (`Counters`).
         """
-        return {
+        totals = self.counters.totals(self.state.optimizer_steps)
+        return Results(
             **outcome,
-            "config": self.config.to_dict(),
-            "recipe": dataclasses.asdict(self.recipe),
-            "epochs_completed": len(self.state.history),
-            "history": self.state.history,
-            **self.counters.totals(self.state.optimizer_steps),
-            "distribution": self.runtime.describe(),
-            "versions": versions(),
-        }
+            config=self.config.to_dict(),
+            recipe=dataclasses.asdict(self.recipe),
+            epochs_completed=len(self.state.history),
+            history=self.state.history,
+            wall_seconds=totals["wall_seconds"],
+            train_seconds=totals["train_seconds"],
+            timed_examples=totals["timed_examples"],
+            images_per_second=totals["images_per_second"],
+            processes=totals["processes"],
+            distribution=self.runtime.describe(),
+            versions=versions(),
+        )

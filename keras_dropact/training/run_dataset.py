@@ -30,10 +30,10 @@ import os
 from typing import Mapping, Optional, Tuple
 
 from keras_dropact.pipelines import registry
-from keras_dropact.training import artifacts
-from keras_dropact.training import run_dir as rd
+from keras_dropact.training import run_files
+from keras_dropact.training.run_dir import DATASET
 
-FILE = "dataset.json"
+FILE = DATASET
 # What to do about a damaged dataset.json.
 FIX = "Put back the run's own copy, or export/evaluate its model.keras with --dataset."
 
@@ -77,24 +77,16 @@ class DatasetRecord:
                 "split_digests": self.split_digests}
 
     @classmethod
-    def from_dict(cls, values, path):
-        """The record in `values` (read from `path`), checked field by field.
+    def from_json(cls, values):
+        """The record in `values` (dataset.json's object), checked field by field.
 
         Raises:
-            RuntimeError: naming `path` and the first bad or missing field.
+            ValueError: the first bad, missing or unknown field.
         """
-        def bad(problem):
-            return RuntimeError(
-                f"{path!r} is not a dataset record ({problem}); it is left as it is. {FIX}"
-            )
-
-        if not isinstance(values, dict):
-            raise bad(f"a JSON object is needed, not {type(values).__name__}")
-        expected = set(cls.__dataclass_fields__)
-        if set(values) != expected:
-            missing, unknown = sorted(expected - set(values)), sorted(set(values) - expected)
-            raise bad(", ".join(f"{what} keys {keys}" for what, keys in
-                                (("missing", missing), ("unknown", unknown)) if keys))
+        problem = run_files.record_problem(values, dict.fromkeys(cls.__dataclass_fields__, (
+            None, bool, int, float, str, list, dict)))
+        if problem is not None:
+            raise ValueError(problem)
         checks = {
             "dataset": lambda v: isinstance(v, str) and bool(v),
             "shape": lambda v: isinstance(v, list) and bool(v) and all(_positive(d) for d in v),
@@ -108,7 +100,7 @@ class DatasetRecord:
         }
         for key, is_valid in checks.items():
             if not is_valid(values[key]):
-                raise bad(f"{key!r} is {values[key]!r}")
+                raise ValueError(f"{key!r} is {values[key]!r}")
         return cls(values["dataset"], tuple(values["shape"]), tuple(values["class_names"]),
                    dict(values["splits"]), values["split_digests"])
 
@@ -164,7 +156,7 @@ def write(run_dir, config):
     common size), or None; the caller shows it as its verbosity says.
     """
     spec = registry.get(config.dataset, config.image_size)
-    rd.write_json(path(run_dir), DatasetRecord.from_spec(spec).to_dict())
+    run_files.write_json(path(run_dir), DatasetRecord.from_spec(spec).to_dict())
     return spec.note or None
 
 
@@ -187,8 +179,7 @@ def read(run_dir, dataset):
                 f"its model.keras with --dataset {dataset} if the folder is unchanged."
             )
         return DatasetRecord.of(dataset)
-    values = rd.read_json(file, "a dataset record", FIX)
-    record = DatasetRecord.from_dict(values, file)
+    record = run_files.read_record(file, "a dataset record", FIX, DatasetRecord.from_json)
     if record.dataset != dataset:
         raise RuntimeError(
             f"{file!r} records dataset {record.dataset!r}, but the run's config.json "
@@ -223,29 +214,3 @@ def check_matches(record, run_dir, current=None):
             f"{record.dataset} no longer matches run {run_dir!r} ({FILE}): "
             f"{'; '.join(changes)}. Restore the data the run started on, or start a new run."
         )
-
-
-def resolve(source, dataset=None):
-    """(record, data_dir) of the data the model behind `source` was trained on.
-
-    `dataset` names it for a bare `.keras` file (read now: a folder is
-    scanned); a run directory's own is its recorded one, with its
-    `--data-dir`.
-
-    Raises:
-        ValueError: a bare model file without `dataset`; an unknown name.
-        RuntimeError: the run's dataset.json is unusable.
-    """
-    if dataset is not None:
-        return DatasetRecord.of(dataset), None
-    config = artifacts.run_config(source) if os.path.isdir(source) else None
-    if config is None:
-        from keras_dropact import pipelines
-
-        what = "a folder without config.json" if os.path.isdir(source) else "a model file"
-        raise ValueError(
-            f"{source!r} is {what}, not a run directory: name the dataset its model "
-            f"was trained on with --dataset (one of {', '.join(pipelines.names())}); "
-            "its normalisation and class names come from that dataset."
-        )
-    return read(source, config.dataset), config.data_dir

@@ -11,216 +11,51 @@
       log.csv            one row per finished epoch
       tensorboard/       TensorBoard logs
       model.keras        the final model
-      results.json       status, configuration, test error, history, speed,
-                         versions
+      results.json       what the run ended with (`training/results.py`)
 
 A run directory that exists is never reused unless the caller asks to
-resume it; nothing in it is deleted (old backups apart). Every file but the
-TensorBoard logs is written to a temporary name and renamed, so a process
-killed at any instruction leaves the old file or the new one, never a
-0-byte or half-written one; a write that fails (a full disk) removes its
-temporary file and raises `stops.CannotWrite`. What is read back is
-checked, never trusted: config.json and results.json against their
-schemas (`read_config`, `read_results`), the backups by `Backups`; a file
-that fails is one line naming it and the problem. See docs/guides/training.md.
+resume it; nothing in it is deleted but old backups and the temporary files
+of its own files that a killed process left (`remove_temporaries`). Every
+file but the TensorBoard logs is written through `run_files` (a temporary
+name, then a rename), and what is read back is checked, never trusted
+(`read_config`, `results.read_results`, `Backups`): a file that fails is
+one line naming it and the problem. See docs/guides/training.md.
 """
 
 import contextlib
 import csv
+import hashlib
 import io
-import json
-import math
 import os
 import shutil
+import tempfile
 import time
-import types
-import typing
 
 from keras_dropact.training import faults
-from keras_dropact.training.stops import CannotWrite
+from keras_dropact.training import results as results_lib
+from keras_dropact.training import run_files
+from keras_dropact.training.backups import is_backup_file
+from keras_dropact.training.config import TrainConfig
+# The toolkit's writers and readers under the names of keras-dropact 0.1.0.
+from keras_dropact.training.run_files import atomic_write  # noqa: F401
+from keras_dropact.training.run_files import load_json  # noqa: F401
+from keras_dropact.training.run_files import read_json  # noqa: F401
+from keras_dropact.training.run_files import write_json  # noqa: F401
 
 CONFIG = "config.json"
+DATASET = "dataset.json"
 BACKUP = "backup"
 CHECKPOINT = "checkpoint.keras"
 LOG = "log.csv"
 TENSORBOARD = "tensorboard"
 MODEL = "model.keras"
-RESULTS = "results.json"
+RESULTS = results_lib.FILE
 LOCK = "run.lock"
-
-# results.json (`Run._results`): the keys of every run, then those of each
-# status, each with the kinds of value it holds (`record_problem`).
-RESULTS_FIELDS = {
-    "status": (str,),
-    "config": (dict,),
-    "recipe": (dict,),
-    "epochs_completed": (int,),
-    "optimizer_steps": (int,),
-    "history": (list,),
-    "wall_seconds": (float,),
-    "train_seconds": (float,),
-    "timed_examples": (int,),
-    "images_per_second": (float, None),
-    "processes": (int,),
-    "distribution": (dict,),
-    "versions": (dict,),
-}
-RESULTS_BY_STATUS = {
-    # Finished runs of earlier versions could record a non-finite test loss
-    # (written as null); since issue 20 such a run is "diverged".
-    "finished": {"test_error": (float,), "test_loss": (float, None),
-                 "trainable_parameters": (int,)},
-    "diverged": {"test_error": (None,), "test_loss": (None,), "diverged_at_step": (int,),
-                 "diverged_in_epoch": (int,), "message": (str,)},
-}
-# Keys runs of earlier versions did not write: "distribution" came with the
-# JAX backend. Nothing stands in for it.
-RESULTS_ADDED_KEYS = ("distribution",)
-
-
-def _strict(value):
-    """`value` with every non-finite float replaced by None (JSON null)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _strict(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(item) for item in value]
-    return value
-
-
-def commit(temporary, path):
-    """fsyncs `temporary`, then renames it to `path` (atomic on POSIX)."""
-    with open(temporary, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
-
-
-@contextlib.contextmanager
-def atomic_write(path, extension=""):
-    """The temporary file through which `path` is written, for a `with` block.
-
-    The block writes the temporary file (`extension`, e.g. ".keras", ends
-    its name, as Keras' writers need); at its end the file is fsynced and
-    renamed to `path`. A process killed at any instruction leaves the old
-    file or the new one, never a half-written one. When writing fails (an
-    OSError: a full disk, a quota, permissions) the temporary file is
-    removed and `stops.CannotWrite` names `path`.
-    """
-    path = os.fspath(path)
-    temporary = f"{path[: len(path) - len(extension)]}.tmp-{os.getpid()}{extension}"
-    try:
-        yield temporary
-        commit(temporary, path)
-    except BaseException as error:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        if isinstance(error, OSError) and not isinstance(error, CannotWrite):
-            raise CannotWrite(path, error) from error
-        raise
-
-
-def write_json(path, value):
-    """Writes `value` as JSON to `path` (`atomic_write`).
-
-    The JSON is strict: NaN and infinite floats are written as null
-    (Python's json would write bare `NaN`).
-    """
-    with atomic_write(path) as temporary, open(temporary, "w") as f:
-        json.dump(_strict(value), f, indent=2, allow_nan=False)
-
-
-def write_text(path, text):
-    """Writes `text` to `path` (`atomic_write`)."""
-    with atomic_write(path) as temporary, open(temporary, "w", newline="") as f:
-        f.write(text)
-
-
-def save_model(model, path, before_rename=None):
-    """`model.save(path)` through a temporary `.keras` file (`atomic_write`).
-
-    `before_rename()`, if given, runs between the two (the fault-injection
-    tests kill the process there).
-    """
-    with atomic_write(path, ".keras") as temporary:
-        model.save(temporary)
-        if before_rename is not None:
-            before_rename()
-
-
-def load_json(path):
-    """The strict JSON in `path` (NaN and Infinity tokens are refused).
-
-    Raises:
-        OSError: the file cannot be read.
-        ValueError: it is not strict JSON.
-    """
-    def refuse(token):
-        raise ValueError(f"the non-standard token {token}")
-
-    with open(path) as f:
-        return json.load(f, parse_constant=refuse)
-
-
-def read_json(path, what, fix):
-    """`load_json(path)`, else one RuntimeError line naming the file.
-
-    `what` is what the file should hold ("a run configuration"); `fix` what
-    to do when it does not.
-    """
-    try:
-        return load_json(path)
-    except OSError as error:
-        raise RuntimeError(f"{path!r} is unreadable ({error.strerror}); {fix}") from None
-    except ValueError as error:
-        raise RuntimeError(
-            f"{path!r} is not valid JSON ({error}), so not {what}; it is left as it is. {fix}"
-        ) from None
-
-
-def _has_kind(value, kind):
-    """`value` is a JSON value of `kind`: None, bool, int, float (any number), str, list, dict."""
-    if kind is None:
-        return value is None
-    if isinstance(value, bool):
-        return kind is bool
-    if kind is float:
-        return isinstance(value, (int, float))
-    return isinstance(value, kind)
-
-
-def json_fields(cls):
-    """Each field of the dataclass `cls` with the kinds of JSON value it
-    holds (for `record_problem`), from its annotation."""
-    fields = {}
-    for name, annotation in typing.get_type_hints(cls).items():
-        options = (typing.get_args(annotation)
-                   if isinstance(annotation, types.UnionType) else (annotation,))
-        fields[name] = tuple(
-            None if option is type(None) else typing.get_origin(option) or option
-            for option in options
-        )
-    return fields
-
-
-def record_problem(values, fields, optional=()):
-    """The first way `values` is not a record of `fields`, or None.
-
-    `fields` maps each key to the kinds its value may have (see
-    `_has_kind`); every key must be there, but those in `optional`, and no
-    other.
-    """
-    if not isinstance(values, dict):
-        return f"a JSON object is needed, not {type(values).__name__}"
-    missing = sorted(set(fields) - set(values) - set(optional))
-    unknown = sorted(set(values) - set(fields))
-    if missing or unknown:
-        return ", ".join(f"{what} keys {keys}" for what, keys in
-                         (("missing", missing), ("unknown", unknown)) if keys)
-    for key, kinds in fields.items():
-        if key in values and not any(_has_kind(values[key], kind) for kind in kinds):
-            return f"{key!r} is {values[key]!r}"
-    return None
+# The files of the run directory itself, each written through `run_files`.
+FILES = (DATASET, CONFIG, CHECKPOINT, LOG, MODEL, RESULTS)
+# The folders a run writes into; each must be a folder of its own, never a
+# link to one elsewhere (`check_folders`).
+FOLDERS = (BACKUP, TENSORBOARD)
 
 
 def log_csv(history):
@@ -326,52 +161,90 @@ class RunDir:
             lock.release()
 
     def remove_temporaries(self):
-        """Deletes the temporary files a killed process left (`*.tmp-PID*`).
+        """Deletes the temporary files of the run's own files that a killed
+        process left, here and in backup/ (`run_files.remove_temporaries`:
+        regular files of exactly those names; a user's files are kept).
 
         Call it only while holding the run's lock: no live writer owns them.
         """
-        for folder in (self.path, self.file(BACKUP)):
-            if os.path.isdir(folder):
-                for name in os.listdir(folder):
-                    if ".tmp-" in name:
-                        os.remove(os.path.join(folder, name))
+        run_files.remove_temporaries(self.path, lambda name: name in FILES)
+        run_files.remove_temporaries(self.file(BACKUP), is_backup_file)
+
+    def check_folders(self):
+        """Raises RuntimeError if backup/ or tensorboard/ is not a folder of
+        the run's own: a link would have the run write and prune its backups
+        (or logs) elsewhere."""
+        for name in FOLDERS:
+            path = self.file(name)
+            if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+                what = (f"a link to {os.readlink(path)!r}" if os.path.islink(path)
+                        else "not a folder")
+                raise RuntimeError(
+                    f"{path!r} is {what}; a run writes its {name} only into a folder of its "
+                    "own. Nothing was changed; put a folder there (move the files into it), "
+                    "then resume."
+                )
 
     def progress(self):
         """The files of finished epochs or of a finished model that exist."""
         return [name for name in (LOG, CHECKPOINT, MODEL) if os.path.exists(self.file(name))]
 
+    @contextlib.contextmanager
+    def writable(self, is_chief=True, task="process0"):
+        """The directory this process writes the run into, for a `with` block.
+
+        The chief (`is_chief`) writes the run directory itself. Every other
+        process of a distributed run must still run the same callbacks
+        (saving reads synchronised variables, a collective operation all
+        processes join), so it writes into a temporary directory, removed on
+        exit, holding a copy of the run's backups, so that a resumed run
+        restores the same state everywhere; this needs the run directory on
+        a filesystem all processes can read.
+
+        The temporary directory has one name per run and `task`
+        (`temporary_copy`): a process killed by SIGKILL cannot remove its
+        copy (as large as the backups), and the next process of that run
+        and task removes it before it starts.
+        """
+        if is_chief:
+            yield self.path
+            return
+        temporary = self.temporary_copy(task)
+        shutil.rmtree(temporary, ignore_errors=True)  # A killed process' leftovers.
+        os.makedirs(temporary)
+        try:
+            if os.path.isdir(self.file(BACKUP)):
+                # Backups only: the chief may be removing a killed process'
+                # temporary files (`remove_temporaries`) meanwhile.
+                shutil.copytree(self.file(BACKUP), os.path.join(temporary, BACKUP),
+                                ignore=lambda folder, names: [
+                                    name for name in names if not is_backup_file(name)])
+            yield temporary
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+    def temporary_copy(self, task):
+        """`TMPDIR/dropact-TASK-HASH`: the temporary run directory of the
+        process `task` (HASH: of the run directory's absolute path)."""
+        digest = hashlib.sha256(os.path.abspath(self.path).encode()).hexdigest()[:16]
+        return os.path.join(tempfile.gettempdir(), f"dropact-{task}-{digest}")
+
     # The files -------------------------------------------------------------
 
     def read_config(self):
-        """The run's `TrainConfig` from config.json, checked; `run_dir` is
-        set to this directory.
-
-        Every field must be there with a value of its type (see
-        `config.ADDED_KEYS` for those older versions did not write), and no
-        other; the values are checked as flags are. Nothing is filled in.
+        """The run's `TrainConfig` from config.json (`TrainConfig.from_json`);
+        `run_dir` is set to this directory.
 
         Raises:
             FileNotFoundError: no run was started here.
             RuntimeError: config.json is unreadable or not a configuration
                 (one line naming it and the problem).
         """
-        from keras_dropact.training import config as config_lib
-
         self.check_resumable()
-        path = self.file(CONFIG)
-        fix = "Put back the run's own copy, or start a new run."
-        values = read_json(path, "a run configuration", fix)
-        fields = json_fields(config_lib.TrainConfig)
-        problem = record_problem(values, fields, optional=config_lib.ADDED_KEYS)
-        if problem is None:
-            try:
-                config = config_lib.TrainConfig(**{**config_lib.ADDED_KEYS, **values})
-            except ValueError as error:
-                problem = str(error)
-        if problem is not None:
-            raise RuntimeError(
-                f"{path!r} is not a run configuration ({problem}); it is left as it is. {fix}"
-            )
+        config = run_files.read_record(
+            self.file(CONFIG), "a run configuration",
+            "Put back the run's own copy, or start a new run.", TrainConfig.from_json,
+        )
         config.run_dir = self.path
         return config
 
@@ -379,41 +252,20 @@ class RunDir:
         config.save(self.file(CONFIG))
 
     def read_results(self):
-        """The run's `results.json`, checked (`RESULTS_FIELDS`), or None when
-        it has none.
-
-        Raises:
-            RuntimeError: the file is unreadable or not a run's results (one
-                line naming it and the problem); it is left as it is.
-        """
-        path = self.file(RESULTS)
-        if not os.path.exists(path):
-            return None
-        fix = "Move it away to let --resume evaluate the run and write it again."
-        results = read_json(path, "a run's results", fix)
-        status = results.get("status") if isinstance(results, dict) else None
-        if isinstance(results, dict) and "status" in results and status not in tuple(
-                RESULTS_BY_STATUS):
-            problem = f"'status' is {status!r}, not one of {', '.join(RESULTS_BY_STATUS)}"
-        else:
-            fields = {**RESULTS_FIELDS, **RESULTS_BY_STATUS.get(status, {})}
-            problem = record_problem(results, fields, optional=RESULTS_ADDED_KEYS)
-        if problem is not None:
-            raise RuntimeError(
-                f"{path!r} is not a run's results ({problem}); it is left as it is. {fix}"
-            )
-        return results
+        """`results.read_results` of this directory: its `Results`, or None."""
+        return results_lib.read_results(self.path)
 
     def write_results(self, results):
-        write_json(self.file(RESULTS), results)
+        results_lib.write_results(self.path, results)
 
     def write_epoch_files(self, model, history, checkpoint=True):
         """`log.csv` from `history` and, with `checkpoint`, `checkpoint.keras`."""
         if checkpoint:
-            save_model(model, self.file(CHECKPOINT))
+            run_files.save_model(model, self.file(CHECKPOINT))
             faults.point("log_row", history[-1]["epoch"])
-        write_text(self.file(LOG), log_csv(history))
+        run_files.write_text(self.file(LOG), log_csv(history))
 
     def save_model(self, model):
         """The final `model.keras`."""
-        save_model(model, self.file(MODEL), before_rename=lambda: faults.point("final_save"))
+        run_files.save_model(model, self.file(MODEL),
+                             before_rename=lambda: faults.point("final_save"))

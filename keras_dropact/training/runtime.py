@@ -1,14 +1,13 @@
-"""Where a run executes: one device, several devices, several processes.
+"""`Runtime`: the devices and processes a run executes on.
 
-`make(strategy)` is the one place in `training/` that asks which Keras
-backend is loaded (as Keras picks its trainer once, in
-`keras/src/models/model.py`). It returns a `Runtime`: a `TensorFlowRuntime`
-(`tf.distribute`: the default strategy, MirroredStrategy,
-MultiWorkerMirroredStrategy; `tf_runtime.py`) or a `JaxRuntime`
-(`keras.distribution.DataParallel`; `jax_runtime.py`). A run asks its
-runtime what it needs (who writes the run directory, how many replicas
-share a batch, how to feed them, how many steps make an epoch) and never
-which strategy it has, like Lightning's trainer asks its `Strategy`.
+Like `keras.distribution.Distribution`, a runtime is one device, several
+devices or several processes, and what follows from them: which process
+writes the run directory, how many replicas share a batch, how each
+process is fed and how many steps make an epoch. `strategies.make` makes
+one for the loaded backend: a `TensorFlowRuntime` (`tf.distribute`;
+`tf_runtime.py`) or a `JaxRuntime` (`keras.distribution.DataParallel`;
+`jax_runtime.py`). A run asks its runtime what it needs and never which
+strategy it has, like Lightning's trainer asks its `Strategy`.
 
 The batch size is always the *global* batch: with N replicas each replica
 sees batch_size / N examples and the gradients are averaged over all of
@@ -17,75 +16,6 @@ summation order). When you change the global batch instead, scale the
 learning rate with it (linear scaling, Goyal et al. 2017: lr * B / B_recipe,
 with a few epochs of warm-up for large factors); see docs/guides/distributed.md.
 """
-
-import contextlib
-import hashlib
-import os
-import shutil
-import tempfile
-
-import keras
-
-# Every --strategy, and the backend it needs (None: either).
-STRATEGIES = {
-    "auto": None,
-    "none": None,
-    "mirrored": "tensorflow",
-    "multiworker": "tensorflow",
-    "data-parallel": "jax",
-}
-_BACKENDS = {
-    "tensorflow": {"label": "TensorFlow", "kind": "a tf.distribute strategy", "note": ""},
-    "jax": {
-        "label": "JAX",
-        "kind": "keras.distribution.DataParallel",
-        "note": " (keras.distribution.DataParallel)",
-    },
-}
-
-
-def _check_strategy(name, backend):
-    """ValueError unless `--strategy name` exists and runs on `backend`."""
-    if name not in STRATEGIES:
-        raise ValueError(
-            f"Unknown strategy {name!r}. Valid strategies: {', '.join(STRATEGIES)}."
-        )
-    if backend not in _BACKENDS:
-        raise ValueError(
-            f"dropact train runs on the {' and '.join(_BACKENDS)} backends, not "
-            f"{backend!r}: set KERAS_BACKEND=jax or KERAS_BACKEND=tensorflow "
-            "(or pass --backend)."
-        )
-    needed = STRATEGIES[name]
-    if needed not in (None, backend):
-        here = _BACKENDS[backend]
-        alternatives = " or ".join(n for n, wants in STRATEGIES.items() if wants == backend)
-        raise ValueError(
-            f"--strategy {name} is {_BACKENDS[needed]['kind']} and needs the "
-            f"{_BACKENDS[needed]['label']} backend (KERAS_BACKEND={needed} or --backend "
-            f"{needed}). On {here['label']} use --strategy {alternatives}{here['note']}."
-        )
-
-
-def make(strategy="auto"):
-    """The runtime for `--strategy strategy` on the loaded Keras backend.
-
-    Make it before any other TensorFlow work: MultiWorkerMirroredStrategy
-    configures the TensorFlow runtime, `keras.distribution.initialize` JAX's.
-
-    Raises:
-        ValueError: an unknown strategy, one of the other backend, or a
-            backend that does not train (the message names the choices).
-    """
-    backend = keras.backend.backend()
-    _check_strategy(strategy, backend)
-    if backend == "jax":
-        from keras_dropact.training import jax_runtime
-
-        return jax_runtime.make(strategy)
-    from keras_dropact.training import tf_runtime
-
-    return tf_runtime.make(strategy)
 
 
 class Runtime:
@@ -108,7 +38,7 @@ class Runtime:
     num_processes = 1
     is_chief = True
     drop_remainder = False
-    task = "process0"  # Names this process's temporary directory.
+    task = "process0"  # Names this process's temporary run directory (`RunDir.writable`).
 
     @property
     def input_layout(self):
@@ -171,72 +101,6 @@ class Runtime:
             num_pipelines=num_pipelines, num_replicas=num_replicas,
             drop_remainder=self.drop_remainder,
         )
-
-    def mixed_precision_policy(self):
-        """`--mixed-precision`: float16 on GPUs, bfloat16 elsewhere."""
-        return "mixed_float16" if self.has_gpu() else "mixed_bfloat16"
-
-    @contextlib.contextmanager
-    def deterministic(self, enabled):
-        """`--deterministic` for the `with` block: TensorFlow's op determinism.
-
-        It makes the TensorFlow ops deterministic: the input pipelines on
-        both backends, and the training steps on TensorFlow.
-        """
-        if not enabled:
-            yield
-            return
-        import tensorflow as tf
-        from tensorflow.python.framework import config as tf_config  # is_/disable_: not public.
-
-        was_enabled = tf_config.is_op_determinism_enabled()
-        tf.config.experimental.enable_op_determinism()
-        try:
-            yield
-        finally:
-            if not was_enabled:
-                tf_config.disable_op_determinism()
-
-    @contextlib.contextmanager
-    def writable_dir(self, run_dir, copy=("backup",)):
-        """The directory this process writes the run into, as a context manager.
-
-        The chief writes `run_dir` itself. Every other process must still
-        run the same callbacks (saving reads synchronised variables, which
-        is a collective operation all processes join), so it writes into a
-        temporary directory, removed on exit. The entries of `run_dir` named
-        in `copy` (the backups) are copied into it first, so that a resumed
-        run restores the same state everywhere; this needs `run_dir` on a
-        filesystem all processes can read.
-
-        The temporary directory has one name per run and task
-        (`temporary_dir`): a process killed by SIGKILL cannot remove its
-        copy (as large as the backups), and the next process of that run
-        and task removes it before it starts.
-        """
-        if self.is_chief:
-            yield run_dir
-            return
-        temporary = self.temporary_dir(run_dir)
-        shutil.rmtree(temporary, ignore_errors=True)  # A killed process' leftovers.
-        os.makedirs(temporary)
-        try:
-            for name in copy:
-                source = os.path.join(run_dir, name)
-                if os.path.isdir(source):
-                    # The chief may be removing a killed process' temporary
-                    # files (`RunDir.remove_temporaries`) meanwhile.
-                    shutil.copytree(source, os.path.join(temporary, name),
-                                    ignore=shutil.ignore_patterns("*.tmp-*"))
-            yield temporary
-        finally:
-            shutil.rmtree(temporary, ignore_errors=True)
-
-    def temporary_dir(self, run_dir):
-        """`TMPDIR/dropact-TASK-HASH`: this task's temporary directory for
-        the run in `run_dir` (HASH: of its absolute path)."""
-        digest = hashlib.sha256(os.path.abspath(run_dir).encode()).hexdigest()[:16]
-        return os.path.join(tempfile.gettempdir(), f"dropact-{self.task}-{digest}")
 
     def describe(self):
         """How the run is distributed, for `results.json`."""

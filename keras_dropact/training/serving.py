@@ -252,9 +252,12 @@ class ServingFunctions:
         """One encoded image -> uint8 [H, W, C] (see the module docstring)."""
         height, width, channels = self.spec.shape
         known = tf.reduce_any([tf.strings.substr(data, 0, len(m)) == m for m in _MAGIC])
+        # The first bytes as numbers: as bytes, a file's would make the
+        # error message undecodable text (a UnicodeDecodeError in Python).
         check = tf.debugging.Assert(
             known,
-            [f"{BYTES}: an element of {BYTES_INPUT_NAME} is not a PNG, JPEG, GIF or BMP image; it starts with", tf.strings.substr(data, 0, 8)],
+            [f"{BYTES}: an element of {BYTES_INPUT_NAME} is not a PNG, JPEG, GIF or BMP image; "
+             "its first bytes are", tf.io.decode_raw(tf.strings.substr(data, 0, 8), tf.uint8)],
         )
         with tf.control_dependencies([check]):
             # channels=0: every format decodes (GIF and BMP refuse channels=1).

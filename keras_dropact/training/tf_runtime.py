@@ -29,7 +29,7 @@ def _num_workers(cluster_resolver):
 
 
 def make(name):
-    """The strategy called `name` (checked by `runtime.make`), as a runtime.
+    """The strategy called `name` (checked by `strategies.make`), as a runtime.
 
     auto: MultiWorkerMirroredStrategy when TF_CONFIG names several workers,
     MirroredStrategy when several GPUs are visible, else the default
