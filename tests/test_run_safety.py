@@ -107,7 +107,7 @@ def test_sigkill_then_resume_is_the_uninterrupted_run(runs, point, tmp_path):
     results = train(TrainConfig(run_dir=run), resume=True, verbose=0)
     assert_ends_as_the_reference(run, reference)
     assert results["processes"] == 2
-    assert _strict_json(os.path.join(run, rd.RESULTS)) == json.loads(json.dumps(results))
+    assert _strict_json(os.path.join(run, rd.RESULTS)) == json.loads(json.dumps(results.to_json()))
     with open(os.path.join(run, rd.LOG)) as f:
         assert len(f.read().splitlines()) == 1 + 3
     assert not [n for n in os.listdir(run) if ".tmp-" in n]
