@@ -169,7 +169,7 @@ def test_a_wrong_example_output_fails():
 @tensorflow_only
 @pytest.mark.parametrize("call, error", [
     ('TrainConfig(modle="simple-cnn", epochs=5)', "unexpected keyword argument 'modle'"),
-    ('TrainConfig(model="simple-cnn", epochs=-1)', "--epochs must be >= 1"),
+    ('TrainConfig(model="simple-cnn", epochs=-1)', "--epochs must be in [1, 2147483647]"),
     ('DropActivation(p=0.9, sampler="gpu")', "`sampler`: 'gpu'"),
     ('train(TrainConfig(), resumed=True)', "unexpected keyword argument 'resumed'"),
     ('keras.layers.Dense(4, activaton="relu")', "Unrecognized keyword arguments"),
