@@ -180,6 +180,17 @@ def saved_weights(run_dir):
     return [np.asarray(w) for w in model.get_weights()]
 
 
+def digits_test_images(count):
+    """The first `count` test images of digits: raw uint8 (as stored, what an
+    export or a published model takes) and as the pipeline normalises them."""
+    from keras_dropact import pipelines
+
+    spec = pipelines.registry.get("digits")
+    raw = np.stack([image for image, _ in spec.loader(spec, "test").take(count).as_numpy_iterator()])
+    normalised, _ = next(iter(pipelines.load("digits", "test", count)))
+    return raw, np.asarray(normalised)
+
+
 def fingerprint(example):
     """The SHA-1 of one example's bytes, as tests/dist_worker.py records it."""
     import hashlib

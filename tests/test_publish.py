@@ -24,6 +24,7 @@ from keras_dropact import models
 from keras_dropact.models import published
 from keras_dropact.training import faults
 from keras_dropact.training import run_dir as rd
+from tests.conftest import digits_test_images
 from tests.conftest import tensorflow_only
 
 NUM_TEST = 16
@@ -48,13 +49,7 @@ def out(digits_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def test_batch():
-    """The first NUM_TEST test images: raw uint8 (as stored) and as the pipeline normalises them."""
-    from keras_dropact import pipelines
-
-    spec = pipelines.registry.get("digits")
-    raw = np.stack([image for image, _ in spec.loader(spec, "test").take(NUM_TEST).as_numpy_iterator()])
-    normalised, _ = next(iter(pipelines.load("digits", "test", NUM_TEST)))
-    return raw, np.asarray(normalised)
+    return digits_test_images(NUM_TEST)
 
 
 def front_matter(text):

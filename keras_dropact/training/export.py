@@ -156,24 +156,20 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
     spec = serving.ServingSpec.for_record(resolved.record, model)
     functions = serving.ServingFunctions(model, spec)
     model_root = os.path.dirname(version_dir)
-    created = run_files.make_folders(model_root)
-    run_files.remove_stale_folders(model_root)
-    try:
-        with run_files.atomic_folder(
-                version_dir, before_rename=lambda: faults.point("export_publish")) as temporary:
-            with _full_disk_as_os_error():
-                _WRITERS[fmt](functions, model_file(temporary, fmt))
-            difference = check(model, spec, model_file(temporary, fmt), fmt)
-            metadata = build_metadata(resolved, fmt, spec, functions, difference, results)
-            os.makedirs(os.path.dirname(metadata_path(temporary, fmt)), exist_ok=True)
-            run_files.write_json(metadata_path(temporary, fmt), metadata)
-    except BaseException as error:
-        for folder in reversed(created):  # Innermost first; only if left empty.
-            if not os.listdir(folder):
-                os.rmdir(folder)
-        if isinstance(error, CannotWrite):
+    with run_files.made_folders(model_root):
+        run_files.remove_stale_folders(model_root)
+        try:
+            with run_files.atomic_folder(
+                    version_dir, before_rename=lambda: faults.point("export_publish")) as temporary:
+                with _full_disk_as_os_error():
+                    _WRITERS[fmt](functions, model_file(temporary, fmt))
+                difference = check(model, spec, model_file(temporary, fmt), fmt)
+                metadata = build_metadata(resolved, fmt, spec, functions, difference, results)
+                os.makedirs(os.path.dirname(metadata_path(temporary, fmt)), exist_ok=True)
+                run_files.write_json(metadata_path(temporary, fmt), metadata)
+        except CannotWrite as error:
             error.advise("nothing was published; free space, then export again")
-        raise
+            raise
     return {
         "path": model_file(version_dir, fmt),
         "format": fmt,

@@ -176,19 +176,15 @@ def _publish_folder(out, model, model_for_raw, spec, source, results, context):
     checked difference to `model.predict`."""
     out = out.rstrip(os.sep) or out
     parent = os.path.dirname(os.path.abspath(out))
-    created = run_files.make_folders(parent)
-    run_files.remove_stale_folders(parent, name=os.path.basename(os.path.abspath(out)))
-    try:
-        with run_files.atomic_folder(out, before_rename=lambda: faults.point("publish"),
-                                     empty_ok=True) as temporary:
-            return _write(temporary, model, model_for_raw, spec, source, results, context)
-    except BaseException as error:
-        for folder in reversed(created):  # Innermost first; only if left empty.
-            if not os.listdir(folder):
-                os.rmdir(folder)
-        if isinstance(error, CannotWrite):
+    with run_files.made_folders(parent):
+        run_files.remove_stale_folders(parent, name=os.path.basename(os.path.abspath(out)))
+        try:
+            with run_files.atomic_folder(out, before_rename=lambda: faults.point("publish"),
+                                         empty_ok=True) as temporary:
+                return _write(temporary, model, model_for_raw, spec, source, results, context)
+        except CannotWrite as error:
             error.advise("nothing was published; free space, then publish again")
-        raise
+            raise
 
 
 def _write(folder, model, model_for_raw, spec, source, results, context):

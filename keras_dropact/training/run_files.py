@@ -286,9 +286,28 @@ def remove_stale_folders(parent, name=None):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def make_folders(path):
-    """`os.makedirs(path)`; returns the folders it created, outermost first
-    (for the caller to remove, innermost first, if what it writes there fails).
+@contextlib.contextmanager
+def made_folders(path):
+    """`os.makedirs(path)` for a `with` block that writes there (an export,
+    a publish): if the block raises, the folders this created are removed
+    again, innermost first and only where left empty, so that a failed
+    command leaves no trace of its own.
+
+    Raises:
+        RuntimeError: a folder cannot be created (one line, naming it).
+    """
+    created = _make_folders(path)
+    try:
+        yield
+    except BaseException:
+        for folder in reversed(created):
+            if not os.listdir(folder):
+                os.rmdir(folder)
+        raise
+
+
+def _make_folders(path):
+    """`os.makedirs(path)`; returns the folders it created, outermost first.
 
     Raises:
         RuntimeError: a folder cannot be created (one line, naming it).
