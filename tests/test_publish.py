@@ -238,6 +238,29 @@ def test_a_signal_or_a_full_disk_leaves_nothing(digits_run, tmp_path, capsys, mo
     assert os.listdir(tmp_path) == []  # No folder, no temporary folder, no parent left.
 
 
+@pytest.mark.slow
+@tensorflow_only
+def test_a_folder_that_predicts_otherwise_is_not_published(digits_run, tmp_path, capsys, monkeypatch):
+    """The check before the rename: the folder loaded back (here with its
+    output bias shifted by 2e-3, as a wrong normalisation or a lost weight
+    would shift it) must predict what the run's model predicts."""
+    load = published.from_preset
+
+    def shifted(folder):
+        model = load(folder)
+        bias = model.trainable_weights[-1]
+        bias.assign(bias + 2e-3)
+        return model
+
+    monkeypatch.setattr(published, "from_preset", shifted)
+    out = str(tmp_path / "new" / "model")
+    assert cli.main(["publish", digits_run, out]) == 2
+    (line,) = _lines(capsys.readouterr().err)
+    assert line == ("dropact publish: error: The published model predicts other values than the "
+                    "run's model (by 2.00e-03, more than 1e-05); nothing was published."), line
+    assert os.listdir(tmp_path) == []
+
+
 class StubHub:
     """`huggingface_hub`'s calls `dropact publish` and `from_preset` make,
     on repositories kept as folders under `root` (USER/NAME)."""
