@@ -12,5 +12,7 @@ from keras_dropact.layers import DropActivation
 from keras_dropact.layers import RandomizedReLU
 from keras_dropact.convert import convert
 from keras_dropact.optimizers import TorchSGD
+# `keras_dropact.models.from_preset(...)` after `import keras_dropact` alone.
+from keras_dropact import models
 
-__all__ = ["DropActivation", "RandomizedReLU", "TorchSGD", "convert", "__version__"]
+__all__ = ["DropActivation", "RandomizedReLU", "TorchSGD", "convert", "models", "__version__"]

@@ -5,6 +5,7 @@
     dropact evaluate  test error and loss of a run or a .keras model
     dropact export    SavedModel / ONNX / .keras for serving
     dropact predict   top-k classes of image files
+    dropact publish   share a trained model (a folder, or hf://USER/NAME)
     dropact recipes   list the training recipes
     dropact repro     reproduce the paper's figures and tables
 
@@ -347,6 +348,49 @@ def _printable(text):
     return text.encode(encoding, "backslashreplace").decode(encoding)
 
 
+def _add_publish(subparsers):
+    from keras_dropact.training.publish import DEFAULT_LICENSE
+
+    parser = subparsers.add_parser(
+        "publish",
+        help="share a trained model: a folder (or hf://USER/NAME) loaded with one call",
+        description=(
+            "Write a finished run's model as a folder that keras_dropact.models.from_preset "
+            "loads with one call (keras-hub's preset layout: config.json, model.weights.h5, "
+            "metadata.json, and README.md, a model card generated from the run's records). "
+            "The model takes the dataset's raw images. OUT_DIR must be new or empty; "
+            "hf://USER/NAME uploads it to the Hugging Face Hub (needs the hub extra)."
+        ),
+        epilog="See docs/guides/sharing.md.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory")
+    parser.add_argument("out", metavar="OUT_DIR", help="a new or empty folder, or hf://USER/NAME")
+    parser.add_argument("--license", default=DEFAULT_LICENSE,
+                        help=f"the model's licence, a Hugging Face identifier (default {DEFAULT_LICENSE})")
+    parser.add_argument("--private", action="store_true",
+                        help="hf://: create the repository private")
+    parser.set_defaults(handler=_publish)
+
+
+def _publish(args):
+    from keras_dropact.training.publish import publish
+
+    result = publish(args.run_dir, args.out, license=args.license,
+                     comparison=_comparison_of(args.run_dir), private=args.private)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _comparison_of(run_dir):
+    """What `dropact compare` says of the run's arm (`repro.compare.comparison_of_run`),
+    or None; without the repro extra, which `dropact compare` needs, no run is one of its."""
+    try:
+        from keras_dropact.repro.compare import comparison_of_run
+    except MissingExtraError:
+        return None
+    return comparison_of_run(run_dir)
+
+
 def _add_recipes(subparsers):
     parser = subparsers.add_parser("recipes", help="list the training recipes")
     parser.set_defaults(handler=_recipes)
@@ -379,7 +423,8 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_train, _add_compare, _add_evaluate, _add_export, _add_predict, _add_recipes, _add_repro):
+    for add in (_add_train, _add_compare, _add_evaluate, _add_export, _add_predict, _add_publish,
+                _add_recipes, _add_repro):
         add(subparsers)
     return parser
 

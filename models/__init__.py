@@ -5,8 +5,10 @@
     models.names()  # the presets
 
 Families (parameterised builders) live one per module; presets (named
-configurations with their exact parameter counts) in `keras_dropact.models.presets`. The layers they use, and the activation
-registry (`act_layer`), live in `keras_dropact.layers`.
+configurations with their exact parameter counts) in `keras_dropact.models.presets`.
+The layers they use, and the activation registry (`act_layer`), live in
+`keras_dropact.layers`. A trained model that `dropact publish` wrote loads
+with `from_preset(path)` (`published.py`).
 """
 
 from keras_dropact.models.common import pytorch_l2
@@ -16,6 +18,8 @@ from keras_dropact.models.mnist1d import mnist1d_mlp
 from keras_dropact.models.mnist1d import simple_cnn_1d
 from keras_dropact.models.preresnet import preresnet
 from keras_dropact.models.presets import PRESETS
+from keras_dropact.models.published import from_preset
+from keras_dropact.models.published import preset_metadata
 from keras_dropact.models.registry import FAMILIES
 from keras_dropact.models.registry import build
 from keras_dropact.models.registry import check_build
@@ -35,12 +39,14 @@ __all__ = [
     "check_build",
     "cifar_resnet",
     "densenet_bc",
+    "from_preset",
     "get_preset",
     "mlp",
     "mnist1d_cnn",
     "mnist1d_mlp",
     "names",
     "preresnet",
+    "preset_metadata",
     "pytorch_l2",
     "resnet",
     "resnext",

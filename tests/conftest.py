@@ -19,6 +19,20 @@ tensorflow_only = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """One tiny finished run (simple-cnn on digits: 1 epoch of 3 steps of 32
+    examples, seed 3) for the tests that only read a run: export, predict,
+    publish, its TensorBoard HParams session. Never change it."""
+    from keras_dropact import cli
+
+    path = str(tmp_path_factory.mktemp("runs") / "digits-run")
+    argv = ["train", "--model", "simple-cnn", "--dataset", "digits", "--epochs", "1",
+            "--steps-per-epoch", "3", "--batch-size", "32", "--run-dir", path, "--seed", "3"]
+    assert cli.main(argv) == 0
+    return path
+
+
 def value_and_grad(fn, x):
     """Returns `(fn(x), d sum(fn(x)) / dx)` as NumPy arrays, from ONE call of fn.
 
@@ -164,6 +178,17 @@ def saved_weights(run_dir):
 
     model = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
     return [np.asarray(w) for w in model.get_weights()]
+
+
+def digits_test_images(count):
+    """The first `count` test images of digits: raw uint8 (as stored, what an
+    export or a published model takes) and as the pipeline normalises them."""
+    from keras_dropact import pipelines
+
+    spec = pipelines.registry.get("digits")
+    raw = np.stack([image for image, _ in spec.loader(spec, "test").take(count).as_numpy_iterator()])
+    normalised, _ = next(iter(pipelines.load("digits", "test", count)))
+    return raw, np.asarray(normalised)
 
 
 def fingerprint(example):

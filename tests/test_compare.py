@@ -26,6 +26,7 @@ from keras_dropact.training import faults
 from keras_dropact.training import run_dir as rd
 from tests.conftest import assert_same_run
 from tests.conftest import tensorflow_only
+from tests.test_hparams import dashboard
 from tests.test_jax_training import JAX_CACHE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -206,6 +207,51 @@ def test_the_training_error_is_the_final_model_in_inference_mode_on_the_training
     evaluation = _json(os.path.join(run, compare.TRAIN_EVALUATION))
     assert evaluation["examples"] == TRAIN_SIZE
     assert evaluation["train_error"] == pytest.approx(wrong, abs=1e-6)  # Keras averages in float32.
+
+
+@pytest.mark.slow
+@tensorflow_only
+def test_tensorboard_at_out_shows_the_arms_side_by_side(reference):
+    """Issue 26 item 5, read by TensorBoard's HParams plugin backend: one
+    session group per arm (its seeds are repeated trials), averaged."""
+    shown = dashboard(reference)
+    assert {"activation", "p", "model", "lr"} <= set(shown["hparams"]) and "seed" not in shown["hparams"]
+    assert shown["metrics"] == [("", "test_error"), ("", "test_loss"),
+                                *((group, name) for group in ("validation", "train")
+                                  for name in ("epoch_accuracy", "epoch_loss"))]
+    groups = {(g["hparams"]["activation"], round(g["hparams"]["p"], 6)): g for g in shown["groups"]}
+    assert set(groups) == {("relu", 0.95), ("dropact", 0.9)}  # relu keeps the default p.
+    for setting, arm in ((("relu", 0.95), "relu"), (("dropact", 0.9), "dropact-p0.9")):
+        group = groups[setting]
+        assert group["sessions"] == [(f"{arm}/seed-{seed}/tensorboard", "STATUS_SUCCESS") for seed in (0, 1)]
+        errors = [np.float32(_json(os.path.join(_run_dir(reference, arm, seed), rd.RESULTS))["test_error"])
+                  for seed in (0, 1)]
+        assert group["metrics"]["", "test_error"] == pytest.approx(np.mean(errors), rel=1e-6)
+
+
+@pytest.mark.slow
+@tensorflow_only
+def test_a_published_run_carries_its_arms_error_and_interval(reference, tmp_path):
+    """Issue 26 item 4: the comparison's report, read back (`compare_report.read`)."""
+    from keras_dropact.models import published
+
+    out = str(tmp_path / "published")
+    assert cli.main(["publish", _run_dir(reference, "dropact-p0.9", 1), out]) == 0
+    metadata = _json(os.path.join(out, published.METADATA))
+    report = _json(os.path.join(reference, "report.json"))
+    arm = report["arms"][1]
+    assert metadata["comparison"] == {
+        "command": report["command"], "arm": "dropact:p=0.9", "reference": "relu", "seeds": [0, 1],
+        "confidence": 0.95, "test_error": arm["test_error"],
+        "difference_to_reference": arm["difference"]["test_error"]}
+    card = open(os.path.join(out, published.MODEL_CARD)).read()
+    mean, half = 100 * arm["test_error"]["mean"], 100 * arm["test_error"]["half_width"]
+    assert (f"Over its 2 finished seeds, the arm's test error is {mean:.2f} +- {half:.2f}% (mean +- "
+            "half width of the 95% Student-t interval over the seeds).") in card
+    difference = arm["difference"]["test_error"]
+    assert (f"is {100 * difference['mean']:.2f} +- {100 * difference['half_width']:.2f} points "
+            f"(below 0: a lower error), lower in {difference['lower']} of 2 seeds.") in card
+    assert compare.comparison_of_run(_run_dir(reference, "relu", 0))["difference_to_reference"] is None
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ from keras_dropact.training import run_dataset
 from keras_dropact.training import run_dir as rd
 from keras_dropact.training import serving
 from keras_dropact.training.artifacts import load_model
+from tests.conftest import digits_test_images
 from tests.conftest import tensorflow_only
 
 pytestmark = [tensorflow_only, pytest.mark.slow]
@@ -33,12 +34,8 @@ NUM_TEST = 16
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("runs") / "digits-run")
-    argv = ["train", "--model", "simple-cnn", "--dataset", "digits", "--epochs", "1",
-            "--steps-per-epoch", "3", "--batch-size", "32", "--run-dir", path, "--seed", "3"]
-    assert cli.main(argv) == 0
-    return path
+def run(digits_run):
+    return digits_run
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +57,7 @@ def loaded(saved_model):
 
 @pytest.fixture(scope="module")
 def test_batch():
-    """The first NUM_TEST test images: raw uint8 (as stored) and as the pipeline normalises them."""
-    spec = pipelines.registry.get("digits")
-    raw = np.stack([image for image, _ in spec.loader(spec, "test").take(NUM_TEST).as_numpy_iterator()])
-    normalised, _ = next(iter(pipelines.load("digits", "test", NUM_TEST)))
-    return raw, np.asarray(normalised)
+    return digits_test_images(NUM_TEST)
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,7 @@ def test_the_core_depends_on_keras_and_numpy_only(wheel):
     core = sorted(r.split(">")[0].split("=")[0].strip() for r in requires if "extra ==" not in r)
     assert core == ["keras", "numpy"]
     extras = sorted(line.split(":", 1)[1].strip() for line in lines if line.startswith("Provides-Extra:"))
-    assert extras == ["dev", "jax", "onnx", "repro", "torch", "train"]
+    assert extras == ["dev", "hub", "jax", "onnx", "repro", "torch", "train"]
 
 
 def _lint_imports(unpacked):

@@ -23,7 +23,10 @@ its own files. After a run, its final model is evaluated once on the
 training split in inference mode without augmentation (`TRAIN_EVALUATION`
 in its run directory): the training error of the generalisation gap, which
 `fit`'s logged accuracy (random masks, augmentation) is not. The report
-(`compare_report`) is written from the runs at the end.
+(`compare_report`) is written from the runs at the end. OUT/tensorboard/
+holds the comparison's TensorBoard HParams experiment (`arm_hparams`,
+written when the command starts): TensorBoard pointed at OUT shows the
+arms side by side, each run a session of its own HParams.
 """
 
 import collections
@@ -35,6 +38,7 @@ import shutil
 
 import keras
 
+from keras_dropact import pipelines
 from keras_dropact.interrupts import Interrupted
 from keras_dropact.interrupts import StopSignals
 from keras_dropact.layers import ACTIVATIONS
@@ -42,6 +46,8 @@ from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
 from keras_dropact.layers import check_keep_probability
 from keras_dropact.repro import compare_report
 from keras_dropact.repro import runs
+from keras_dropact.repro.stats import CONFIDENCE
+from keras_dropact.training import hparams
 from keras_dropact.training import run_dataset
 from keras_dropact.training import run_files
 from keras_dropact.training import strategies
@@ -52,6 +58,7 @@ from keras_dropact.training.results import read_results
 from keras_dropact.training.run import Run
 from keras_dropact.training.run_dir import CONFIG
 from keras_dropact.training.run_dir import LOCK
+from keras_dropact.training.run_dir import TENSORBOARD
 from keras_dropact.training.run_dir import RunDir
 from keras_dropact.training.stops import TrainingDiverged
 from keras_dropact.training.stops import TrainingInterrupted
@@ -263,14 +270,50 @@ def run(plan, signals=None, verbose=0):
 @contextlib.contextmanager
 def _claimed(plan):
     """OUT created and locked (one comparison at a time), compare.json written
-    (checked again under the lock), for the `with` block."""
+    (checked again under the lock), the TensorBoard HParams experiment of
+    its arms written (OUT/tensorboard/), for the `with` block."""
     os.makedirs(plan.out, exist_ok=True)
     with RunDir(plan.out).lock():
         check_out(plan.out, plan.record)
         path = os.path.join(plan.out, RECORD)
         if not os.path.exists(path):
             run_files.write_json(path, plan.record)
+        hparams.write_experiment(os.path.join(plan.out, TENSORBOARD), arm_hparams(plan))
         yield
+
+
+def arm_hparams(plan):
+    """The HParams of each arm's runs (`hparams.run_hparams`; a seed is none)."""
+    configs = [plan.config(arm, plan.seeds[0]) for arm in plan.arms]
+    info = pipelines.info(configs[0].dataset, image_size=configs[0].image_size)
+    return [hparams.run_hparams(config, config.resolved_recipe(), info) for config in configs]
+
+
+def comparison_of_run(run_dir):
+    """What the comparison whose run `run_dir` is (OUT/ARM/seed-K) says of
+    the run's arm, for `dropact publish`; None for a run of no comparison,
+    or of one that has not ended (no report yet).
+
+    Returns:
+        {"command", "arm", "reference", "seeds", "confidence", "test_error"
+        (the arm's mean, half_width, n, std over its finished seeds),
+        "difference_to_reference" (paired by seed, with lower and ties; None
+        for the reference arm)}, from OUT/report.json (`compare_report.read`).
+
+    Raises:
+        RuntimeError: a damaged report.json (one line naming it).
+    """
+    out = os.path.dirname(os.path.dirname(os.path.realpath(run_dir)))
+    report = compare_report.read(out) if os.path.isfile(os.path.join(out, RECORD)) else None
+    name = os.path.relpath(os.path.realpath(run_dir), out)
+    for arm in [] if report is None else report["arms"]:
+        if any(run["run_dir"] == name for run in arm["runs"]) and arm["test_error"]:
+            difference = arm["difference"] and arm["difference"]["test_error"]
+            return {"command": report["command"], "arm": arm["arm"],
+                    "reference": report["reference"], "seeds": report["seeds"],
+                    "confidence": CONFIDENCE, "test_error": arm["test_error"],
+                    "difference_to_reference": difference}
+    return None
 
 
 def _outcome(plan, arm, seed, progress, signals, verbose):

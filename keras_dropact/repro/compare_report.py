@@ -1,5 +1,8 @@
 """The report of `dropact compare`: OUT/report.json, report.md, learning_curves.png.
 
+Written by `write`, read back by `read` (checked: `dropact publish` quotes
+an arm's figures from it).
+
 Per arm: the test error, the final training error (the finished model on
 the training split in inference mode, without augmentation), the
 generalisation gap (their difference, run by run) and the last epoch's
@@ -22,6 +25,7 @@ from keras_dropact.repro.stats import format_paired
 from keras_dropact.repro.stats import markdown_table
 from keras_dropact.repro.stats import mean_ci
 from keras_dropact.repro.stats import paired_difference
+from keras_dropact.training import run_files
 from keras_dropact.training.run_files import atomic_write
 from keras_dropact.training.run_files import write_json
 from keras_dropact.training.run_files import write_text
@@ -167,3 +171,60 @@ def _paired_cell(paired):
 
 def _percent(value):
     return "-" if value is None else f"{100 * value:.2f}"
+
+
+# report.json's keys, and those of each arm and of each error summary.
+_REPORT_FIELDS = {"command": (str,), "reference": (str,), "seeds": (list,), "backend": (str,),
+                  "training": (dict,), "recipe": (dict,), "arms": (list,), "diverged": (list,),
+                  "figure": (str,)}
+_ARM_FIELDS = {"arm": (str,), "activation": (str,), "p": (float, None), "n": (int,), "runs": (list,),
+               **{key: (dict, None) for key in ERRORS}, "difference": (dict, None),
+               "curves": (dict, None)}
+_SUMMARY_FIELDS = {"mean": (float,), "half_width": (float, None), "n": (int,), "std": (float, None)}
+_PAIRED_FIELDS = {**_SUMMARY_FIELDS, "lower": (int,), "ties": (int,)}
+_RUN_FIELDS = {"arm": (str,), "seed": (int,), "status": (str,), "run_dir": (str,),
+               "test_error": (float, None), "train_error": (float,), "train_examples": (int,),
+               "gap": (float,), "logged_train_error": (float,)}
+# What a run that diverged lacks.
+_FINISHED_RUN_FIELDS = ("train_error", "train_examples", "gap", "logged_train_error")
+
+
+def read(out):
+    """The report in OUT/report.json, checked; None when there is none (the
+    comparison has not ended).
+
+    Raises:
+        RuntimeError: report.json is unreadable or not a report (one line).
+    """
+    path = os.path.join(out, REPORT_JSON)
+    if not os.path.lexists(path):
+        return None
+    return run_files.read_record(
+        path, "a comparison's report",
+        "Rerun the comparison's command: it writes the report again.", _checked)
+
+
+def _checked(report):
+    """`report` if it is report.json's object, else ValueError with the first problem."""
+    problem = run_files.record_problem(report, _REPORT_FIELDS)
+    for arm in [] if problem else report["arms"]:
+        problem = problem or _arm_problem(arm)
+    if problem is not None:
+        raise ValueError(problem)
+    return report
+
+
+def _arm_problem(arm):
+    """The first way `arm` is not an arm of report.json, or None."""
+    problem = run_files.record_problem(arm, _ARM_FIELDS)
+    if problem is not None:
+        return f"an arm: {problem}"
+    checks = [(summary, _SUMMARY_FIELDS, ()) for summary in (arm[key] for key in ERRORS) if summary]
+    if arm["difference"] is not None:
+        checks += [(paired, _PAIRED_FIELDS, ()) for paired in arm["difference"].values() if paired]
+    checks += [(run, _RUN_FIELDS, _FINISHED_RUN_FIELDS) for run in arm["runs"]]
+    for values, fields, optional in checks:
+        problem = run_files.record_problem(values, fields, optional)
+        if problem is not None:
+            return f"arm {arm['arm']!r}: {problem}"
+    return None

@@ -7,6 +7,9 @@ import math
 import numpy as np
 from scipy import stats as scipy_stats
 
+# The coverage of the intervals the reports give.
+CONFIDENCE = 0.95
+
 Summary = collections.namedtuple("Summary", ["mean", "half_width", "n", "std"])
 Summary.__doc__ = """The mean of n runs and the half width of its confidence interval.
 
@@ -20,7 +23,7 @@ Attributes:
 """
 
 
-def mean_ci(values, confidence=0.95):
+def mean_ci(values, confidence=CONFIDENCE):
     """The mean of `values` and the half width of its Student-t interval.
 
     Runs with different seeds are independent draws of a test error, so the
@@ -74,7 +77,7 @@ Attributes:
 """
 
 
-def paired_difference(values, reference, confidence=0.95):
+def paired_difference(values, reference, confidence=CONFIDENCE):
     """`values - reference` seed by seed: their mean and Student-t interval.
 
     Runs that share a seed share the initialisation and the data order, so

@@ -156,24 +156,20 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
     spec = serving.ServingSpec.for_record(resolved.record, model)
     functions = serving.ServingFunctions(model, spec)
     model_root = os.path.dirname(version_dir)
-    created = _make_folders(model_root)
-    run_files.remove_stale_folders(model_root)
-    try:
-        with run_files.atomic_folder(
-                version_dir, before_rename=lambda: faults.point("export_publish")) as temporary:
-            with _full_disk_as_os_error():
-                _WRITERS[fmt](functions, model_file(temporary, fmt))
-            difference = check(model, spec, model_file(temporary, fmt), fmt)
-            metadata = build_metadata(resolved, fmt, spec, functions, difference, results)
-            os.makedirs(os.path.dirname(metadata_path(temporary, fmt)), exist_ok=True)
-            run_files.write_json(metadata_path(temporary, fmt), metadata)
-    except BaseException as error:
-        for folder in reversed(created):  # Innermost first; only if left empty.
-            if not os.listdir(folder):
-                os.rmdir(folder)
-        if isinstance(error, CannotWrite):
+    with run_files.made_folders(model_root):
+        run_files.remove_stale_folders(model_root)
+        try:
+            with run_files.atomic_folder(
+                    version_dir, before_rename=lambda: faults.point("export_publish")) as temporary:
+                with _full_disk_as_os_error():
+                    _WRITERS[fmt](functions, model_file(temporary, fmt))
+                difference = check(model, spec, model_file(temporary, fmt), fmt)
+                metadata = build_metadata(resolved, fmt, spec, functions, difference, results)
+                os.makedirs(os.path.dirname(metadata_path(temporary, fmt)), exist_ok=True)
+                run_files.write_json(metadata_path(temporary, fmt), metadata)
+        except CannotWrite as error:
             error.advise("nothing was published; free space, then export again")
-        raise
+            raise
     return {
         "path": model_file(version_dir, fmt),
         "format": fmt,
@@ -181,30 +177,6 @@ def export(source, fmt="saved_model", name=None, version=None, root="saved_model
         "signatures": metadata["signatures"],
         "max_abs_difference": difference,
     }
-
-
-def _make_folders(path):
-    """`os.makedirs(path)`; returns the folders it created, outermost first.
-
-    Raises:
-        RuntimeError: a folder cannot be created (one line, naming it).
-    """
-    missing = []
-    while path and not os.path.isdir(path):
-        missing.append(path)
-        path = os.path.dirname(path)
-    created = []
-    for folder in reversed(missing):
-        try:
-            os.mkdir(folder)
-        except OSError as error:
-            for done in reversed(created):
-                os.rmdir(done)
-            raise RuntimeError(
-                f"Cannot create the export folder {folder!r}: {error.strerror or error}."
-            ) from None
-        created.append(folder)
-    return created
 
 
 @contextlib.contextmanager
@@ -372,17 +344,11 @@ def build_metadata(source, fmt, spec, functions, difference, results):
     from keras_dropact.training.run import versions
 
     config = None if source.config is None else source.config.to_dict()
-    normalisation = spec.normalisation
     return {
         "format": fmt,
         "source": os.path.abspath(source.path),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **spec.describe(),
-        "normalisation_parameters": {
-            "max_value": normalisation.max_value,
-            "mean": normalisation.mean,
-            "std": normalisation.std,
-        },
         "signatures": describe_signatures(functions, fmt),
         "config": config if results is None else results.config,
         "test_error": getattr(results, "test_error", None),

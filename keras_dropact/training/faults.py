@@ -31,6 +31,8 @@ Points:
                      not yet renamed
     export_publish   `export`: the version's temporary folder is complete,
                      not yet renamed
+    publish          `publish`: the published folder is complete under its
+                     temporary name, not yet renamed
 
 Never set it outside tests.
 """

@@ -13,11 +13,13 @@ executes on, its model, its backups and its `TrainingState`. `fit` goes:
    results;
 3. the dtype policy and op determinism set (`numerics`); the model built,
    compiled and restored from the newest usable backup (`Backups.restore`);
-4. `model.fit` of the interrupted epoch's remaining steps, then of the
-   other epochs, with the `Progress` callback (backups, history, log.csv,
-   checkpoint.keras, divergence and signal stops);
-5. the evaluation (a non-finite one is a divergence), model.keras,
-   results.json.
+4. the start of the run's TensorBoard HParams session (`hparams`; a
+   resumed run keeps the one it started), then `model.fit` of the
+   interrupted epoch's remaining steps and of the other epochs, with the
+   `Progress` callback (backups, history, log.csv, checkpoint.keras,
+   divergence and signal stops);
+5. the evaluation (a non-finite one is a divergence), model.keras, the
+   end of the HParams session, results.json.
 
 SIGINT and SIGTERM only set a flag (`interrupts.StopSignals`, active for
 the whole `fit`), read between these stages and after every step: the run
@@ -43,6 +45,7 @@ from keras_dropact import pipelines
 from keras_dropact.interrupts import StopSignals
 from keras_dropact.optimizers import SGD_OF_CONVENTION
 from keras_dropact.training import faults
+from keras_dropact.training import hparams
 from keras_dropact.training import run_dataset
 from keras_dropact.training import numerics
 from keras_dropact.training import strategies
@@ -284,6 +287,9 @@ class Run:
         self._build()
         self._restore()
         raise_if_signalled(self.signals, self.dir.path)
+        if self.runtime.is_chief and not self.config.light:  # Training starts: its session.
+            hparams.write_session_start(self.dir.file(TENSORBOARD), hparams.run_hparams(
+                self.config, self.recipe, self.info))
         self.signals.notice = "stopping after this step" + (
             "" if self.config.light else " and its backup")
         schedule = recipe_schedule(self.recipe, self.state.steps_per_epoch)
@@ -298,7 +304,7 @@ class Run:
             if not self.config.light:
                 self.out.save_model(self.model)
         except TrainingDiverged as error:
-            self.out.write_results(self._results(
+            self._record(self._results(
                 status="diverged",
                 diverged_at_step=error.optimizer_step,
                 diverged_in_epoch=error.epoch,
@@ -309,8 +315,14 @@ class Run:
             ))
             raise
         results = self._results(status="finished", **evaluation)
-        self.out.write_results(results)
+        self._record(results)
         return results
+
+    def _record(self, results):
+        """The run's end: its HParams session's end (`hparams`), then results.json."""
+        if not self.config.light:
+            hparams.write_session_end(self.out.file(TENSORBOARD), results)
+        self.out.write_results(results)
 
     def _evaluate(self):
         """The trained model's test error and loss, and what it is.

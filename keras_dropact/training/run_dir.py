@@ -9,14 +9,15 @@
                          latest two (`training/backups.py`)
       checkpoint.keras   the model at the end of the last finished epoch
       log.csv            one row per finished epoch
-      tensorboard/       TensorBoard logs
+      tensorboard/       TensorBoard logs, and the run's HParams session
+                         (`training/hparams.py`)
       model.keras        the final model
       results.json       what the run ended with (`training/results.py`)
 
 A run directory that exists is never reused unless the caller asks to
 resume it; nothing in it is deleted but old backups and the temporary files
 of its own files that a killed process left (`remove_temporaries`). Every
-file but the TensorBoard logs is written through `run_files` (a temporary
+file but Keras' TensorBoard logs is written through `run_files` (a temporary
 name, then a rename), and what is read back is checked, never trusted
 (`read_config`, `results.read_results`, `Backups`): a file that fails is
 one line naming it and the problem. See docs/guides/training.md.
@@ -32,6 +33,7 @@ import tempfile
 import time
 
 from keras_dropact.training import faults
+from keras_dropact.training import hparams
 from keras_dropact.training import results as results_lib
 from keras_dropact.training import run_files
 from keras_dropact.training.backups import is_backup_file
@@ -162,13 +164,15 @@ class RunDir:
 
     def remove_temporaries(self):
         """Deletes the temporary files of the run's own files that a killed
-        process left, here and in backup/ (`run_files.remove_temporaries`:
+        process left, here, in backup/ and in tensorboard/ (the HParams
+        files) (`run_files.remove_temporaries`:
         regular files of exactly those names; a user's files are kept).
 
         Call it only while holding the run's lock: no live writer owns them.
         """
         run_files.remove_temporaries(self.path, lambda name: name in FILES)
         run_files.remove_temporaries(self.file(BACKUP), is_backup_file)
+        run_files.remove_temporaries(self.file(TENSORBOARD), lambda name: name in hparams.FILES)
 
     def check_folders(self):
         """Raises RuntimeError if backup/ or tensorboard/ is not a folder of

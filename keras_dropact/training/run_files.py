@@ -25,6 +25,7 @@ this module, so that one set of rules holds for all of them:
 """
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -265,9 +266,11 @@ def _process_exists(pid):
     return True
 
 
-def remove_stale_folders(parent):
+def remove_stale_folders(parent, name=None):
     """Deletes the `temporary_folder`s in `parent` of this machine's
-    processes that are gone (a killed export's).
+    processes that are gone (a killed export's or publish's); with `name`,
+    only those of the folder `name` (a user's folder, where other names are
+    none of the tool's business).
 
     One whose process still runs (an export in progress) is kept, and so is
     every folder of another machine (HOST), whose processes this one cannot
@@ -277,17 +280,64 @@ def remove_stale_folders(parent):
     for entry in os.listdir(parent):
         match = _TEMPORARY_FOLDER.fullmatch(entry)
         path = os.path.join(parent, entry)
-        if (match and match["host"] in (None, host) and not _process_exists(int(match["pid"]))
+        if (match and match["host"] in (None, host) and name in (None, match["name"])
+                and not _process_exists(int(match["pid"]))
                 and stat.S_ISDIR(os.lstat(path).st_mode)):
             shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def atomic_folder(path, before_rename=None):
+def made_folders(path):
+    """`os.makedirs(path)` for a `with` block that writes there (an export,
+    a publish): if the block raises, the folders this created are removed
+    again, innermost first and only where left empty, so that a failed
+    command leaves no trace of its own.
+
+    Raises:
+        RuntimeError: a folder cannot be created (one line, naming it).
+    """
+    created = _make_folders(path)
+    try:
+        yield
+    except BaseException:
+        for folder in reversed(created):
+            if not os.listdir(folder):
+                os.rmdir(folder)
+        raise
+
+
+def _make_folders(path):
+    """`os.makedirs(path)`; returns the folders it created, outermost first.
+
+    Raises:
+        RuntimeError: a folder cannot be created (one line, naming it).
+    """
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    created = []
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder)
+        except OSError as error:
+            for done in reversed(created):
+                os.rmdir(done)
+            raise RuntimeError(
+                f"Cannot create the folder {folder!r}: {error.strerror or error}."
+            ) from None
+        created.append(folder)
+    return created
+
+
+@contextlib.contextmanager
+def atomic_folder(path, before_rename=None, empty_ok=False):
     """The temporary folder (`temporary_folder`) through which the folder
     `path` is written, for a `with` block; renamed to `path` at its end.
 
-    A folder that exists at `path` is never replaced (FileExistsError).
+    A folder that exists at `path` is never replaced (FileExistsError), but
+    an empty one with `empty_ok`: the rename replaces it in one step (POSIX
+    renames onto an empty folder, and onto nothing else).
     Whatever stops the block (an error, a signal's exception) removes the
     temporary folder; an OSError (a full disk) becomes `stops.CannotWrite`
     naming `path`. `before_rename()`, if given, runs just before the rename
@@ -300,11 +350,28 @@ def atomic_folder(path, before_rename=None):
         yield temporary
         if before_rename is not None:
             before_rename()
-        if os.path.lexists(path):
-            raise FileExistsError(f"{path!r} appeared meanwhile; refusing to overwrite it.")
-        os.rename(temporary, path)
+        _rename_folder(temporary, path, empty_ok)
     except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
         if isinstance(error, OSError) and not isinstance(error, (CannotWrite, FileExistsError)):
             raise CannotWrite(os.fspath(path), error) from error
         raise
+
+
+def _rename_folder(temporary, path, empty_ok):
+    """`os.rename(temporary, path)` onto nothing, or with `empty_ok` onto an
+    empty folder (not a link); FileExistsError if anything else is there."""
+    appeared = FileExistsError(f"{path!r} appeared meanwhile; refusing to overwrite it.")
+    if os.path.lexists(path) and not (empty_ok and is_empty_folder(path)):
+        raise appeared
+    try:
+        os.rename(temporary, path)
+    except OSError as error:
+        if error.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise appeared from None
+        raise
+
+
+def is_empty_folder(path):
+    """`path` is a folder (not a link to one) holding nothing."""
+    return not os.path.islink(path) and os.path.isdir(path) and not os.listdir(path)

@@ -128,11 +128,19 @@ class ServingSpec:
         return tf.uint8 if self.is_image else tf.float32
 
     def describe(self):
+        """What an export's or a published model's metadata.json says of the
+        data (`from_metadata` reads it back)."""
+        normalisation = self.normalisation
         return {
             "dataset": self.dataset,
             "input_shape": list(self.shape),
             "input_dtype": self.raw_dtype.name,
-            "normalisation": self.normalisation.describe(),
+            "normalisation": normalisation.describe(),
+            "normalisation_parameters": {
+                "max_value": normalisation.max_value,
+                "mean": normalisation.mean,
+                "std": normalisation.std,
+            },
             "class_names": list(self.class_names),
             "top_k": self.top_k,
         }
