@@ -45,6 +45,7 @@ from keras_dropact.repro import runs
 from keras_dropact.training import run_dataset
 from keras_dropact.training import run_files
 from keras_dropact.training import strategies
+from keras_dropact.training import user_models
 from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.config import check_seeds
 from keras_dropact.training.evaluate import evaluate
@@ -143,6 +144,9 @@ class Plan:
         self.seeds = check_seeds("seed", first, seeds)
         if not isinstance(out, str) or not out:
             raise ValueError(f"--out must be a folder, got {out!r}.")
+        # Every run starts from the model's files as they are now; compare.json
+        # records their digests, so that changed files are refused.
+        flags.update(user_models.digests(flags.get("model", TrainConfig.model), flags.get("weights")))
         self.flags, self.out, self.command = flags, out, command
         # TrainConfig checks the flags and every arm's activation and p.
         base, *_ = [self.config(arm, first) for arm in self.arms]
@@ -217,16 +221,18 @@ def _changes(saved, record):
 
 
 def check_runtime(plan):
-    """What a run checks before it writes (`validate`), once for the comparison,
+    """What a run checks before it writes (`validate`), once per arm (a model
+    that is not a preset is built as each arm trains it: as it is, converted),
     and that it runs in one process (only one writes the comparison's files)."""
-    base = plan.config(plan.arms[0], plan.seeds[0])
-    runtime = strategies.make(base.strategy)
+    configs = [plan.config(arm, plan.seeds[0]) for arm in plan.arms]
+    runtime = strategies.make(configs[0].strategy)
     if runtime.num_processes > 1:
         raise ValueError(
             f"dropact compare trains in one process; {runtime.num_processes} processes joined. "
             "Run the arms' `dropact train` runs on the cluster instead."
         )
-    validate(base, num_replicas=runtime.num_replicas)
+    for config in configs:
+        validate(config, num_replicas=runtime.num_replicas)
 
 
 def run(plan, signals=None, verbose=0):
