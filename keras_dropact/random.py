@@ -307,8 +307,7 @@ def _seeds(seed):
 def _rare_events(n, e, seed):
     """A flat boolean tensor of n independent Bernoulli(e) draws, e <= 1/2."""
     dense_seed, sparse_seed = _seeds(seed)
-    threshold = int(e * _LEVELS)  # floor: t/256 <= e.
-    rest = (e - threshold / _LEVELS) / (1.0 - threshold / _LEVELS)
+    threshold, rest = _bytes_parts(e)
     num_words = (n + 3) // 4
     if threshold > 0:
         words = random_words((num_words, 1), dense_seed)
@@ -323,6 +322,18 @@ def _rare_events(n, e, seed):
         levels = levels[:n]
     # A uint8 threshold: a Python int would promote the levels to int32.
     return ops.less(levels, ops.full((), max(threshold, 1), dtype="uint8"))
+
+
+def _bytes_parts(e):
+    """(t, r): the "bytes" sampler's dense threshold and sparse rate for e <= 1/2.
+
+    t = floor(256 e), so the dense event `byte < t` has probability
+    t/256 <= e; r = (e - t/256) / (1 - t/256) in [0, 1/128), so that the
+    union of the two independent events has probability
+    t/256 + (1 - t/256) r = e exactly (up to float64 rounding).
+    """
+    threshold = int(e * _LEVELS)  # floor: t/256 <= e.
+    return threshold, (e - threshold / _LEVELS) / (1.0 - threshold / _LEVELS)
 
 
 def _divisible_by_4(n):

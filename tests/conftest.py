@@ -1,8 +1,10 @@
 """Shared test helpers. The Keras backend is chosen by KERAS_BACKEND before import."""
 
+import json
 import os
 import signal
 import subprocess
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -82,6 +84,19 @@ def launch(commands, timeout, cwd=None):
     return outputs
 
 
+def wait_until_stopped(process, limit=300):
+    """Waits until `process` is stopped (state T in /proc/PID/stat), as the
+    fault hook's `@SIGSTOP` leaves it; fails if it ends or takes `limit` s."""
+    deadline = time.time() + limit
+    while True:
+        with open(f"/proc/{process.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                return
+        assert process.poll() is None, f"process ended with {process.returncode} before it stopped"
+        assert time.time() < deadline, f"not stopped within {limit} s"
+        time.sleep(0.05)
+
+
 def free_port():
     """A loopback TCP port that was free a moment ago, for a test cluster."""
     import socket
@@ -109,6 +124,38 @@ def assert_same_training(results, reference, tolerance=0.0):
             assert row[key] == pytest.approx(expected[key], rel=0, abs=tolerance), (row["epoch"], key)
     for key in ("test_loss", "test_error"):
         assert results[key] == pytest.approx(reference[key], rel=0, abs=tolerance), key
+
+
+def assert_same_weights(weights, reference, rtol=0.0, atol=0.0):
+    """Asserts that two lists of weights hold the same arrays.
+
+    As many arrays (a model that lost or gained a weight fails, which a bare
+    `zip` would hide), each of the same shape and dtype, equal bit for bit
+    with the default `rtol=atol=0.0`, else within those tolerances.
+    """
+    weights = [np.asarray(keras.ops.convert_to_numpy(w)) for w in weights]
+    reference = [np.asarray(keras.ops.convert_to_numpy(w)) for w in reference]
+    assert len(weights) == len(reference), f"{len(weights)} weights, expected {len(reference)}"
+    for index, (actual, expected) in enumerate(zip(weights, reference)):
+        assert (actual.shape, actual.dtype) == (expected.shape, expected.dtype), index
+        if rtol == atol == 0.0:
+            assert actual.tobytes() == expected.tobytes(), (
+                f"weight {index} differs by up to {np.max(np.abs(actual - expected))}")
+        else:
+            np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=f"weight {index}")
+
+
+def assert_same_run(run_dir, reference_dir):
+    """Asserts that a run directory ended exactly as `reference_dir` did
+    (`--deterministic` runs, one of them resumed): its results.json records
+    the same training (`assert_same_training`, no tolerance) and its
+    model.keras holds the same weights, bit for bit."""
+    def results(run):
+        with open(os.path.join(run, "results.json")) as f:
+            return json.load(f)
+
+    assert_same_training(results(run_dir), results(reference_dir))
+    assert_same_weights(saved_weights(run_dir), saved_weights(reference_dir))
 
 
 def saved_weights(run_dir):

@@ -11,6 +11,7 @@ from keras import ops
 from keras_dropact import DropActivation
 from keras_dropact import theory
 from keras_dropact.callbacks import ShiftRatioMonitor
+from tests.conftest import assert_same_weights
 
 
 def tiny_model(seed=0):
@@ -61,10 +62,7 @@ def test_training_is_unchanged_by_the_monitor():
     x, _ = data()
     plain, _ = train([])
     monitored, _ = train([ShiftRatioMonitor("dropact", x[:32])])
-    for a, b in zip(plain.variables, monitored.variables):
-        np.testing.assert_array_equal(
-            ops.convert_to_numpy(a), ops.convert_to_numpy(b), err_msg=a.path
-        )
+    assert_same_weights(monitored.variables, plain.variables)
 
 
 def test_monitor_restores_state_that_training_mode_changes():
@@ -75,8 +73,7 @@ def test_monitor_restores_state_that_training_mode_changes():
     before = [ops.convert_to_numpy(v) for v in model.variables]
     monitor.compute_shift_ratio()
     after = [ops.convert_to_numpy(v) for v in model.variables]
-    for a, b, v in zip(before, after, model.variables):
-        np.testing.assert_array_equal(a, b, err_msg=v.path)
+    assert_same_weights(after, before)
     # Without the restore, the training-mode pass would have moved them:
     model(x[:32], training=True)
     moved = {

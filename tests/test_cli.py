@@ -9,12 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from keras_dropact import cli
+from keras_dropact.training import faults
 from keras_dropact.training import run_dir as rd
 from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.export import export
@@ -22,7 +22,9 @@ from keras_dropact.training.export import run_exported
 from keras_dropact.training.backups import Backups
 from keras_dropact.training.state import TrainingState
 from keras_dropact.training.train import train
+from tests.conftest import assert_same_run
 from tests.conftest import tensorflow_only
+from tests.conftest import wait_until_stopped
 
 pytestmark = [tensorflow_only, pytest.mark.slow]
 
@@ -32,7 +34,7 @@ QUICK = ["--model", "simple-cnn", "--dataset", "digits", "--epochs", "2", "--ste
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     run = str(tmp_path_factory.mktemp("runs") / "digits-run")
-    assert cli.main(["train", *QUICK, "--run-dir", run, "--seed", "3"]) == 0
+    assert cli.main(["train", *QUICK, "--run-dir", run, "--seed", "3", "--deterministic"]) == 0
     return run
 
 
@@ -162,36 +164,27 @@ def test_corrupt_model_file_is_reported(tmp_path, capsys):
     assert f"move it away to use the run's {rd.CHECKPOINT}" in capsys.readouterr().err
 
 
-def test_resume_after_sigkill_mid_epoch_loses_no_epoch(tmp_path):
+def test_resume_after_sigkill_mid_epoch_is_the_uninterrupted_run(trained_run, tmp_path):
+    # `trained_run`'s command, stopped (SIGSTOP) right after optimizer step
+    # 6 (epoch 1, step 2 of 4; its last backup: step 5), then killed from
+    # outside (SIGKILL to its process group). Resumed, it IS `trained_run`:
+    # the same results record, the same weights bit for bit.
     run = str(tmp_path / "killed")
-    argv = [sys.executable, "-m", "keras_dropact.cli", "train", "--model", "simple-cnn", "--dataset", "digits",
-            "--epochs", "3", "--batch-size", "8", "--backup-every", "5", "--run-dir", run]
-    backups = Backups(os.path.join(run, rd.BACKUP))
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    argv = [sys.executable, "-m", "keras_dropact.cli", "train", *QUICK, "--seed", "3", "--deterministic",
+            "--backup-every", "1", "--run-dir", run]
+    env = {**os.environ, faults.ENV: "step:6@SIGSTOP", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            # Kill once epoch 0 is finished and a mid-epoch backup of epoch 1 exists.
-            try:
-                with open(backups.marks()[0][1]) as f:
-                    state = json.load(f)
-                if state["epoch"] >= 1 and state["step"] > 0:
-                    break
-            except (OSError, ValueError, IndexError):
-                pass
-            assert process.poll() is None, "training ended before it could be killed"
-            time.sleep(0.05)
-        else:
-            pytest.fail("no mid-epoch backup within 240 s")
+        wait_until_stopped(process)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert not os.path.exists(os.path.join(run, rd.RESULTS))
-    killed_at = state["epoch"]
+    assert Backups(os.path.join(run, rd.BACKUP)).latest() == 5
     results = train(TrainConfig(run_dir=run), resume=True, verbose=0)
-    epochs = [row["epoch"] for row in results["history"]]
-    assert epochs == [0, 1, 2], f"killed in epoch {killed_at}, history {epochs}"
-    assert results["epochs_completed"] == 3
+    assert [row["epoch"] for row in results["history"]] == [0, 1]
+    assert_same_run(run, trained_run)
 
 
 def test_predict_prints_file_names_that_are_not_utf8(trained_run, tmp_path, monkeypatch):

@@ -24,8 +24,7 @@ from keras_dropact.repro import compare
 from keras_dropact.repro.stats import paired_difference
 from keras_dropact.training import faults
 from keras_dropact.training import run_dir as rd
-from tests.conftest import assert_same_training
-from tests.conftest import saved_weights
+from tests.conftest import assert_same_run
 from tests.conftest import tensorflow_only
 from tests.test_jax_training import JAX_CACHE
 
@@ -289,11 +288,7 @@ def test_sigkill_then_rerun_skips_finished_runs_and_ends_as_the_uninterrupted_on
     assert printed.count("resuming from its last backup") == 1
     assert stamps == {r: os.stat(os.path.join(_run_dir(out, *r), rd.RESULTS)).st_mtime_ns for r in done}
     for run in RUNS:
-        results = _json(os.path.join(_run_dir(out, *run), rd.RESULTS))
-        expected = _json(os.path.join(_run_dir(reference, *run), rd.RESULTS))
-        assert_same_training(results, expected)
-        for mine, theirs in zip(saved_weights(_run_dir(out, *run)), saved_weights(_run_dir(reference, *run))):
-            np.testing.assert_array_equal(mine, theirs)
+        assert_same_run(_run_dir(out, *run), _run_dir(reference, *run))
     mine, theirs = (_json(os.path.join(o, "report.json"))["arms"] for o in (out, reference))
     assert mine == theirs
 

@@ -13,6 +13,7 @@ import keras
 from keras_dropact import DropActivation
 from keras_dropact import convert
 from keras_dropact.convert import activation_sites
+from tests.conftest import assert_same_weights
 
 
 def numpy(x):
@@ -66,8 +67,7 @@ def test_converted_copy_shares_no_variable(resnet50):
     original_ids = {id(v) for v in resnet50.weights}
     assert not original_ids & {id(v) for v in converted.weights}
     assert len(converted.trainable_weights) == len(resnet50.trainable_weights)
-    for old, new in zip(resnet50.weights, converted.weights):
-        np.testing.assert_array_equal(numpy(old), numpy(new))
+    assert_same_weights(converted.weights, resnet50.weights)
     assert len(relu_layers(resnet50)) == 49  # The original is untouched.
     assert all(
         layer.p == 0.95
@@ -441,3 +441,40 @@ def test_keras_hub_task_that_needs_its_backbone_class_fails_in_one_line():
     task = NeedsResNetBackbone(backbone=task.backbone, num_classes=4)
     with pytest.raises(ValueError, match=r"could not rebuild the keras-hub task NeedsResNetBackbone .*convert `task.backbone`"):
         convert(task)
+
+
+def _with_trained_values(model, seed):
+    """`model` with every weight set away from its initial value, as after
+    training: BatchNorm's gamma, beta, moving mean and variance included
+    (freshly built, they equal Keras' defaults, so a copy that skipped them
+    would pass unnoticed)."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype(weight.dtype))
+    return model
+
+
+def _functional_with_batch_norm():
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(3, 3, use_bias=False, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.BatchNormalization(name="bn_flat")(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
+
+
+@pytest.mark.parametrize("build", [_functional_with_batch_norm, sequential_with_fused_relus])
+def test_batch_norm_statistics_and_weights_are_copied(build):
+    model = _with_trained_values(build(), seed=3)
+    converted = convert(model, p=1.0)
+    batch_norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert batch_norms
+    for layer in batch_norms:
+        assert len(layer.weights) == 4  # gamma, beta, moving mean and variance
+        assert_same_weights(converted.get_layer(layer.name).weights, layer.weights)
+    assert_same_weights(converted.weights, model.weights)
+    x = np.random.default_rng(0).normal(size=(4, *model.input_shape[1:])).astype("float32")
+    np.testing.assert_allclose(
+        numpy(converted(x, training=False)), numpy(model(x, training=False)), rtol=1e-5, atol=1e-5
+    )

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_same_training
+from conftest import assert_same_weights
 from conftest import examples_read
 from conftest import free_port
 from conftest import launch
@@ -113,8 +114,7 @@ def test_mirrored_two_devices_matches_single_device(tmp_path):
     assert mirrored["distribution"] == {"strategy": "mirrored", "replicas": 2, "processes": 1}
     assert single["distribution"] == {"strategy": "none", "replicas": 1, "processes": 1}
     assert_same_training(mirrored, single, tolerance=1e-5)
-    for a, b in zip(saved_weights(tmp_path / "m"), saved_weights(tmp_path / "s")):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert_same_weights(saved_weights(tmp_path / "m"), saved_weights(tmp_path / "s"), rtol=1e-5, atol=1e-6)
 
 
 @tensorflow_only
@@ -288,9 +288,7 @@ def test_a_killed_worker_stops_the_cluster_and_both_resume_to_the_uninterrupted_
     # the same optimizer steps, every logged value of every epoch (the
     # interrupted epoch's averages too), test loss and error, final weights.
     assert_same_training(results, reference, tolerance=0.0)
-    reference_weights = saved_weights(two_worker_runs["runs"]["reference"])
-    for resumed, uninterrupted in zip(saved_weights(run), reference_weights):
-        np.testing.assert_array_equal(resumed, uninterrupted)
+    assert_same_weights(saved_weights(run), saved_weights(two_worker_runs["runs"]["reference"]))
     with open(os.path.join(run, "log.csv")) as f:
         assert [line.split(",")[0] for line in f.read().splitlines()[1:]] == ["0", "1", "2"]
     # Each resumed worker read exactly the batches the uninterrupted worker

@@ -1,8 +1,11 @@
 """The documentation cannot drift: its examples run, its CLI page is complete, its links resolve.
 
-- Every ```python block of docs/reference/*.md runs, in order, in one namespace per page: as a
-  doctest if it holds `>>>` prompts (outputs compared, ELLIPSIS and NORMALIZE_WHITESPACE on),
-  else with `exec`. TensorFlow backend, tiny models, no training beyond a step.
+- Every ```python block of docs/reference/*.md, docs/guides/*.md and README.md runs, in order, in
+  one namespace per page, in a temporary working folder: as a doctest if it holds `>>>` prompts
+  (outputs compared, ELLIPSIS and NORMALIZE_WHITESPACE on), else with `exec`. TensorFlow backend,
+  tiny models, no training beyond a step. A block right after a line `<!-- example not run:
+  REASON -->` (it trains or starts processes) is checked instead (`check_example`): its imports run
+  and its calls of keras and keras_dropact callables bind to their signatures.
 - docs/reference/cli.md lists exactly the flags and positional arguments of every `dropact`
   subcommand, read from the argparse parser itself.
 - docs/reference/models.md's preset table holds the counts of `models/presets.py`.
@@ -12,7 +15,9 @@
 """
 
 import argparse
+import ast
 import doctest
+import inspect
 import os
 import re
 import subprocess
@@ -54,18 +59,26 @@ def read(path):
 _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
+_NOT_RUN = re.compile(r"^<!-- example not run: [^\n]+ -->\n\s*\Z", re.MULTILINE)
+
+
 def python_blocks(text):
-    """(line number, code) of each ```python block of a Markdown text."""
-    return [(text[:m.start()].count("\n") + 2, m.group(2)) for m in _FENCE.finditer(text) if m.group(1) == "python"]
+    """(line number, code, runs) of each ```python block of a Markdown text; `runs` is False for a
+    block right after a `<!-- example not run: REASON -->` line."""
+    return [(text[:m.start()].count("\n") + 2, m.group(2), not _NOT_RUN.search(text[:m.start()]))
+            for m in _FENCE.finditer(text) if m.group(1) == "python"]
 
 
 def run_examples(path, text):
-    """Runs the page's python blocks in one namespace; returns doctest's (failed, attempted)."""
+    """Runs the page's python blocks in one namespace (checks those not run); returns doctest's
+    (failed, attempted)."""
     namespace = {"__name__": "__docs__"}
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     parser = doctest.DocTestParser()
-    for line, code in python_blocks(text):
-        if ">>>" in code:
+    for line, code, runs in python_blocks(text):
+        if not runs:
+            check_example(path, line, code)
+        elif ">>>" in code:
             test = parser.get_doctest(code, namespace, f"{path}:{line}", path, line)
             runner.run(test, clear_globs=False)
             namespace.update(test.globs)  # A DocTest runs in a copy of its globals.
@@ -74,13 +87,73 @@ def run_examples(path, text):
     return runner.summarize(verbose=False)
 
 
-REFERENCE_PAGES = sorted(f for f in os.listdir(REFERENCE) if f.endswith(".md"))
+def check_example(path, line, code):
+    """Checks a python block that is not run: it compiles, its imports run, and each of its calls of
+    a keras or keras_dropact callable binds to that callable's signature (a misspelt keyword fails);
+    a keras or keras_dropact class called with literal arguments only is built, so that its own
+    checks of the arguments run (`TrainConfig(epochs=-1)`, `DropActivation(sampler="gpu")`,
+    `keras.layers.Dense(4, activaton="relu")` fail).
+
+    Raises:
+        AssertionError: naming the page, line and call, and the error.
+    """
+    tree = ast.parse(code, f"{path}:{line}")
+    imports = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    namespace = {}
+    exec(compile(ast.Module(imports, type_ignores=[]), f"{path}:{line}", "exec"), namespace)  # noqa: S102
+    for call in (node for node in ast.walk(tree) if isinstance(node, ast.Call)):
+        callee = _resolve(call.func, namespace)
+        arguments = _arguments(call)
+        if arguments is None or not getattr(callee, "__module__", "").startswith("keras"):
+            continue
+        (args, kwargs), literal = arguments
+        try:
+            inspect.signature(callee).bind(*args, **kwargs)
+            if literal and isinstance(callee, type):
+                callee(*args, **kwargs)
+        except (TypeError, ValueError) as error:
+            source = ast.get_source_segment(code, call)
+            raise AssertionError(f"{path}:{line + call.lineno - 1}: {source}: {error}") from None
+
+
+def _resolve(node, namespace):
+    """The object a name or dotted name of the code stands for after its imports, else None."""
+    if isinstance(node, ast.Name):
+        return namespace.get(node.id)
+    if isinstance(node, ast.Attribute):
+        return getattr(_resolve(node.value, namespace), node.attr, None)
+    return None
+
+
+def _arguments(call):
+    """((args, kwargs), all literal) of a call, placeholders for values that are not literals;
+    None for a call with *args or **kwargs (nothing to bind)."""
+    def value(node):
+        try:
+            return ast.literal_eval(node), True
+        except ValueError:
+            return object(), False
+
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+        return None
+    args = [value(a) for a in call.args]
+    kwargs = {k.arg: value(k.value) for k in call.keywords}
+    literal = all(ok for _, ok in args) and all(ok for _, ok in kwargs.values())
+    return ([v for v, _ in args], {k: v for k, (v, _) in kwargs.items()}), literal
+
+
+EXAMPLE_PAGES = [
+    *(os.path.join("docs", "reference", f) for f in sorted(os.listdir(REFERENCE)) if f.endswith(".md")),
+    *(os.path.join("docs", "guides", f) for f in sorted(os.listdir(os.path.join(ROOT, "docs", "guides")))
+      if f.endswith(".md") and python_blocks(read(os.path.join("docs", "guides", f)))),
+    "README.md",
+]
 
 
 @tensorflow_only
-@pytest.mark.parametrize("page", REFERENCE_PAGES)
-def test_the_reference_examples_run(page, capsys):
-    path = os.path.join("docs", "reference", page)
+@pytest.mark.parametrize("path", EXAMPLE_PAGES)
+def test_the_examples_run_or_are_checked(path, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # What an example writes stays there.
     text = read(path)
     failed, attempted = run_examples(path, text)
     assert failed == 0, capsys.readouterr().out
@@ -91,6 +164,24 @@ def test_a_wrong_example_output_fails():
     planted = "```python\n>>> 1 + 1\n3\n```\n"
     assert run_examples("planted.md", planted) == (1, 1)
     assert run_examples("planted.md", planted.replace("3", "2")) == (0, 1)
+
+
+@tensorflow_only
+@pytest.mark.parametrize("call, error", [
+    ('TrainConfig(modle="simple-cnn", epochs=5)', "unexpected keyword argument 'modle'"),
+    ('TrainConfig(model="simple-cnn", epochs=-1)', "--epochs must be in [1, 2147483647]"),
+    ('DropActivation(p=0.9, sampler="gpu")', "`sampler`: 'gpu'"),
+    ('train(TrainConfig(), resumed=True)', "unexpected keyword argument 'resumed'"),
+    ('keras.layers.Dense(4, activaton="relu")', "Unrecognized keyword arguments"),
+])
+def test_a_misspelt_keyword_or_bad_value_in_an_example_not_run_is_seen(call, error):
+    code = ("import keras\nfrom keras_dropact import DropActivation\n"
+            "from keras_dropact.training.config import TrainConfig\n"
+            f"from keras_dropact.training.train import train\n\nresults = {call}\n")
+    page = f"# Page\n\n<!-- example not run: it trains -->\n```python\n{code}```\n"
+    assert [runs for _, _, runs in python_blocks(page)] == [False]
+    with pytest.raises(AssertionError, match=re.escape(f"planted.md:10: {call}: ") + ".*" + re.escape(error)):
+        run_examples("planted.md", page)
 
 
 # --- the CLI page -----------------------------------------------------------

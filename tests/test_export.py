@@ -386,6 +386,83 @@ def test_a_failed_check_publishes_nothing(run, tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+# A model of known answers: every class, every top-k position ------------------
+
+
+def known_answers():
+    """Ten raw digits images and the logits the `ten_classes` model gives them.
+
+    Image i is black but for pixel i at digits' maximum (16, normalised to
+    1.0); its logit for class c is -((c - i) mod 10), so its classes, most
+    probable first, are i, i + 1, ..., i + 9 (mod 10): over the ten images
+    the top-1 and every top-k position take every class.
+    """
+    raw = np.zeros((10, 64), "uint8")
+    raw[np.arange(10), np.arange(10)] = 16
+    classes = np.arange(10)
+    logits = -((classes[None, :] - classes[:, None]) % 10).astype("float64")
+    return raw.reshape(10, 8, 8, 1), logits
+
+
+@pytest.fixture(scope="module")
+def ten_classes(tmp_path_factory):
+    """(bare `.keras` file, its SavedModel export) of a digits model whose
+    answers are `known_answers()`: Flatten, then a Dense layer of set weights."""
+    import keras
+
+    folder = tmp_path_factory.mktemp("ten-classes")
+    inputs = keras.Input((8, 8, 1))
+    dense = keras.layers.Dense(10)
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    kernel = np.zeros((64, 10), "float32")
+    kernel[:10] = known_answers()[1]
+    dense.set_weights([kernel, np.zeros(10, "float32")])
+    model.save(folder / "ten.keras")
+    exported = export_lib.export(str(folder / "ten.keras"), "saved_model", name="ten",
+                                 root=str(folder / "models"), dataset="digits")
+    return str(folder / "ten.keras"), exported
+
+
+def test_every_class_and_top_k_position_of_a_model_of_known_answers(ten_classes):
+    import tensorflow as tf
+
+    raw, logits = known_answers()
+    probabilities = export_lib.softmax(logits)
+    order = (np.arange(10)[:, None] + np.arange(serving.TOP_K)[None, :]) % 10
+    loaded = tf.saved_model.load(ten_classes[1]["path"])
+    inputs = {"serving_default": raw, "serve_normalized": raw.astype("float32") / 16,
+              "serve_image_bytes": np.array([encode_png(image) for image in as_8bit(raw)])}
+    for signature, x in inputs.items():
+        outputs = call(loaded, signature, x)
+        np.testing.assert_allclose(outputs["logits"], logits, atol=1e-6, err_msg=signature)
+        np.testing.assert_allclose(outputs["probabilities"], probabilities, atol=1e-6, err_msg=signature)
+        np.testing.assert_array_equal(outputs["class_id"], np.arange(10), err_msg=signature)
+        assert outputs["class_name"].astype(str).tolist() == [str(i) for i in range(10)], signature
+        np.testing.assert_array_equal(outputs["top_k_ids"], order, err_msg=signature)
+        assert outputs["top_k_names"].astype(str).tolist() == order.astype(str).tolist(), signature
+        np.testing.assert_allclose(outputs["top_k_scores"], np.take_along_axis(probabilities, order, 1),
+                                   atol=1e-6, err_msg=signature)
+
+
+@pytest.mark.parametrize("signature", [serving.RAW, serving.BYTES, serving.NORMALIZED])
+def test_an_export_whose_outputs_differ_through_one_signature_is_refused(ten_classes, tmp_path, monkeypatch,
+                                                                          signature):
+    # Logits off by 1e-3 through one signature only: `export`'s own check
+    # (every signature against model.predict) refuses it, nothing is published.
+    method = {serving.RAW: "serve_raw", serving.BYTES: "serve_image_bytes",
+              serving.NORMALIZED: "serve_normalized"}[signature]
+    serve = getattr(serving.ServingFunctions, method)
+
+    def perturbed(self, x):
+        outputs = serve(self, x)
+        return {**outputs, "logits": outputs["logits"] + 1e-3}
+
+    monkeypatch.setattr(serving.ServingFunctions, method, perturbed)
+    with pytest.raises(RuntimeError, match=r"differs from model.predict by 1\.0\de-03 .* not published"):
+        export_lib.export(ten_classes[0], "saved_model", name="ten", root=str(tmp_path), dataset="digits")
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_bare_model_file_needs_its_dataset(run, tmp_path):
     with pytest.raises(ValueError, match="--dataset"):
         export_lib.export(os.path.join(run, rd.MODEL), "saved_model", root=str(tmp_path))

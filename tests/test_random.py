@@ -47,6 +47,46 @@ def test_rate_within_binomial_bound(p, sampler):
     assert abs(mask.mean() - p) < binomial_bound(p, mask.size)
 
 
+# About 1e6 draws per seed, a size that is no multiple of 4 (the "bytes"
+# sampler packs four elements into a random word and trims the rest).
+UNALIGNED = (N_ROWS - 1, N_COLS)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("p, seeds", [(0.95, 20), (0.5 + 0.1 / 256, 10)])
+def test_rate_pooled_over_seeds(p, seeds, sampler):
+    # ~2e7 draws at the paper's p (5 sd: 2.4e-4) and ~1e7 where the "bytes"
+    # sampler's sparse part is largest (e = 127.9/256: t = 127, r = 0.007;
+    # 5 sd: 7.9e-4), where dropping the sparse rate's division by
+    # 1 - t/256 would move the rate by 1.7e-3. One shape: on JAX each new
+    # shape (and p) compiles the sampler's ops again (~1 s on a CPU).
+    kept = 0
+    for seed in range(100, 100 + seeds):
+        mask = bernoulli(UNALIGNED, p, keras.random.SeedGenerator(seed), sampler=sampler)
+        kept += int(ops.convert_to_numpy(ops.sum(ops.cast(mask, "int32"))))
+    draws = seeds * UNALIGNED[0] * UNALIGNED[1]
+    assert abs(kept / draws - p) < binomial_bound(p, draws)
+
+
+def test_bytes_parts_add_up_to_the_rare_outcome_exactly():
+    # The "bytes" sampler's rarer outcome (probability e = min(p, 1 - p)) is
+    # a dense event of probability t/256 or an independent sparse one of
+    # probability r: P = t/256 + (1 - t/256) r must be e, here to float64
+    # precision, over a grid of p and around each k/256. The rate tests
+    # cannot see biases below ~1e-4; the sampler promises 1e-7.
+    from keras_dropact.random import _bytes_parts
+
+    levels = np.arange(1, 256) / 256.0
+    grid = [*np.linspace(0.0, 1.0, 4097)[1:-1], *levels, *(levels - 2.0**-30), *(levels + 2.0**-30),
+            0.95, 0.999, 0.002, 2.0**-30]
+    for p in grid:
+        e = min(float(p), 1.0 - float(p))
+        threshold, rate = _bytes_parts(e)
+        assert threshold == int(np.floor(e * 256)) and 0 <= threshold <= 128, p
+        assert 0.0 <= rate < 1.0 / (256 - threshold) <= 1.0 / 128, p
+        assert abs(threshold / 256 + (1 - threshold / 256) * rate - e) <= 2.0**-53, p
+
+
 @pytest.mark.parametrize("sampler", SAMPLERS)
 @pytest.mark.parametrize("p", [0.95, 0.6])
 @pytest.mark.parametrize("lag", [1, 2, 3, 4, 5, N_COLS])
@@ -100,6 +140,8 @@ def test_small_and_odd_shapes(shape, sampler):
     mask = sample(0.95, shape=shape, sampler=sampler)
     assert mask.shape == shape
     assert mask.dtype == np.bool_
+    if mask.size > 100:  # 105 = 1 modulo 4: the rate too, not a constant mask.
+        assert abs(mask.mean() - 0.95) < binomial_bound(0.95, mask.size)
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS + ["auto"])

@@ -13,7 +13,9 @@ from keras_dropact import cli
 from keras_dropact.repro import fig3
 from keras_dropact.repro import table
 from keras_dropact.repro.stats import format_ci
+from keras_dropact.repro.stats import format_paired
 from keras_dropact.repro.stats import mean_ci
+from keras_dropact.repro.stats import paired_difference
 
 TINY = ["--seeds", "1", "--epochs", "1", "--steps-per-epoch", "2"]
 
@@ -25,6 +27,12 @@ def repro(out, *args):
 def read_csv(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def run_results(path):
+    """The results.json of the run directory `path`."""
+    with open(path / "results.json") as f:
+        return json.load(f)
 
 
 def test_mean_ci_uses_the_t_distribution():
@@ -52,7 +60,10 @@ def test_fig2_writes_csv_and_plot_and_skips_finished_runs(tmp_path, capsys):
     repro(tmp_path, *args)
     rows = read_csv(tmp_path / "fig2" / "digits" / "fig2-digits.csv")
     assert [row["p"] for row in rows] == ["0.90", "1.00"]
-    assert all(row["n"] == "1" and 0.0 <= float(row["mean_test_error"]) <= 1.0 for row in rows)
+    # Each row is its run's recorded test error (one seed), as the CSV rounds it.
+    for row in rows:
+        recorded = run_results(tmp_path / "fig2" / "digits" / f"p{row['p']}" / "seed-0")["test_error"]
+        assert row["n"] == "1" and row["mean_test_error"] == f"{recorded:.5f}"
     drop, relu = (float(row["mean_test_error"]) for row in rows)
     assert float(rows[0]["paired_diff_vs_p1"]) == pytest.approx(drop - relu, abs=1e-4)
     assert float(rows[1]["paired_diff_vs_p1"]) == 0.0
@@ -188,10 +199,19 @@ def test_fig4_and_fig6_tiny(tmp_path):
     rows = read_csv(tmp_path / "fig4" / "simple-cnn-digits" / "fig4.csv")
     assert [(r["activation"], r["epoch"]) for r in rows] == [
         ("relu", "1"), ("relu", "2"), ("dropact", "1"), ("dropact", "2")]
+    # The curves are the runs' recorded errors (Figure 4 shares the table's runs).
+    runs = {"relu": tmp_path / "table-cpu" / "simple-cnn-digits" / "relu" / "seed-0",
+            "dropact": tmp_path / "fig2" / "digits" / "p0.95" / "seed-0"}
+    for row in rows:
+        recorded = run_results(runs[row["activation"]])["history"][int(row["epoch"]) - 1]
+        assert row["mean_train_error"] == f"{1 - recorded['accuracy']:.5f}"
+        assert row["mean_test_error"] == f"{1 - recorded['val_accuracy']:.5f}"
     repro(tmp_path, "fig6", "--dataset", "digits", "--seeds", "1", "--epochs", "2", "--steps-per-epoch", "2")
     rows = read_csv(tmp_path / "fig6" / "simple-cnn-digits" / "fig6.csv")
-    assert len(rows) == 2
-    assert all(0.0 < float(r["mean_shift_ratio"]) < 10.0 for r in rows)
+    history = run_results(tmp_path / "fig6" / "simple-cnn-digits" / "dropact-p0.95" / "seed-0")["history"]
+    assert [(r["epoch"], r["mean_shift_ratio"], r["seed_0"]) for r in rows] == [
+        (str(e + 1), f"{h['shift_ratio']:.5f}", f"{h['shift_ratio']:.5f}") for e, h in enumerate(history)]
+    assert len(rows) == 2 and all(0.0 < float(r["mean_shift_ratio"]) < 10.0 for r in rows)
     assert (tmp_path / "fig6" / "simple-cnn-digits" / "fig6.png").exists()
 
 
@@ -202,11 +222,15 @@ def test_table_tiny(tmp_path):
     line = next(line for line in text.splitlines() if "| digits |" in line)
     assert line.startswith("| cpu | digits | simple-cnn | 1 | ")
     assert "| baseline (ours) | paper | RReLU (ours) | paper | Drop-Activation (ours) | paper |" in text
-    for name in ("relu", "rrelu"):
-        assert (tmp_path / "table-cpu" / "simple-cnn-digits" / name / "seed-0" / "results.json").exists()
-    # The Drop-Activation column is Figure 2's run at p = 0.95 (the same configuration).
-    assert (tmp_path / "fig2" / "digits" / "p0.95" / "seed-0" / "results.json").exists()
-    assert not (tmp_path / "table-cpu" / "simple-cnn-digits" / "dropact").exists()
+    # The "ours" cells are the runs' recorded test errors; the Drop-Activation
+    # column is Figure 2's run at p = 0.95 (the same configuration).
+    folder = tmp_path / "table-cpu" / "simple-cnn-digits"
+    errors = [run_results(path)["test_error"] for path in (
+        folder / "relu" / "seed-0", folder / "rrelu" / "seed-0", tmp_path / "fig2" / "digits" / "p0.95" / "seed-0")]
+    cells = [cell.strip() for cell in line.split("|")[1:-1]]
+    assert cells[4:9:2] == [format_ci(mean_ci([error])) for error in errors]
+    assert cells[10] == format_paired(paired_difference([errors[2]], [errors[0]]))
+    assert not (folder / "dropact").exists()
 
 
 def test_table_markdown_names_the_columns_of_augmentation_rows():

@@ -19,31 +19,48 @@ from keras_dropact.training import faults
 from keras_dropact.training import run_dir as rd
 from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.train import train
+from tests.conftest import assert_same_run
 from tests.conftest import tensorflow_only
 
 pytestmark = [tensorflow_only, pytest.mark.slow]
 
 FLAGS = ["--model", "simple-cnn", "--dataset", "digits", "--epochs", "2", "--steps-per-epoch", "2",
-         "--batch-size", "32", "--backup-every", "1", "--seed", "2"]
+         "--batch-size", "32", "--backup-every", "1", "--seed", "2", "--deterministic"]
+# The same run as the previous release trained it: Keras' SGD momentum (no
+# flag sets it; TrainConfig does).
+KERAS_SGD_RUN = dict(model="simple-cnn", dataset="digits", epochs=2, steps_per_epoch=2, batch_size=32,
+                     backup_every=1, seed=2, deterministic=True, momentum_convention="keras")
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A finished run, and the same run SIGKILLed after optimizer step 4,
     before the end of its last epoch: its backups are those of steps 2 (the
-    end of epoch 0) and 3 (mid-epoch, with its metric totals)."""
+    end of epoch 0) and 3 (mid-epoch, with its metric totals). The same two
+    with Keras' SGD momentum, as the previous release trained them."""
     root = tmp_path_factory.mktemp("files")
-    killed = str(root / "killed")
+    killed, killed_keras = str(root / "killed"), str(root / "killed-keras")
     env = {**os.environ, faults.ENV: "step:4", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "keras_dropact.cli", "train", *FLAGS, "--run-dir", killed],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    keras_sgd_script = (
+        "import sys; from keras_dropact.training.config import TrainConfig; "
+        "from keras_dropact.training.train import train; "
+        f"train(TrainConfig(**{KERAS_SGD_RUN!r}, run_dir=sys.argv[1]), verbose=0)"
     )
+    processes = [subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    ) for argv in (
+        [sys.executable, "-m", "keras_dropact.cli", "train", *FLAGS, "--run-dir", killed],
+        [sys.executable, "-c", keras_sgd_script, killed_keras],
+    )]
     finished = str(root / "finished")
     assert cli.main(["train", *FLAGS, "--run-dir", finished]) == 0
-    _, err = process.communicate(timeout=600)
-    assert process.returncode == -signal.SIGKILL, err[-3000:]
-    return {"finished": finished, "killed": killed}
+    finished_keras = str(root / "finished-keras")
+    train(TrainConfig(**KERAS_SGD_RUN, run_dir=finished_keras), verbose=0)
+    for process in processes:
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == -signal.SIGKILL, err[-3000:]
+    return {"finished": finished, "killed": killed,
+            "finished-keras": finished_keras, "killed-keras": killed_keras}
 
 
 def _copy(runs, name, tmp_path):
@@ -166,7 +183,8 @@ def test_a_backup_naming_weights_outside_its_folder_is_never_loaded(runs, tmp_pa
     results = train(TrainConfig(run_dir=run), resume=True, verbose=0)
     err = capsys.readouterr().err
     assert f"skipped a backup: {newest}: " in err and repr(relative) in err, err
-    assert results["optimizer_steps"] == 4 and results["processes"] == 2
+    assert results["processes"] == 2
+    assert_same_run(run, runs["finished"])  # Replayed from the backup before.
 
 
 def test_a_backup_with_other_metric_totals_falls_back_to_the_one_before(runs, tmp_path, capsys):
@@ -178,8 +196,7 @@ def test_a_backup_with_other_metric_totals_falls_back_to_the_one_before(runs, tm
     assert cli.main(["train", "--resume", "--run-dir", run]) == 0
     assert ("skipped a backup: step-000000003.json: it holds 3 metric values, the model 4"
             in capsys.readouterr().err)
-    with open(os.path.join(run, rd.RESULTS)) as f:
-        assert json.load(f)["optimizer_steps"] == 4
+    assert_same_run(run, runs["finished"])  # Replayed from the backup before.
 
 
 @pytest.mark.parametrize("folder", [rd.BACKUP, rd.TENSORBOARD])
@@ -232,7 +249,7 @@ def test_a_new_run_records_the_pytorch_momentum_convention(runs):
 def test_a_run_of_the_previous_release_resumes_and_exports(runs, tmp_path, capsys):
     import keras
 
-    run = _copy(runs, "killed", tmp_path)
+    run = _copy(runs, "killed-keras", tmp_path)
     _as_the_previous_release_wrote_it(run)
     # A user's files whose names hold ".tmp-" (issue 25: deleted by the
     # resume, then an IsADirectoryError), and a killed writer's own one.
@@ -245,13 +262,12 @@ def test_a_run_of_the_previous_release_resumes_and_exports(runs, tmp_path, capsy
     capsys.readouterr()
     assert cli.main(["train", "--resume", "--run-dir", run]) == 0
     assert "skipped a backup" not in capsys.readouterr().err  # The mid-epoch backup of step 3.
-    with open(os.path.join(run, rd.RESULTS)) as f:
-        results = json.load(f)
-    assert results["optimizer_steps"] == 4
     # It goes on with the optimizer it trained with, Keras' SGD (its backups
-    # hold Keras' velocities): the previous release's steps.
-    assert results["config"]["momentum_convention"] == "keras"
+    # hold Keras' velocities), and ends as the uninterrupted run did.
+    with open(os.path.join(run, rd.RESULTS)) as f:
+        assert json.load(f)["config"]["momentum_convention"] == "keras"
     assert _optimizer_of(run) is keras.optimizers.SGD
+    assert_same_run(run, runs["finished-keras"])
     assert all(open(os.path.join(run, name)).read() == "mine" for name in users)
     assert not os.path.exists(os.path.join(run, "log.csv.tmp-99999"))
     finished = _copy(runs, "finished", tmp_path)

@@ -33,10 +33,11 @@ from keras_dropact.training.state import seed_variables
 from keras_dropact.training.stops import TrainingDiverged
 from keras_dropact.training.stops import TrainingInterrupted
 from keras_dropact.training.stops import raise_if_signalled
+from tests.conftest import assert_same_weights
 
 
-def _model(seed=1):
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), DropActivation(seed=seed)])
+def _model(seed=1, inputs=3, units=2):
+    model = keras.Sequential([keras.Input((inputs,)), keras.layers.Dense(units), DropActivation(seed=seed)])
     model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="mse")
     model.optimizer.build(model.trainable_variables)
     return model
@@ -75,8 +76,7 @@ def test_a_backup_holds_the_state_and_its_envelope(tmp_path):
     restored_model = _model(seed=2)
     state = backups.restore(restored_model)
     assert state == _state(6)
-    for a, b in zip(restored_model.weights, model.weights):
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    assert_same_weights(restored_model.weights, model.weights)
     # The seed state comes from the JSON, not from the weights file.
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(seed_variables(restored_model)[0]), [6, 7])
 
@@ -141,6 +141,31 @@ def test_restore_falls_back_to_the_older_backup_then_refuses(tmp_path, capsys):
     with pytest.raises(RuntimeError, match=r"No usable backup .*step-000000006.json: .*damaged.*"
                                            r"step-000000004.json: its weights file .* is missing"):
         backups.restore(_model())
+
+
+def test_a_flipped_byte_anywhere_in_a_large_backup_is_refused(tmp_path, capsys):
+    # A backup of more than 1 MiB (hashed in blocks of 1 MiB): one byte
+    # flipped at its start, its middle, or in its last 4 KiB is a SHA-256
+    # mismatch, never a silent load; the backup before it is restored.
+    model = _model(inputs=600, units=600)
+    backups = Backups(str(tmp_path / "backup"))
+    backups.save(model, _state(4))
+    backups.save(model, _state(6))
+    weights = backups._path(6, ".weights.h5")
+    size = os.path.getsize(weights)
+    assert size > 1 << 20
+    original = open(weights, "rb").read()
+    for offset in (0, size // 2, size - 4096, size - 1):
+        damaged = bytearray(original)
+        damaged[offset] ^= 0xFF
+        with open(weights, "wb") as f:
+            f.write(damaged)
+        assert backups.restore(model).optimizer_steps == 4, offset
+        assert ("skipped a backup: step-000000006.json: step-000000006.weights.h5 is damaged "
+                "(SHA-256 mismatch)") in capsys.readouterr().err, offset
+    with open(weights, "wb") as f:
+        f.write(original)
+    assert backups.restore(model).optimizer_steps == 6
 
 
 def test_backups_are_taken_every_n_steps_but_not_at_an_epochs_last_step():

@@ -11,6 +11,9 @@ Faults:
     @SIGINT, @SIGTERM the process sends itself that signal and goes on, as
                       a user's Ctrl-C or a scheduler's SIGTERM arriving at
                       that moment
+    @SIGSTOP          the process stops (as `kill -STOP`) until a SIGCONT,
+                      so that a test acts at that moment: signals it, tries
+                      a second process on its run, kills it from outside
     @ENOSPC           OSError(ENOSPC) is raised there, as a write to a full
                       disk raises it
 
@@ -37,7 +40,8 @@ import os
 import signal
 
 ENV = "DROPACT_FAULT"
-SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
+SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM,
+           "SIGSTOP": signal.SIGSTOP}
 
 
 def point(name, index=None):
