@@ -8,8 +8,10 @@ a 4-filter CNN on digits, a few steps; MobileNetV2 (alpha 0.35) trains one
 step on a folder of 32x32 RGB images.
 """
 
+import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -27,8 +29,7 @@ from keras_dropact.training import user_models
 from keras_dropact.training.artifacts import load_model
 from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.export import export
-from tests.conftest import assert_same_training
-from tests.conftest import saved_weights
+from tests.conftest import assert_same_run
 from tests.conftest import tensorflow_only
 
 pytestmark = tensorflow_only
@@ -199,25 +200,33 @@ def test_mobilenetv2_trains_on_a_folder_of_32x32_rgb_images(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_keras_file_trains_and_a_changed_file_is_refused_on_resume(builders, tmp_path, capsys):
+def test_a_keras_file_stopped_resumes_bit_identical_and_a_changed_file_is_refused(
+        builders, tmp_path, capsys, monkeypatch):
+    """A `.keras` model stopped mid-run (SIGTERM after optimizer step 3 of 4,
+    in this process) is refused while its file is another, and resumed from
+    the file it started from ends bit-identical to an uninterrupted run."""
     keras_file = tmp_path / "mine.keras"
     keras.saving.save_model(user_models.base_model(TrainConfig(model=TINY), (8, 8, 1), 10), keras_file)
-    run = str(tmp_path / "run")
-    assert cli.main(["train", "--model", str(keras_file), "--epochs", "1", "--steps-per-epoch", "2",
-                     "--batch-size", "16", "--run-dir", run]) == 0
+    original = keras_file.read_bytes()
+    stopped, reference = str(tmp_path / "stopped"), str(tmp_path / "reference")
+    flags = ["train", "--model", str(keras_file), "--epochs", "2", "--steps-per-epoch", "2",
+             "--batch-size", "16", "--backup-every", "1", "--deterministic"]
+    monkeypatch.setenv(faults.ENV, "step:3@SIGTERM")
+    assert cli.main([*flags, "--run-dir", stopped]) == 128 + signal.SIGTERM
+    monkeypatch.delenv(faults.ENV)
     assert "mine.keras: 2 activation site(s) of relu converted" in capsys.readouterr().err
-    with open(os.path.join(run, rd.CONFIG)) as f:
-        config = json.load(f)
-    assert config["model_sha256"] == user_models.digests(str(keras_file))["model_sha256"]
-    # A run started from the file, resumed after the file was replaced.
-    started = tmp_path / "started"
-    started.mkdir()
-    TrainConfig(**{**config, "run_dir": str(started), "epochs": 2}).save(started / rd.CONFIG)
+    with open(os.path.join(stopped, rd.CONFIG)) as f:
+        assert json.load(f)["model_sha256"] == hashlib.sha256(original).hexdigest()
     keras.saving.save_model(user_models.base_model(TrainConfig(model=TINY, seed=1), (8, 8, 1), 10),
                             keras_file)
-    _fails(["train", "--resume", "--run-dir", str(started)], capsys,
-           f"--model {str(keras_file)!r} changed since run {str(started)!r} started (SHA-256 ")
-    assert sorted(os.listdir(started)) == [rd.CONFIG, rd.LOCK]
+    before = sorted(os.listdir(stopped))
+    _fails(["train", "--resume", "--run-dir", stopped], capsys,
+           f"--model {str(keras_file)!r} changed since run {stopped!r} started (SHA-256 ")
+    assert sorted(os.listdir(stopped)) == before and not os.path.exists(os.path.join(stopped, rd.RESULTS))
+    keras_file.write_bytes(original)
+    assert cli.main(["train", "--resume", "--run-dir", stopped]) == 0
+    assert cli.main([*flags, "--run-dir", reference]) == 0
+    assert_same_run(stopped, reference)
 
 
 def _launch_killed(run, folder):
@@ -244,14 +253,13 @@ def test_a_builder_model_killed_resumes_bit_identical_exports_and_predicts(build
     with open(os.path.join(reference, rd.CONFIG)) as f:
         assert json.load(f) == printed  # --print-config prints what the run records.
     assert cli.main(["train", "--resume", "--run-dir", killed]) == 0
-    results = [json.load(open(os.path.join(run, rd.RESULTS))) for run in (killed, reference)]
-    assert_same_training(*results)
-    assert results[0]["converted_sites"] == 2
-    for mine, theirs in zip(saved_weights(killed), saved_weights(reference), strict=True):
-        np.testing.assert_array_equal(mine, theirs)
+    assert_same_run(killed, reference)
+    with open(os.path.join(killed, rd.RESULTS)) as f:
+        results = json.load(f)
+    assert results["converted_sites"] == 2
     capsys.readouterr()
     assert cli.main(["evaluate", killed]) == 0
-    assert json.loads(capsys.readouterr().out)["test_error"] == pytest.approx(results[0]["test_error"])
+    assert json.loads(capsys.readouterr().out)["test_error"] == pytest.approx(results["test_error"])
     exported = export(killed, "saved_model", name="tiny", root=str(tmp_path / "models"))
     assert exported["max_abs_difference"] <= 1e-5
     image = tmp_path / "digit.png"
