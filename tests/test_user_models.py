@@ -202,15 +202,15 @@ def test_mobilenetv2_trains_on_a_folder_of_32x32_rgb_images(tmp_path, capsys):
 @pytest.mark.slow
 def test_a_keras_file_stopped_resumes_bit_identical_and_a_changed_file_is_refused(
         builders, tmp_path, capsys, monkeypatch):
-    """A `.keras` model stopped mid-run (SIGTERM after optimizer step 3 of 4,
-    in this process) is refused while its file is another, and resumed from
+    """A `.keras` model trained with `--strategy mirrored` and stopped mid-run
+    (SIGTERM after optimizer step 3 of 4, in this process) is refused while its file is another, and resumed from
     the file it started from ends bit-identical to an uninterrupted run."""
     keras_file = tmp_path / "mine.keras"
     keras.saving.save_model(user_models.base_model(TrainConfig(model=TINY), (8, 8, 1), 10), keras_file)
     original = keras_file.read_bytes()
     stopped, reference = str(tmp_path / "stopped"), str(tmp_path / "reference")
     flags = ["train", "--model", str(keras_file), "--epochs", "2", "--steps-per-epoch", "2",
-             "--batch-size", "16", "--backup-every", "1", "--deterministic"]
+             "--batch-size", "16", "--backup-every", "1", "--deterministic", "--strategy", "mirrored"]
     monkeypatch.setenv(faults.ENV, "step:3@SIGTERM")
     assert cli.main([*flags, "--run-dir", stopped]) == 128 + signal.SIGTERM
     monkeypatch.delenv(faults.ENV)
