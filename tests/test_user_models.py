@@ -5,7 +5,8 @@ keras.applications.NAME, a `.keras` file, `package.module:function`
 The builder module of these tests is written into a temporary folder and
 imported from there (`PYTHONPATH` for the killed subprocess). Runs are tiny:
 a 4-filter CNN on digits, a few steps; MobileNetV2 (alpha 0.35) trains one
-step on a folder of 32x32 RGB images.
+step on a folder of 32x32 RGB images (converted) and on digits read at 32x32
+(as it is).
 """
 
 import hashlib
@@ -160,9 +161,12 @@ def test_compare_trains_relu_as_it_is_and_dropact_converted(builders, tmp_path, 
 
 
 @pytest.mark.slow
-def test_mobilenetv2_takes_digits_read_at_32x32():
-    """What `validate` builds for `--dataset digits --image-size 32` (8x8 is
-    refused: `test_models_that_do_not_fit_are_one_line`)."""
+def test_mobilenetv2_trains_on_digits_read_at_32x32(tmp_path):
+    """`--dataset digits --image-size 32` (8x8 is refused:
+    `test_models_that_do_not_fit_are_one_line`): converted, its 35 ReLU6
+    sites are Drop-Activations; one step of it as it is (`--activation relu`:
+    the converted model's training is `test_mobilenetv2_trains_on_a_folder...`,
+    whose graph took a minute to trace on 2 CPU cores) reads the digits at 32x32."""
     from keras_dropact import pipelines
 
     config = TrainConfig(model="keras.applications.MobileNetV2", model_kwargs={"alpha": 0.35},
@@ -171,6 +175,17 @@ def test_mobilenetv2_takes_digits_read_at_32x32():
     model, converted = user_models.build(config, info["shape"], info["num_classes"])
     assert converted == 35 == len(_drop_activations(model))
     assert tuple(model.inputs[0].shape[1:]) == (32, 32, 1)
+    run = str(tmp_path / "run")
+    assert cli.main(["train", "--model", config.model, "--model-kwargs", '{"alpha": 0.35}',
+                     "--activation", "relu", "--dataset", "digits", "--image-size", "32",
+                     "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "4",
+                     "--train-size", "8", "--run-dir", run]) == 0
+    with open(os.path.join(run, rd.RESULTS)) as f:
+        results = json.load(f)
+    assert results["status"] == "finished" and results["optimizer_steps"] == 1
+    assert "converted_sites" not in results and results["config"]["image_size"] == [32, 32]
+    trained = load_model(run)
+    assert tuple(trained.inputs[0].shape[1:]) == (32, 32, 1) and not _drop_activations(trained)
 
 
 @pytest.mark.slow
