@@ -155,7 +155,20 @@ def test_compare_trains_relu_as_it_is_and_dropact_converted(builders, tmp_path, 
     # The recipe's weight decay, PyTorch-style (l2 = weight_decay / 2), in the layers' configs.
     assert converted.get_layer("conv").kernel_regularizer.l2 == pytest.approx(2.5e-4)
     assert converted.get_layer("bn").gamma_regularizer.l2 == pytest.approx(2.5e-4)
-    assert plan.record["training"]["model_sha256"] == user_models.digests(TINY)["model_sha256"]
+    digest = user_models.digests(TINY)["model_sha256"]
+    assert plan.record["training"]["model_sha256"] == digest
+    # The builder changed since the comparison started: refused, naming the digests.
+    os.makedirs(plan.out)
+    with open(os.path.join(plan.out, compare.RECORD), "w") as f:
+        json.dump(plan.record, f)
+    module = builders / f"{MODULE}.py"
+    source = module.read_text()
+    module.write_text(source + "# changed\n")
+    try:
+        with pytest.raises(ValueError, match=rf"another configuration \(model_sha256 '{digest}' there, '[0-9a-f]{{64}}' now\)"):
+            compare.Plan({"model": TINY}, ["relu", "dropact"], 1, plan.out)
+    finally:
+        module.write_text(source)
     _fails(["compare", "--model", TINY, "--arm", "relu", "--arm", "rrelu", "--out",
             str(tmp_path / "other")], capsys, "Activation 'rrelu' is for presets")
 

@@ -206,7 +206,8 @@ def check_out(out, record):
 
 
 def _changes(saved, record):
-    """What differs between two compare.json records, as `--flag OLD there, NEW now`."""
+    """What differs between two compare.json records, as `--flag OLD there, NEW now`
+    (a model file's digest, which no flag sets, as `model_sha256 OLD there, NEW now`)."""
     changes = []
     if saved.get("backend") != record["backend"]:
         changes.append(f"--backend {saved.get('backend')!r} there, {record['backend']!r} now")
@@ -215,8 +216,9 @@ def _changes(saved, record):
         new = record[section]
         for key in sorted(set(old) | set(new)):
             if old.get(key) != new.get(key):
-                name = key.replace("_", "-") if prefix == "--" else key
-                changes.append(f"{prefix}{name} {old.get(key)!r} there, {new.get(key)!r} now")
+                name = f"--{key.replace('_', '-')}" if prefix == "--" else f"{prefix}{key}"
+                name = key if key in user_models.DIGEST_KEYS else name
+                changes.append(f"{name} {old.get(key)!r} there, {new.get(key)!r} now")
     return changes
 
 

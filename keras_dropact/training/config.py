@@ -273,7 +273,7 @@ class TrainConfig:
                 keras_activation_name(self.convert_activation)
             except ValueError as error:
                 raise ValueError(f"--convert-activation: {error}") from None
-        for name in ("model_sha256", "weights_sha256"):
+        for name in user_models.DIGEST_KEYS:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, str) and re.fullmatch("[0-9a-f]{64}", value)):
                 raise ValueError(f"{name} must be a SHA-256 digest (64 hex digits), got {value!r}.")

@@ -50,6 +50,8 @@ RESERVED = {
                     "classifier_activation"),
     "function": ("input_shape", "num_classes"),
 }
+# The config.json keys of the files' SHA-256 (`digests`): recorded, no flag sets them.
+DIGEST_KEYS = ("model_sha256", "weights_sha256")
 _FUNCTION = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 
 
