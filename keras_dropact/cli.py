@@ -65,7 +65,10 @@ def _add_run_flags(parser):
     from keras_dropact.training import run_dataset
 
     defaults = _train_defaults()
-    parser.add_argument("--model", default=defaults["model"], help="a preset of keras_dropact.models (see `python -c 'from keras_dropact import models; print(models.names())'`)")
+    parser.add_argument("--model", default=defaults["model"], help="a preset of keras_dropact.models, keras.applications.NAME, a .keras file or package.module:function (docs/guides/your-model.md)")
+    parser.add_argument("--model-kwargs", type=_json_object, metavar="JSON", help="more arguments of a keras.applications or module:function builder, a JSON object, e.g. '{\"alpha\": 0.35}'")
+    parser.add_argument("--weights", metavar="FILE", help="a .weights.h5 file the model (not a preset) starts from")
+    parser.add_argument("--convert-activation", metavar="NAME", help="the Keras activation --activation dropact converts in a model that is not a preset (default relu; e.g. relu6, silu, gelu)")
     parser.add_argument("--dataset", default=defaults["dataset"], help="cifar10, cifar100, svhn, emnist-balanced, fashion-mnist, digits, mnist1d or folder:PATH")
     parser.add_argument("--augment", default=None, help="none, standard, cutout, autoaugment (default: the paper's for the dataset)")
     parser.add_argument("--recipe", default=None, help="a recipe of `dropact recipes` (default: the model's, or quick)")
@@ -79,11 +82,44 @@ def _add_run_flags(parser):
     parser.add_argument("--train-size", type=int, metavar="N", help="train on the first N examples of the training split, in its stored order (default: all)")
     parser.add_argument("--mixed-precision", action="store_true", help="float16 on GPU, bfloat16 on CPU")
     parser.add_argument("--data-dir", help="TFDS data directory (prepared datasets, offline use); fashion-mnist: the folder of its four files, or a TFDS data directory")
-    parser.add_argument("--image-size", type=run_dataset.image_size_argument, metavar="N|HxW", help="folder: datasets: read the images at this size (default: their most common size)")
+    parser.add_argument("--image-size", type=run_dataset.image_size_argument, metavar="N|HxW", help="read the images at this size (default: a folder's most common size, another dataset's own)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), help="read the images gray (1) or RGB (3; gray images repeated) (default: the dataset's)")
     parser.add_argument("--strategy", default=defaults["strategy"], help="auto, none; TensorFlow: mirrored, multiworker; JAX: data-parallel")
     parser.add_argument("--backup-every", type=int, default=defaults["backup_every"], help=f"optimizer steps between resume backups (default {defaults['backup_every']})")
     parser.add_argument("--deterministic", action="store_true", help="TensorFlow op determinism: a rerun or a resumed run gives bit-identical weights (slower)")
     _add_backend(parser)
+    parser.add_argument("--config", metavar="FILE", help="start from this configuration: a JSON file (a run's config.json) or a .toml file; flags given override it")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved configuration as JSON and exit, writing nothing")
+
+
+def _json_object(text):
+    """The argparse type of `--model-kwargs`: a JSON object, as a dict."""
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        value = error
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"--model-kwargs must be a JSON object, e.g. '{{\"alpha\": 0.35}}'; got {text!r}.")
+    return value
+
+
+def _apply_config_file(args):
+    """Gives the TrainConfig fields of `--config FILE` that no flag gave
+    (`_leave_unset`) the file's values; flags override the file.
+
+    `dropact compare` sets activation, p and run_dir per run: a run's
+    config.json holds them, and they are left out.
+    """
+    from keras_dropact.training.config import read_config_file
+
+    values = read_config_file(args.config)
+    skipped = ("activation", "p", "run_dir") if args.command == "compare" else ()
+    for name, value in values.items():
+        # run_dir has no `_leave_unset` default: None when not given.
+        unset = getattr(args, name, None) is None if name == "run_dir" else not hasattr(args, name)
+        if name not in skipped and unset:
+            setattr(args, name, value)
 
 
 def _leave_unset(parser):
@@ -144,6 +180,12 @@ def _train(args, signals):
             raise ValueError("--resume needs --run-dir, the run to continue.")
         run = Run.resume(args.run_dir)
         _check_resume_flags(run.config, given)
+    else:
+        run = Run.new(TrainConfig(run_dir=args.run_dir, **given))
+    if args.print_config:
+        print(json.dumps(run.config.to_dict(), indent=2))
+        return 0
+    if args.resume:
         previous = run.ended()
         if previous is not None:
             print(
@@ -155,8 +197,6 @@ def _train(args, signals):
         if saved is not None and saved != keras.backend.backend():
             _switch_backend(saved, None if args.restarts else args.argv,
                             f"{args.run_dir} trains on {saved} (its config.json)")
-    else:
-        run = Run.new(TrainConfig(run_dir=args.run_dir, **given))
     _enable_jax_compilation_cache()
     try:
         results = run.fit(signals=signals)
@@ -167,8 +207,9 @@ def _train(args, signals):
         print(f"dropact train: error: {error}", file=sys.stderr)
         return stops.EXIT_DIVERGED
     speed, config = results.images_per_second, results.config
+    converted = "" if results.converted_sites is None else f", {results.converted_sites} sites"
     print(
-        f"\n{config['model']} on {config['dataset']} ({config['activation']}): test error "
+        f"\n{config['model']} on {config['dataset']} ({config['activation']}{converted}): test error "
         f"{100 * results.test_error:.2f}%, test loss {results.test_loss:.4f}, "
         f"{'-' if speed is None else f'{speed:.0f}'} images/s. Run: {config['run_dir']}"
     )
@@ -215,6 +256,9 @@ def _compare(args, signals):
 
     command = shlex.join(["dropact", *args.argv])
     plan = compare.Plan(_given_config(args), args.arm, args.seeds, args.out, command)
+    if args.print_config:
+        print(json.dumps(plan.record, indent=2))
+        return 0
     _enable_jax_compilation_cache()
     try:
         report = compare.run(plan, signals=signals, verbose=args.verbose)
@@ -524,6 +568,8 @@ def _run(args, argv, command):
     import keras
 
     try:
+        if getattr(args, "config", None) is not None:
+            _apply_config_file(args)
         backend = getattr(args, "backend", None)
         if args.command == "export":
             # Serving signatures are TensorFlow graphs; a .keras file of any

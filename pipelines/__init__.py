@@ -16,7 +16,9 @@ autoaugment (see `pipelines.augment`). `info(name)` describes a dataset;
 `ensure_available` checks (or fetches) the data before a run creates anything;
 `prepare` builds a TFDS dataset from archives copied by hand; `class_names(name)`
 lists the label names (what exported models answer). A folder's images are
-read at `image_size=` (`load`, `info`, ...), by default their most common size.
+read at `image_size=` (`load`, `info`, ...), by default their most common size;
+any image dataset can be read at another size and with `channels=` 1 or 3
+(`pipelines.image_ops`: the rule exports serve image files with).
 """
 
 from keras_dropact.extras import require as _require
@@ -36,6 +38,7 @@ from keras_dropact.pipelines.pipeline import Pipeline as _Pipeline  # noqa: E402
 from keras_dropact.pipelines.pipeline import batches_per_pass  # noqa: E402
 from keras_dropact.pipelines.pipeline import check_positive_int as _check_positive_int  # noqa: E402
 from keras_dropact.pipelines.pipeline import stream_examples as _stream_examples  # noqa: E402
+from keras_dropact.pipelines.registry import check_channels  # noqa: E402
 from keras_dropact.pipelines.tfds_source import DatasetNotPreparedError  # noqa: E402
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "augmentations",
     "batches_per_pass",
+    "check_channels",
     "check_image_size",
     "class_names",
     "dataset_fn",
@@ -82,6 +86,7 @@ def load(
     cutout_size=None,
     download=True,
     image_size=None,
+    channels=None,
     take=None,
 ):
     """A batched `tf.data.Dataset` of (float32 images, int32 labels) for fit.
@@ -106,8 +111,11 @@ def load(
         cutout_size: Cutout side in pixels, replacing the default (16
             CIFAR-10, 8 CIFAR-100, 20 SVHN; 16 for "autoaugment").
         download: let TFDS download a dataset that is not prepared.
-        image_size: `folder:PATH` only: [height, width] (or N for N x N)
-            to read the images at; default: their most common size.
+        image_size: [height, width] (or N for N x N) to read the images
+            at; default: a folder's most common size, another dataset's
+            own (images of another size are resized: `image_ops.resize`).
+        channels: 1 or 3 to read the images gray or RGB (`image_ops.to_channels`);
+            default: a folder's (gray if every image is), another dataset's own.
         take: read only the first `take` examples of the split, in the
             order its source stores them (the same subset for every seed);
             default: all.
@@ -129,6 +137,7 @@ def load(
         cutout_size=cutout_size,
         download=download,
         image_size=image_size,
+        channels=channels,
         take=take,
     )
     return pipeline.build(batch_size)
@@ -204,8 +213,8 @@ def stream_examples(num_examples, global_batch_size, start_step, stop_step,
     return total
 
 
-def info(name, image_size=None):
-    """What `load(name, ..., image_size=image_size)` yields, as a dict.
+def info(name, image_size=None, channels=None):
+    """What `load(name, ..., image_size=image_size, channels=channels)` yields, as a dict.
 
     Keys: name, shape (one example), num_classes, splits (examples per
     split), normalisation (text), mean, std, cutout_size (the "cutout"
@@ -213,7 +222,7 @@ def info(name, image_size=None):
     augmentation), source, description, note (a line to tell the user, or
     "": a folder's images of other sizes resized to the most common one).
     """
-    spec = _registry.get(name, image_size)
+    spec = _registry.get(name, image_size, channels)
     return {
         "name": spec.name,
         "shape": spec.shape,

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_dropact.extras import require
+from keras_dropact.pipelines import image_ops
 from keras_dropact.pipelines.limits import check_image_file
 from keras_dropact.pipelines.limits import check_image_size
 
@@ -373,9 +374,7 @@ def load_folder(spec, split, data_dir=None, download=True):
     height, width, channels = spec.shape
 
     def read(path, label):
-        image = _decode(path, channels)
-        image = tf.image.resize(image, (height, width))
-        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        image = image_ops.resize(_decode(path, channels), height, width)
         return tf.ensure_shape(image, spec.shape), label
 
     dataset = tf.data.Dataset.from_tensor_slices(

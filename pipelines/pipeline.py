@@ -98,9 +98,10 @@ class Pipeline:
         cutout_size=None,
         download=True,
         image_size=None,
+        channels=None,
         take=None,
     ):
-        self.spec = registry.get(name, image_size)
+        self.spec = registry.get(name, image_size, channels)
         registry.check_split(split)
         self.num_examples = self.spec.splits[split]
         if take is not None:

@@ -13,10 +13,14 @@ from typing import Callable, Mapping, Optional, Tuple
 
 from keras_dropact.pipelines import augment
 from keras_dropact.pipelines import fashion_mnist
+from keras_dropact.pipelines import image_ops
 from keras_dropact.pipelines import offline
 from keras_dropact.pipelines import tfds_source
+from keras_dropact.pipelines.limits import check_image_size
 
 FOLDER_PREFIX = "folder:"
+# The channels images can be read with (`--channels`): gray or RGB.
+CHANNELS = (1, 3)
 SPLITS = ("train", "test")
 
 
@@ -268,23 +272,30 @@ def is_folder(name):
     return isinstance(name, str) and name.startswith(FOLDER_PREFIX)
 
 
-def get(name, image_size=None):
+def get(name, image_size=None, channels=None):
     """The `DatasetSpec` for `name`; `folder:PATH` scans PATH.
 
-    `image_size` ([height, width] or N) is the size a folder's images are
-    read at; None picks their most common size (`offline.scan_folder`).
-    Other datasets have their own size and take None.
+    `image_size` ([height, width] or N) is the size the images are read at;
+    None: a folder's most common size (`offline.scan_folder`), another
+    dataset's own. `channels` (1 or 3) converts them: None keeps a folder's
+    (1 if every image is gray, else 3) or the dataset's own. A dataset read
+    at another shape than its own gets a spec of that shape whose loader
+    converts and resizes every image (`image_ops.read_as`), as
+    `serve_image_bytes` converts files.
 
     Raises:
         ValueError: for an unknown name, listing the valid ones; an
-            `image_size` for a dataset that is not a folder.
+            `image_size` or `channels` for 1-D signals, or `channels` 1
+            for data normalised per RGB channel.
     """
+    image_size = check_image_size(image_size)
+    check_channels(channels)
     if is_folder(name):
         path = name[len(FOLDER_PREFIX):]
         found = offline.scan_folder(path, image_size)
         return DatasetSpec(
             name=name,
-            shape=found.shape,
+            shape=(*found.shape[:2], channels or found.shape[2]),
             num_classes=len(found.class_names),
             splits=found.split_sizes,
             normalisation=FOLDER_NORMALISATION,
@@ -300,13 +311,43 @@ def get(name, image_size=None):
         raise ValueError(
             f"Unknown dataset {name!r}. Valid names: {', '.join(names())}."
         )
-    if image_size is not None:
-        shape = "x".join(map(str, SPECS[name].shape))
+    return _read_as(SPECS[name], image_size, channels)
+
+
+def check_channels(channels):
+    """ValueError unless `channels` is None, 1 or 3."""
+    if channels is not None and (isinstance(channels, bool) or channels not in CHANNELS):
         raise ValueError(
-            f"--image-size is for folder:PATH datasets, whose images may have any "
-            f"size; {name!r} examples are {shape}. Leave out --image-size."
+            f"--channels must be 1 (gray) or 3 (RGB), got {channels!r}."
         )
-    return SPECS[name]
+
+
+def _read_as(spec, image_size, channels):
+    """`spec`, or the spec of its images read at `image_size` with `channels`."""
+    if image_size is None and channels is None:
+        return spec
+    if not spec.is_image:
+        shape = "x".join(map(str, spec.shape))
+        raise ValueError(
+            f"--image-size and --channels are for images; {spec.name!r} holds 1-D signals "
+            f"of shape {shape}. Leave them out."
+        )
+    shape = (*(image_size or spec.shape[:2]), channels or spec.shape[2])
+    if shape == spec.shape:
+        return spec
+    mean = spec.normalisation.mean
+    if shape[2] == 1 and mean is not None and len(mean) > 1:
+        raise ValueError(
+            f"--channels 1: {spec.name!r} is normalised per RGB channel (mean {mean}), "
+            "which gray images have no statistics for. Leave out --channels."
+        )
+
+    def loader(resized, split, data_dir=None, download=True):
+        del resized
+        data = spec.loader(spec, split, data_dir=data_dir, download=download)
+        return data.map(lambda image, label: (image_ops.read_as(image, shape), label))
+
+    return dataclasses.replace(spec, shape=shape, loader=loader)
 
 
 def values(name):

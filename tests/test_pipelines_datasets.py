@@ -127,6 +127,28 @@ def test_digits_split_and_values():
     np.testing.assert_array_equal(np.concatenate([train_y, test_y]), digits.target[order])
 
 
+def test_any_image_dataset_is_read_at_another_size_and_channels():
+    """Issue 26: `image_size` and `channels` for every image dataset, by the
+    rule serving reads files with (`image_ops`: bilinear, rounded, clipped;
+    gray repeated into RGB). A folder's gray images too."""
+    stored = np.concatenate([x for x, _ in offline.load_digits(None, "test").batch(500).as_numpy_iterator()])
+    images, _ = _collect(pipelines.load("digits", "test", 500, image_size=[16, 12], channels=3))
+    resized = np.clip(np.round(tf.image.resize(stored, (16, 12)).numpy()), 0, 255)
+    np.testing.assert_array_equal(images, np.repeat(resized, 3, axis=-1) / 16.0)
+    assert pipelines.info("digits", image_size=[8, 8])["shape"] == (8, 8, 1)  # Its own size: as it is.
+
+
+def test_a_gray_folder_is_read_as_rgb(tmp_path):
+    for name in ("ant", "bee"):
+        for i in range(3):
+            _write_png(tmp_path / "gray" / name / f"{i}.png", 40 * i, (6, 5, 1))
+    folder = f"folder:{tmp_path / 'gray'}"
+    gray, _ = _collect(pipelines.load(folder, "train", 8, shuffle=False))
+    rgb, _ = _collect(pipelines.load(folder, "train", 8, channels=3, shuffle=False))
+    assert pipelines.info(folder, channels=3)["shape"] == (6, 5, 3)
+    np.testing.assert_array_equal(rgb, np.repeat(gray, 3, axis=-1))
+
+
 def test_mnist1d_matches_generator_and_keeps_global_rng():
     import mnist1d.data
 
@@ -241,8 +263,8 @@ def test_folder_image_size_is_chosen_by_the_caller(tmp_path):
     for bad in (0, -2, [4, 0], [1, 2, 3], "32", True, 2.5):
         with pytest.raises(ValueError, match=r"--image-size must be a positive size in pixels, N or HEIGHTxWIDTH"):
             pipelines.info(name, image_size=bad)
-    with pytest.raises(ValueError, match="--image-size is for folder:PATH datasets.*'digits' examples are 8x8x1"):
-        pipelines.info("digits", image_size=8)
+    with pytest.raises(ValueError, match="--image-size and --channels are for images; 'mnist1d' holds 1-D"):
+        pipelines.info("mnist1d", image_size=8)
 
 
 def test_folder_channels_come_from_all_images(tmp_path):

@@ -216,15 +216,16 @@ def test_a_run_folder_that_is_a_link_is_refused(runs, tmp_path, capsys, folder):
 
 
 # config.json keys 0.1.0 did not write.
-ADDED = ("image_size", "train_size", "backend", "momentum_convention")
+ADDED = ("image_size", "train_size", "backend", "momentum_convention", "model_kwargs", "weights",
+         "convert_activation", "channels", "model_sha256", "weights_sha256")
 
 
 def _as_the_previous_release_wrote_it(run):
     """The run's files as keras-dropact before issue 20 wrote them: no
-    `image_size`, `train_size`, `backend` and `momentum_convention` in
-    config.json (there was no --image-size or --train-size; issue 25 records
-    the backend; TorchSGD came after), no dataset.json, and results.json as
-    the release wrote it."""
+    `image_size`, `train_size`, `backend`, `momentum_convention` and the keys
+    of models that are not presets (issue 26) in config.json (there was no
+    --image-size or --train-size; issue 25 records the backend; TorchSGD came
+    after), no dataset.json, and results.json as the release wrote it."""
     _edit_json(run, rd.CONFIG, lambda config: {
         k: v for k, v in config.items() if k not in ADDED})
     os.remove(os.path.join(run, "dataset.json"))

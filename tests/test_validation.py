@@ -87,11 +87,18 @@ def test_augmentations_are_listed_once(tmp_path, capsys):
     assert err.strip().endswith("Unknown augmentation 'mixup'. Valid augmentations: none, standard, cutout, autoaugment.")
 
 
-def test_image_size_is_for_folders_and_positive(tmp_path, capsys):
+def test_image_size_is_for_images_and_positive(tmp_path, capsys):
+    # Issue 26: any image dataset is read at another size (and channels); 1-D signals are not.
     _one_line(_train_fails(
-        [*QUICK, "--image-size", "8"], tmp_path, capsys,
-        "--image-size is for folder:PATH datasets, whose images may have any size; 'digits' examples are 8x8x1.",
+        ["--model", "mnist1d-mlp", "--dataset", "mnist1d", "--image-size", "8"], tmp_path, capsys,
+        "--image-size and --channels are for images; 'mnist1d' holds 1-D signals of shape 40x1.",
     ))
+    _one_line(_train_fails(
+        [*QUICK, "--dataset", "cifar10", "--channels", "1"], tmp_path, capsys,
+        "--channels 1: 'cifar10' is normalised per RGB channel (mean (0.4914, 0.4822, 0.4465)), "
+        "which gray images have no statistics for.",
+    ))
+    assert pipelines.info("digits", image_size=[12, 10], channels=3)["shape"] == (12, 10, 3)
     for text in ("0", "8x", "axb", "1x2x3", "-4"):
         with pytest.raises(SystemExit) as exit_status:
             cli.main(["train", *QUICK, "--image-size", text, "--run-dir", str(tmp_path / "run")])

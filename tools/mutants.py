@@ -88,7 +88,7 @@ MUTANTS = (
            ("tests/test_layers.py::test_inference_is_exactly_leaky_relu",),
            "inference uses slope p instead of 1 - p (paper eq. 5)"),
     # --- backups and resume: keras_dropact/training/backups.py, pipelines/ --------
-    Mutant("backup-hash-first-mib", "keras_dropact/training/backups.py",
+    Mutant("backup-hash-first-mib", "keras_dropact/training/run_files.py",
            '        for block in iter(lambda: f.read(1 << 20), b""):',
            "        for block in [f.read(1 << 20)]:",
            ("tests/test_run_objects.py::test_a_flipped_byte_anywhere_in_a_large_backup_is_refused",),

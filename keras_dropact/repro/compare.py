@@ -51,6 +51,7 @@ from keras_dropact.training import hparams
 from keras_dropact.training import run_dataset
 from keras_dropact.training import run_files
 from keras_dropact.training import strategies
+from keras_dropact.training import user_models
 from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.config import check_seeds
 from keras_dropact.training.evaluate import evaluate
@@ -150,6 +151,9 @@ class Plan:
         self.seeds = check_seeds("seed", first, seeds)
         if not isinstance(out, str) or not out:
             raise ValueError(f"--out must be a folder, got {out!r}.")
+        # Every run starts from the model's files as they are now; compare.json
+        # records their digests, so that changed files are refused.
+        flags.update(user_models.digests(flags.get("model", TrainConfig.model), flags.get("weights")))
         self.flags, self.out, self.command = flags, out, command
         # TrainConfig checks the flags and every arm's activation and p.
         base, *_ = [self.config(arm, first) for arm in self.arms]
@@ -209,7 +213,8 @@ def check_out(out, record):
 
 
 def _changes(saved, record):
-    """What differs between two compare.json records, as `--flag OLD there, NEW now`."""
+    """What differs between two compare.json records, as `--flag OLD there, NEW now`
+    (a model file's digest, which no flag sets, as `model_sha256 OLD there, NEW now`)."""
     changes = []
     if saved.get("backend") != record["backend"]:
         changes.append(f"--backend {saved.get('backend')!r} there, {record['backend']!r} now")
@@ -218,22 +223,25 @@ def _changes(saved, record):
         new = record[section]
         for key in sorted(set(old) | set(new)):
             if old.get(key) != new.get(key):
-                name = key.replace("_", "-") if prefix == "--" else key
-                changes.append(f"{prefix}{name} {old.get(key)!r} there, {new.get(key)!r} now")
+                name = f"--{key.replace('_', '-')}" if prefix == "--" else f"{prefix}{key}"
+                name = key if key in user_models.DIGEST_KEYS else name
+                changes.append(f"{name} {old.get(key)!r} there, {new.get(key)!r} now")
     return changes
 
 
 def check_runtime(plan):
-    """What a run checks before it writes (`validate`), once for the comparison,
+    """What a run checks before it writes (`validate`), once per arm (a model
+    that is not a preset is built as each arm trains it: as it is, converted),
     and that it runs in one process (only one writes the comparison's files)."""
-    base = plan.config(plan.arms[0], plan.seeds[0])
-    runtime = strategies.make(base.strategy)
+    configs = [plan.config(arm, plan.seeds[0]) for arm in plan.arms]
+    runtime = strategies.make(configs[0].strategy)
     if runtime.num_processes > 1:
         raise ValueError(
             f"dropact compare trains in one process; {runtime.num_processes} processes joined. "
             "Run the arms' `dropact train` runs on the cluster instead."
         )
-    validate(base, num_replicas=runtime.num_replicas)
+    for config in configs:
+        validate(config, num_replicas=runtime.num_replicas)
 
 
 def run(plan, signals=None, verbose=0):

@@ -135,7 +135,8 @@ def logged_train_error(results):
 # earlier version has the `ADDED_KEYS` value of those it lacks).
 RUN_FIELDS = ("model", "dataset", "activation", "p", "augment", "recipe", "epochs", "batch_size", "lr",
               "weight_decay", "dropout", "seed", "steps_per_epoch", "mixed_precision",
-              "momentum_convention")
+              "momentum_convention", "model_kwargs", "weights", "convert_activation", "channels",
+              "model_sha256", "weights_sha256")
 
 
 def check_same_run(config, results):

@@ -10,7 +10,6 @@ passes every check and falls back to the one before it, naming what was
 wrong.
 """
 
-import hashlib
 import os
 import re
 import stat
@@ -19,6 +18,7 @@ import warnings
 
 from keras_dropact.training import faults
 from keras_dropact.training import run_files
+from keras_dropact.training.run_files import sha256
 from keras_dropact.training.state import TrainingState
 from keras_dropact.training.state import assign
 from keras_dropact.training.state import check_values
@@ -43,14 +43,6 @@ def is_backup_file(name):
 
 class ReplayInstead(ValueError):
     """A backup that is no point to resume from; the one before it is replayed."""
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Backups:

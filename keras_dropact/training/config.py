@@ -3,13 +3,18 @@
 import dataclasses
 import math
 import numbers
+import os
+import re
+import stat
 
 from keras_dropact.layers import ACTIVATIONS
 from keras_dropact.layers import DEFAULT_KEEP_PROBABILITY
 from keras_dropact.layers import check_keep_probability
+from keras_dropact.layers.activations import keras_activation_name
 from keras_dropact.optimizers import SGD_OF_CONVENTION
 from keras_dropact.training import recipes
 from keras_dropact.training import run_files
+from keras_dropact.training import user_models
 from keras_dropact.training.strategies import BACKENDS
 from keras_dropact.training.strategies import STRATEGIES
 
@@ -20,9 +25,18 @@ from keras_dropact.training.strategies import STRATEGIES
 # --train-size came with issue 24: earlier runs trained on the whole split.
 # The backend came with issue 25: such a run resumes on the loaded backend
 # (None), as it did. The momentum convention came with `TorchSGD`: earlier
-# runs trained with Keras' SGD, and resume with it ("keras").
+# runs trained with Keras' SGD, and resume with it ("keras"). Models that
+# are not presets (`user_models`: `model_kwargs`, `weights`,
+# `convert_activation` and their files' digests) and `--channels` came with
+# issue 26: earlier runs trained presets on the dataset's own channels.
 ADDED_KEYS = {"image_size": None, "train_size": None, "backend": None,
-              "momentum_convention": "keras"}
+              "momentum_convention": "keras", "model_kwargs": None, "weights": None,
+              "convert_activation": None, "channels": None, "model_sha256": None,
+              "weights_sha256": None}
+# The largest `--config` file: a configuration is a few hundred bytes.
+MAX_CONFIG_FILE_BYTES = 2**20
+# The activations a model that is not a preset trains with: as it is, or converted.
+USER_MODEL_ACTIVATIONS = ("relu", "dropact")
 
 # The largest --seed: models give activation site i the seed `seed + i`, and
 # NumPy's and TensorFlow's global seeds must stay below 2**32.
@@ -114,6 +128,13 @@ class TrainConfig:
     (`optimizers.SGD_OF_CONVENTION`): "pytorch" (`TorchSGD`, the paper's),
     or "keras" (`keras.optimizers.SGD`), which runs of earlier versions
     trained and resume with; no flag sets it.
+    A `model` that is not a preset (`user_models`: keras.applications.NAME,
+    a .keras file, package.module:function) takes `model_kwargs`, `weights`
+    (a .weights.h5 to start from) and `convert_activation` (the
+    nonlinearity `activation="dropact"` converts, default "relu"); a new run
+    records its files' SHA-256 (`model_sha256`, `weights_sha256`, no flag).
+    `channels` (1 or 3) reads the images gray or RGB, as `image_size` reads
+    them at another size.
     """
 
     model: str = "resnet-20"
@@ -140,6 +161,12 @@ class TrainConfig:
     light: bool = False
     backend: str | None = None
     momentum_convention: str = "pytorch"
+    model_kwargs: dict | None = None
+    weights: str | None = None
+    convert_activation: str | None = None
+    channels: int | None = None
+    model_sha256: str | None = None
+    weights_sha256: str | None = None
 
     def __post_init__(self):
         """Rejects impossible values up front, naming the flag and the fix.
@@ -194,6 +221,14 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise ValueError(f"--{name.replace('_', '-')} must be a path, got {value!r}.")
+        self._check_reading()
+        self._check_model_options()
+        if self.recipe is None:
+            self.recipe = recipes.default_for(self.model, self.dataset)
+        recipes.get(self.recipe)  # Fails early, listing the recipes.
+
+    def _check_reading(self):
+        """The augmentation and how the images are read (`image_size`, `channels`)."""
         if self.augment is not None and self.augment != "none":
             from keras_dropact import pipelines
 
@@ -202,13 +237,46 @@ class TrainConfig:
                     f"Unknown augmentation {self.augment!r}. Valid augmentations: "
                     f"{', '.join(pipelines.augmentations())}."
                 )
-        if self.image_size is not None:
+        if self.image_size is not None or self.channels is not None:
             from keras_dropact import pipelines
 
             self.image_size = pipelines.check_image_size(self.image_size)
-        if self.recipe is None:
-            self.recipe = recipes.default_for(self.model, self.dataset)
-        recipes.get(self.recipe)  # Fails early, listing the recipes.
+            pipelines.check_channels(self.channels)
+
+    def _check_model_options(self):
+        """The options of models that are not presets (`user_models`)."""
+        what = user_models.kind(self.model)
+        custom = what in user_models.KINDS[1:]
+        if custom and self.activation not in USER_MODEL_ACTIVATIONS:
+            raise ValueError(
+                f"Activation {self.activation!r} is for presets; --model {self.model} trains "
+                "as it is (relu) or converted to Drop-Activation (dropact)."
+            )
+        for name in ("model_kwargs", "weights", "convert_activation"):
+            if getattr(self, name) is not None and not custom:
+                raise ValueError(
+                    f"{_flag(name)} is for keras.applications, .keras and module:function "
+                    f"models, not --model {self.model}."
+                )
+        if self.model_kwargs is not None:
+            if not isinstance(self.model_kwargs, dict) or what == "file":
+                raise ValueError(f"--model-kwargs must be a JSON object of a builder's "
+                                 f"arguments (a .keras file has none), got {self.model_kwargs!r}.")
+            reserved = sorted(set(self.model_kwargs) & set(user_models.RESERVED[what]))
+            if reserved:
+                raise ValueError(f"--model-kwargs may not set {', '.join(reserved)}: "
+                                 "dropact sets them from the data.")
+        if self.weights is not None and (not isinstance(self.weights, str) or not self.weights):
+            raise ValueError(f"--weights must be a path, got {self.weights!r}.")
+        if self.convert_activation is not None:
+            try:
+                keras_activation_name(self.convert_activation)
+            except ValueError as error:
+                raise ValueError(f"--convert-activation: {error}") from None
+        for name in user_models.DIGEST_KEYS:
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and re.fullmatch("[0-9a-f]{64}", value)):
+                raise ValueError(f"{name} must be a SHA-256 digest (64 hex digits), got {value!r}.")
 
     def resolved_recipe(self):
         """The recipe with this config's overrides applied."""
@@ -227,6 +295,10 @@ class TrainConfig:
         if self.augment is None:
             return info["recipe_augment"]
         return None if self.augment == "none" else self.augment
+
+    def reading(self):
+        """How the pipelines read the data: {"image_size", "channels"}."""
+        return {"image_size": self.image_size, "channels": self.channels}
 
     def train_examples(self, info):
         """The examples training reads: the first `train_size` of the
@@ -264,3 +336,52 @@ class TrainConfig:
 
     def save(self, path):
         run_files.write_json(path, self.to_dict())
+
+
+def read_config_file(path):
+    """The `TrainConfig` fields a `--config` file sets, checked key by key.
+
+    The file is a JSON object (a run's own config.json) or, if its name ends
+    in `.toml`, a TOML table, of any of the fields (config.json's keys, of
+    its kinds: `image_size` a list); at most `MAX_CONFIG_FILE_BYTES`. The
+    values are checked when the TrainConfig is made, as flags are.
+
+    Raises:
+        ValueError: one line naming the file and its first problem (an
+            unknown key, a value of the wrong kind, not JSON or TOML).
+    """
+    where = f"--config {path!r}"
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        raise ValueError(f"{where}: {error.strerror}.") from None
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_CONFIG_FILE_BYTES:
+        raise ValueError(f"{where} is not a configuration file (a regular file of at most "
+                         f"{MAX_CONFIG_FILE_BYTES} bytes).")
+    try:
+        if path.endswith(".toml"):
+            with open(path, "rb") as f:
+                values = _tomllib().load(f)
+        else:
+            values = run_files.load_json(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{where} is not {'TOML' if path.endswith('.toml') else 'JSON'} "
+                         f"({error}).") from None
+    fields = run_files.json_fields(TrainConfig)
+    problem = run_files.record_problem(values, fields, optional=fields)
+    if problem is not None:
+        raise ValueError(f"{where} is no training configuration: {problem} (its keys: "
+                         f"{', '.join(fields)}).")
+    return values
+
+
+def _tomllib():
+    """Python's TOML reader: `tomllib` (3.11+), or `tomli` (3.10, the train extra)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10.
+        from keras_dropact.extras import require
+
+        require("train", "tomli", feature="a TOML --config file on Python 3.10")
+        import tomli as tomllib
+    return tomllib

@@ -23,7 +23,8 @@ run of an earlier version gets one when it resumes; the end replaces the
 end of a run killed before its results.json.
 
 The seed is no hyperparameter here, nor are paths (`run_dir`,
-`data_dir`) or how the run keeps its state (`backup_every`, `light`): runs
+`data_dir`), the digests of a user's model files (`model_sha256`,
+`weights_sha256`) or how the run keeps its state (`backup_every`, `light`): runs
 that differ only in their seed are one session group, TensorBoard's
 repeated trials, whose metrics the dashboard averages (or takes their
 minimum, maximum or median); each run is one session, named by its folder.
@@ -51,7 +52,7 @@ EXPERIMENT = "events.out.tfevents.dropact-experiment"
 # Every file this module writes, for `RunDir.remove_temporaries`.
 FILES = (SESSION_START, SESSION_END, EXPERIMENT)
 # TrainConfig fields that are not hyperparameters (see the module docstring).
-NOT_HPARAMS = ("run_dir", "data_dir", "seed", "backup_every", "light")
+NOT_HPARAMS = ("run_dir", "data_dir", "seed", "backup_every", "light", "model_sha256", "weights_sha256")
 # The final metrics of a run: written by `write_session_end`, listed by `write_experiment`.
 TEST_METRICS = ("test_error", "test_loss")
 # What Keras' TensorBoard callback writes per epoch, in the session's folders.

@@ -49,6 +49,9 @@ class Results(collections.abc.Mapping):
             issue 20 with a non-finite loss); None when diverged.
         diverged_at_step, diverged_in_epoch, message: where a diverged run
             stopped, and why; None when finished.
+        converted_sites: the activation sites `convert` made Drop-Activations
+            of, in a model that is not a preset (`user_models`); None (no
+            key) otherwise.
     """
 
     status: str
@@ -70,6 +73,7 @@ class Results(collections.abc.Mapping):
     diverged_at_step: int | None = None
     diverged_in_epoch: int | None = None
     message: str | None = None
+    converted_sites: int | None = None
 
     def __post_init__(self):
         for name in ("config", "recipe", "history", "distribution", "versions"):
@@ -113,6 +117,7 @@ _COMMON = {
     "optimizer_steps": (int,), "history": (list,), "wall_seconds": (float,),
     "train_seconds": (float,), "timed_examples": (int,), "images_per_second": (float, None),
     "processes": (int,), "distribution": (dict,), "versions": (dict,),
+    "converted_sites": (int,),
 }
 _BY_STATUS = {
     "finished": {"trainable_parameters": (int,), "test_error": (float,),
@@ -120,9 +125,10 @@ _BY_STATUS = {
     "diverged": {"diverged_at_step": (int,), "diverged_in_epoch": (int,), "message": (str,),
                  "test_error": (None,), "test_loss": (None,)},
 }
-# Keys that results.json files of earlier versions lack: "distribution"
-# came with the JAX backend. Nothing stands in for it.
-_ADDED = ("distribution",)
+# Optional keys: "distribution" came with the JAX backend (results.json
+# files of earlier versions lack it; nothing stands in for it);
+# "converted_sites" is there only for a converted model that is not a preset.
+_ADDED = ("distribution", "converted_sites")
 
 
 def problem_of(values):
@@ -147,7 +153,8 @@ def _range_problem(values):
     """The first value of the (well-typed) `values` out of its range, or None."""
     least = {"epochs_completed": 0, "optimizer_steps": 0, "timed_examples": 0, "processes": 1,
              "wall_seconds": 0, "train_seconds": 0, "trainable_parameters": 0,
-             "diverged_at_step": 0, "diverged_in_epoch": 0, "test_loss": 0}
+             "diverged_at_step": 0, "diverged_in_epoch": 0, "test_loss": 0,
+             "converted_sites": 1}
     for name, bound in least.items():
         if isinstance(values.get(name), (int, float)) and values[name] < bound:
             return f"{name!r} is {values[name]!r}, below {bound}"

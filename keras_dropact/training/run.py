@@ -50,6 +50,7 @@ from keras_dropact.training import run_dataset
 from keras_dropact.training import numerics
 from keras_dropact.training import strategies
 from keras_dropact.training import state as state_lib
+from keras_dropact.training import user_models
 from keras_dropact.training.backups import Backups
 from keras_dropact.training.counters import Counters
 from keras_dropact.training.progress import Progress
@@ -70,7 +71,8 @@ from keras_dropact.training.validate import validate
 
 
 def build_model(config, info, recipe):
-    """The preset `config.model` for the dataset `info`, as the recipe trains it."""
+    """The preset `config.model` for the dataset `info`, as the recipe trains it
+    (`user_models.build` makes the models that are not presets)."""
     return models.build(
         config.model,
         num_classes=info["num_classes"],
@@ -148,6 +150,7 @@ class Run:
         self.runtime = self.info = self.recipe = self.out = None
         self.model = self.backups = self.state = self.counters = self.progress = None
         self.test_data = self.test_steps = self.signals = self.verbose = None
+        self.converted_sites = None  # `user_models.build`'s count, for results.json.
 
     @classmethod
     def new(cls, config, model_builder=None):
@@ -156,6 +159,8 @@ class Run:
         backend is the loaded one unless `config.backend` names it."""
         config.run_dir = config.run_dir or default_path(config)
         config.backend = config.backend or strategies.loaded_backend()
+        if model_builder is None:
+            user_models.record_digests(config)
         return cls(config, resumed=False, model_builder=model_builder)
 
     @classmethod
@@ -244,10 +249,12 @@ class Run:
             return ended
         if self.resumed:
             run_dataset.check_unchanged(self.dir.path, self.config)
+            if self.model_builder is None:
+                user_models.check_unchanged(self.config)
         if self.runtime.is_chief and self.resumed:
             self.dir.check_folders()
             self.dir.remove_temporaries()
-        self.info = pipelines.info(self.config.dataset, image_size=self.config.image_size)
+        self.info = pipelines.info(self.config.dataset, **self.config.reading())
         self.recipe = self.config.resolved_recipe()
         has_gpu = self.runtime.has_gpu()
         stack.enter_context(numerics.dtype_policy(self.config.mixed_precision, has_gpu))
@@ -349,13 +356,21 @@ class Run:
         """`runtime.distribute` of `dataset_fn(dataset, split, batch, ...)`."""
         return self.runtime.distribute(dataset_fn(
             self.config.dataset, split, self.recipe.batch_size, data_dir=self.config.data_dir,
-            drop_remainder=self.runtime.drop_remainder, image_size=self.config.image_size,
-            **kwargs,
+            drop_remainder=self.runtime.drop_remainder, **self.config.reading(), **kwargs,
         ))
 
     def _build(self):
         """The compiled model, ready for this runtime."""
-        model = (self.model_builder or build_model)(self.config, self.info, self.recipe)
+        config, info = self.config, self.info
+        if self.model_builder is not None or user_models.kind(config.model) == "preset":
+            model = (self.model_builder or build_model)(config, info, self.recipe)
+        else:
+            model, self.converted_sites = user_models.build(
+                config, info["shape"], info["num_classes"], self.recipe.weight_decay)
+            if self.converted_sites is not None and self.verbose:
+                print(f"{config.model}: {self.converted_sites} activation site(s) of "
+                      f"{config.convert_activation or 'relu'} converted to Drop-Activation "
+                      f"(p={config.p}).", file=sys.stderr)
         compile_model(model, self.recipe, self._epoch_length(), self.config.momentum_convention)
         self.model = self.runtime.prepare(model)
 
@@ -479,4 +494,5 @@ class Run:
             processes=totals["processes"],
             distribution=self.runtime.describe(),
             versions=versions(),
+            converted_sites=self.converted_sites,
         )

@@ -52,9 +52,10 @@ class DatasetRecord:
     split_digests: Optional[Mapping[str, str]] = None
 
     @classmethod
-    def of(cls, dataset, image_size=None):
-        """The record of `dataset` as it is now (a folder is scanned)."""
-        return cls.from_spec(registry.get(dataset, image_size))
+    def of(cls, dataset, image_size=None, channels=None):
+        """The record of `dataset` as it is now (a folder is scanned), read
+        at `image_size` with `channels` (`registry.get`)."""
+        return cls.from_spec(registry.get(dataset, image_size, channels))
 
     @classmethod
     def from_spec(cls, spec):
@@ -68,8 +69,8 @@ class DatasetRecord:
 
     @property
     def image_size(self):
-        """[height, width] a folder is read at; None for other datasets."""
-        return list(self.shape[:2]) if self.is_folder else None
+        """[height, width] the images were read at; None for 1-D signals."""
+        return list(self.shape[:2]) if len(self.shape) == 3 else None
 
     def to_dict(self):
         return {"dataset": self.dataset, "shape": list(self.shape),
@@ -159,7 +160,7 @@ def write(run_dir, config):
     folder's note for the user (how many images are resized to the most
     common size), or None; the caller shows it as its verbosity says.
     """
-    spec = registry.get(config.dataset, config.image_size)
+    spec = registry.get(config.dataset, config.image_size, config.channels)
     run_files.write_json(path(run_dir), DatasetRecord.from_spec(spec).to_dict())
     return spec.note or None
 
@@ -194,24 +195,25 @@ def read(run_dir, dataset):
 
 def check_unchanged(run_dir, config):
     """For `--resume`: raises unless `config`'s data, read as the run reads
-    it (`config.image_size`), still is what the run started on.
+    it (`config.reading()`), still is what the run started on.
 
     Raises:
         ValueError: one line naming the data, the run and what changed.
         RuntimeError: the run's dataset.json is unusable (`read`).
     """
     record = read(run_dir, config.dataset)
-    check_matches(record, run_dir, DatasetRecord.of(config.dataset, config.image_size))
+    check_matches(record, run_dir, DatasetRecord.of(config.dataset, **config.reading()))
 
 
-def check_matches(record, run_dir, current=None):
+def check_matches(record, run_dir, current=None, channels=None):
     """Raises unless the data now (`current`; default: read at the
-    recorded size, as `evaluate` reads it) match the run's `record`.
+    recorded size with the run's `--channels`, as `evaluate` reads it)
+    match the run's `record`.
 
     Raises:
         ValueError: one line naming the data, the run and what changed.
     """
-    current = current or DatasetRecord.of(record.dataset, record.image_size)
+    current = current or DatasetRecord.of(record.dataset, record.image_size, channels)
     changes = record.differences(current)
     if changes:
         raise ValueError(

@@ -36,6 +36,7 @@ from keras_dropact.training import faults
 from keras_dropact.training import hparams
 from keras_dropact.training import results as results_lib
 from keras_dropact.training import run_files
+from keras_dropact.training import user_models
 from keras_dropact.training.backups import is_backup_file
 from keras_dropact.training.config import TrainConfig
 # The toolkit's writers and readers under the names of keras-dropact 0.1.0.
@@ -72,9 +73,11 @@ def log_csv(history):
 
 
 def default_path(config):
-    """runs/MODEL-DATASET-ACTIVATION-TIME."""
+    """runs/MODEL-DATASET-ACTIVATION-TIME (MODEL: `user_models.label`, e.g.
+    MobileNetV2 for keras.applications.MobileNetV2)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return os.path.join("runs", f"{config.model}-{config.dataset}-{config.activation}-{stamp}")
+    model = user_models.label(config.model)
+    return os.path.join("runs", f"{model}-{config.dataset}-{config.activation}-{stamp}")
 
 
 class RunDir:

@@ -26,6 +26,7 @@ this module, so that one set of rules holds for all of them:
 
 import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
@@ -194,6 +195,15 @@ def read_record(path, what, fix, parse):
         raise RuntimeError(
             f"{path!r} is not {what} ({error}); it is left as it is. {fix}"
         ) from None
+
+
+def sha256(path):
+    """The SHA-256 of the file at `path`, as 64 hex digits (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def has_kind(value, kind):

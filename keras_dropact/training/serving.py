@@ -12,7 +12,7 @@ client sends what the dataset stores and reads class names back:
                        signals as generated, and no image-bytes signature.
     serve_image_bytes  image_bytes: string [batch], encoded PNG/JPEG/BMP/GIF
                        (first frame) of any size; converted to C channels
-                       (`to_channels`), and, if its size
+                       (`pipelines.image_ops.to_channels`), and, if its size
                        is not H x W, resized to H x W with bilinear
                        `tf.image.resize` (aspect ratio not kept), rounded and
                        clipped to uint8: the rule `folder:` data is read with.
@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_dropact.pipelines import augment
+from keras_dropact.pipelines import image_ops
 from keras_dropact.pipelines import registry
 
 TOP_K = 5
@@ -270,15 +271,10 @@ class ServingFunctions:
         with tf.control_dependencies([check]):
             # channels=0: every format decodes (GIF and BMP refuse channels=1).
             image = tf.io.decode_image(data, expand_animations=False, dtype=tf.uint8)
-        image = to_channels(image, channels)
+        image = image_ops.to_channels(image, channels)
         size = tf.shape(image)[:2]
-
-        def resize():
-            resized = tf.image.resize(image, (height, width))
-            return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-
         same_size = tf.logical_and(tf.equal(size[0], height), tf.equal(size[1], width))
-        image = tf.cond(same_size, lambda: image, resize)
+        image = tf.cond(same_size, lambda: image, lambda: image_ops.resize(image, height, width))
         return tf.ensure_shape(image, self.spec.shape)
 
 
@@ -288,14 +284,3 @@ def to_8bit(raw, stored_max):
     exactly on the stored integers."""
     scaled = np.round(np.asarray(raw, np.float64) * (255.0 / stored_max))
     return scaled.astype(np.uint8)
-
-
-def to_channels(image, channels):
-    """uint8 [H, W, 1..4] -> [H, W, channels]: alpha dropped, grayscale
-    repeated to RGB, RGB to grayscale by `tf.image.rgb_to_grayscale` (ITU-R
-    BT.601 weights)."""
-    image = tf.cond(tf.equal(tf.shape(image)[-1] % 2, 0), lambda: image[..., :-1], lambda: image)
-    have = tf.shape(image)[-1]
-    if channels == 3:
-        return tf.cond(tf.equal(have, 1), lambda: tf.tile(image, [1, 1, 3]), lambda: image)
-    return tf.cond(tf.equal(have, 3), lambda: tf.image.rgb_to_grayscale(image), lambda: image)

@@ -8,7 +8,8 @@ A SOURCE is
 - a run directory: its final `model.keras`, or, for a run that has not
   finished, the `checkpoint.keras` of its last finished epoch; its
   config.json (`RunDir.read_config`, read once) and the data it recorded
-  (`run_dataset.read`), with its `--data-dir`;
+  (`run_dataset.read`), with its `--data-dir`; the module of a
+  `module:function` model is imported (`user_models.register`);
 - a `.keras` file, with the dataset it was trained on (`--dataset`);
 - for `predict` only (`saved_model=True`), an exported SavedModel version
   folder, or its model folder (the highest version, as TF Serving picks).
@@ -22,6 +23,7 @@ import os
 
 from keras_dropact.training import run_dataset
 from keras_dropact.training import run_dir as rd
+from keras_dropact.training import user_models
 from keras_dropact.training.config import TrainConfig
 from keras_dropact.training.run_dataset import DatasetRecord
 
@@ -100,6 +102,8 @@ def resolve(path, dataset=None, saved_model=False):
     model = model_file(path)
     run = rd.RunDir(path)
     config = run.read_config() if os.path.isfile(run.file(rd.CONFIG)) else None
+    if config is not None:
+        user_models.register(config.model)  # A builder's layers, for model.keras.
     if dataset is not None:
         return Source(path, model, config=config, record=DatasetRecord.of(dataset))
     if config is None:

@@ -11,7 +11,9 @@ nothing behind and the same command, corrected, can use the same
 - `--train-size` is at most the training split's size;
 - the model preset exists and its family takes the dataset's examples
   (images for the CNNs, flat vectors for `mlp`) and the recipe's
-  arguments (`--dropout` only for the Wide ResNets);
+  arguments (`--dropout` only for the Wide ResNets); a model that is not a
+  preset (`user_models`) is built once: it takes the data as read and
+  gives one logit per class, and has sites to convert;
 - the dataset exists, its augmentation suits it (no image augmentation on
   1-D signals), and its data is there: a TFDS dataset prepared in
   `--data-dir` (or downloadable, without `--data-dir`, when the network
@@ -25,10 +27,29 @@ import inspect
 
 from keras_dropact import models
 from keras_dropact import pipelines
+from keras_dropact.training import user_models
+
+
+def _check_user_model(config, info, recipe):
+    """A model that is not a preset, built once (`user_models.build`): it
+    fits the data and, for dropact, has sites to convert."""
+    if recipe.dropout is not None:
+        source = "--dropout" if config.dropout is not None else f"recipe {config.recipe!r}"
+        raise ValueError(f"Dropout {recipe.dropout} (from {source}) is for the Wide ResNet "
+                         f"presets; --model {config.model} has its own layers. Leave out --dropout.")
+    if config.mixed_precision and user_models.kind(config.model) == "file":
+        raise ValueError(f"--mixed-precision: --model {config.model} keeps the dtype policies it "
+                         "was saved with; build it under mixed precision with a module:function.")
+    user_models.build(config, info["shape"], info["num_classes"], recipe.weight_decay)
 
 
 def _check_model(config, info, recipe):
-    preset = models.get_preset(config.model)  # Lists the presets.
+    what = user_models.kind(config.model)
+    if what is None:
+        raise user_models.unknown(config.model)
+    if what != "preset":
+        return _check_user_model(config, info, recipe)
+    preset = models.get_preset(config.model)
     arguments = config.model_arguments()
     if "dropout" in arguments and "dropout" not in _family_arguments(preset):
         with_dropout = [
@@ -71,7 +92,7 @@ def validate(config, model_builder=None, num_replicas=1):
         MissingExtraError: a package the dataset needs is not installed.
     """
     # Lists the datasets; a folder's layout, images and size.
-    info = pipelines.info(config.dataset, image_size=config.image_size)
+    info = pipelines.info(config.dataset, **config.reading())
     if config.image_size is None and len(info["shape"]) == 3:
         problem = pipelines.image_size_problem(*info["shape"][:2])
         if problem:
@@ -99,8 +120,8 @@ def validate(config, model_builder=None, num_replicas=1):
     # Pipelines check their arguments (augmentation vs data, seed) when made.
     pipelines.dataset_fn(
         config.dataset, "train", recipe.batch_size, augment=config.augmentation(info),
-        data_dir=config.data_dir, shuffle=True, seed=config.seed, image_size=config.image_size,
-        take=config.train_size,
+        data_dir=config.data_dir, shuffle=True, seed=config.seed, take=config.train_size,
+        **config.reading(),
     )
     # With --data-dir the data must be prepared there: never download.
     pipelines.ensure_available(
