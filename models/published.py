@@ -36,6 +36,7 @@ import re
 
 import keras
 
+from keras_dropact.errors import error_text
 from keras_dropact import layers as _layers  # noqa: F401 - registers the layers for loading.
 
 CONFIG = "config.json"
@@ -133,10 +134,8 @@ def from_preset(path):
         model = keras.saving.deserialize_keras_object(config)
         model.load_weights(os.path.join(folder, WEIGHTS))
     except Exception as error:  # noqa: BLE001 - any failure means unusable.
-        lines = str(error).strip().splitlines() or [type(error).__name__]
         raise ValueError(
-            f"Cannot load the model published in {folder!r} ({type(error).__name__}: "
-            f"{lines[0]})."
+            f"Cannot load the model published in {folder!r} ({error_text(error)})."
         ) from error
     return model
 

@@ -6,6 +6,8 @@ import zipfile
 
 import keras
 
+from keras_dropact.errors import error_text
+from keras_dropact.errors import first_line
 from keras_dropact.training import run_dir as rd
 from keras_dropact.training import sources
 
@@ -26,7 +28,7 @@ def load_model(source):
     except (zipfile.BadZipFile, OSError) as error:
         raise RuntimeError(
             f"Model file {path!r} is corrupt or unreadable (not a complete .keras "
-            f"archive: {_first_line(error)}); {fix}."
+            f"archive: {first_line(error)}); {fix}."
         ) from None
     if damaged is not None:
         raise RuntimeError(
@@ -72,10 +74,6 @@ def _load(loader, path, problem, fix=""):
         return loader(path)
     except Exception as error:  # noqa: BLE001 - any failure means unusable.
         raise RuntimeError(
-            f"{problem} ({type(error).__name__}: {_first_line(error)}){fix}."
+            f"{problem} ({error_text(error)}){fix}."
         ) from error
 
-
-def _first_line(error):
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__

@@ -9,6 +9,7 @@ Hub (the network, a token, permissions) is one line naming the repository.
 """
 
 from keras_dropact import __version__
+from keras_dropact.errors import error_text
 from keras_dropact.extras import require
 
 # What the Hub puts into every new repository.
@@ -58,8 +59,7 @@ def _call(repo_id, call):
     try:
         return call()
     except Exception as error:  # noqa: BLE001 - HTTP, token, network: all one line.
-        lines = str(error).strip().splitlines() or [type(error).__name__]
         raise RuntimeError(
             f"The Hugging Face Hub refused or could not be reached for hf://{repo_id} "
-            f"({type(error).__name__}: {lines[0]}). Nothing was published."
+            f"({error_text(error)}). Nothing was published."
         ) from error

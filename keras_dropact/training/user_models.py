@@ -40,6 +40,7 @@ import keras
 from keras_dropact import models
 from keras_dropact.convert import activation_sites
 from keras_dropact.convert import convert
+from keras_dropact.errors import error_text
 from keras_dropact.training.run_files import sha256
 
 APPLICATIONS = "keras.applications."
@@ -176,7 +177,7 @@ def import_builder(name):
             module = importlib.import_module(module_name)
         except ImportError as error:
             raise ValueError(f"--model {name}: importing {module_name!r} failed: "
-                             f"{_first_line(error)}") from None
+                             f"{error_text(error)}") from None
     function = getattr(module, function_name, None)
     if not callable(function):
         raise ValueError(f"--model {name}: module {module_name!r} has no function {function_name!r}.")
@@ -195,10 +196,6 @@ def _size(height, width):
     return str(height) if height == width else f"{height}x{width}"
 
 
-def _first_line(error):
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"
-
 
 def _application(config, shape, num_classes):
     name = config.model[len(APPLICATIONS):]
@@ -214,14 +211,14 @@ def _application(config, shape, num_classes):
         minimum = re.search(r"at least (\d+)x(\d+)", str(error))
         if minimum is None:
             raise ValueError(f"--model {config.model} cannot be built for images of shape "
-                             f"{tuple(shape)}: {_first_line(error)}") from None
+                             f"{tuple(shape)}: {error_text(error)}") from None
         raise ValueError(
             f"--model {config.model} needs images of at least {minimum[1]}x{minimum[2]} "
             f"pixels; {config.dataset} gives {shape[0]}x{shape[1]}: read them larger with "
             f"--image-size {_size(int(minimum[1]), int(minimum[2]))} (or more)."
         ) from None
     except TypeError as error:
-        raise ValueError(f"--model-kwargs do not fit {config.model}: {_first_line(error)}") from None
+        raise ValueError(f"--model-kwargs do not fit {config.model}: {error_text(error)}") from None
 
 
 def _load_file(path):
@@ -229,7 +226,7 @@ def _load_file(path):
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # noqa: BLE001 - any failure means unusable.
         raise ValueError(
-            f"Cannot load --model {path!r} ({_first_line(error)}). A model of custom layers "
+            f"Cannot load --model {path!r} ({error_text(error)}). A model of custom layers "
             "loads from a package.module:function that imports them and calls "
             "keras.saving.load_model."
         ) from None
@@ -241,7 +238,7 @@ def _call_builder(config, shape, num_classes):
         model = function(tuple(shape), num_classes, **(config.model_kwargs or {}))
     except (TypeError, ValueError) as error:
         raise ValueError(f"--model {config.model}(input_shape={tuple(shape)}, num_classes="
-                         f"{num_classes}, **model_kwargs) failed: {_first_line(error)}") from None
+                         f"{num_classes}, **model_kwargs) failed: {error_text(error)}") from None
     if not isinstance(model, keras.Model):
         raise ValueError(f"--model {config.model} returned {type(model).__name__}, not a keras.Model.")
     return model
@@ -255,7 +252,7 @@ def _load_weights(model, config):
         model.load_weights(config.weights)
     except Exception as error:  # noqa: BLE001 - any failure means it does not fit.
         raise ValueError(f"--weights {config.weights!r} do not fit --model {config.model} as "
-                         f"built for {config.dataset}: {_first_line(error)}") from None
+                         f"built for {config.dataset}: {error_text(error)}") from None
 
 
 def base_model(config, shape, num_classes):
@@ -341,7 +338,7 @@ def with_weight_decay(model, weight_decay):
         copy = keras.models.clone_model(model, clone_function=clone_function, recursive=True)
     except (ValueError, TypeError, NotImplementedError) as error:
         raise ValueError(f"The model cannot take the recipe's weight decay {weight_decay} (its "
-                         f"layers are copied with get_config/from_config): {_first_line(error)}. "
+                         f"layers are copied with get_config/from_config): {error_text(error)}. "
                          "Train it with --weight-decay 0.") from None
     for old, new in pairs:
         new.set_weights(old.get_weights())
